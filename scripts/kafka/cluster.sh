@@ -1,0 +1,525 @@
+#!/usr/bin/env bash
+# Run a local Apache Kafka (KRaft) cluster of 1 or 3 combined broker+controller
+# nodes as plain background JVM processes, for Courier's integration and fault
+# tests. Everything lives in one directory (--dir); ports default to free ones
+# so a test cluster never collides with another instance.
+#
+#   cluster.sh start --brokers 1|3 --dir DIR [--port-base P] [--timeout S]
+#                    [--set key=value]...
+#   cluster.sh stop --dir DIR
+#   cluster.sh status --dir DIR            (exit 3 if some node is not running)
+#   cluster.sh start-node --dir DIR --node I [--no-wait]
+#   cluster.sh kill-node --dir DIR --node I [--signal KILL|STOP|CONT|TERM]
+#   cluster.sh topics --dir DIR ARGS...    (TopicCommand against the cluster)
+#   cluster.sh run-class --dir DIR CLASS ARGS...  (any Kafka CLI class)
+#
+# Layout of DIR: nodeI.properties, nodeI/data (log.dirs), nodeI/server.log
+# (full INFO log), nodeI.log (stdout/stderr: WARN+ and JVM output), nodeI.pid,
+# nodeI.start (relaunches node I), cluster.conf, cluster.id, bootstrap, env.
+#
+# Env: KAFKA_VERSION, COURIER_CACHE (see fetch.sh); KAFKA_JAVA (java binary,
+# default `java`; Kafka 4.x needs 17+); KAFKA_HEAP_OPTS (default
+# "-Xms256m -Xmx512m"); KAFKA_EXTRA_JVM_OPTS.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$here/../lib.sh"
+LOG_TAG=kafka-cluster
+
+JAVA="${KAFKA_JAVA:-java}"
+# Modest heap: the brokers share a 2-core machine with Rust builds and tests.
+HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+# The flags kafka-run-class.sh uses (KAFKA_JVM_PERFORMANCE_OPTS), plus
+# ExitOnOutOfMemoryError so a sick broker dies visibly instead of limping.
+PERF_OPTS="-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true"
+STARTED_MSG="Kafka Server started"
+PROBE_TOPIC="__courier_ready"
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# ---------------------------------------------------------------- helpers
+
+abs_dir() {
+  mkdir -p "$1"
+  (cd "$1" && pwd)
+}
+
+# Load DIR/cluster.conf (written by start): KAFKA_HOME, BROKERS, CLIENT_PORTS,
+# CONTROLLER_PORTS.
+load_conf() {
+  [[ -f "$DIR/cluster.conf" ]] || die "no cluster in $DIR (missing cluster.conf; run start first)"
+  # shellcheck source=/dev/null
+  source "$DIR/cluster.conf"
+}
+
+# Short-lived CLI JVMs: small heap, serial GC and C1 only start fastest.
+# TOOL_TIMEOUT (seconds) bounds a call that could hang on a sick cluster.
+run_tool() {
+  local guard=()
+  [[ -n "${TOOL_TIMEOUT:-}" ]] && guard=(timeout "$TOOL_TIMEOUT")
+  "${guard[@]}" "$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$here/log4j2-tools.properties" \
+    -cp "$KAFKA_HOME/libs/*" "$@"
+}
+
+node_pid() {
+  local f="$DIR/node$1.pid"
+  if [[ -f "$f" ]]; then cat "$f"; fi
+}
+
+# node_state I -> running | stopped (SIGSTOP) | dead. Checks the command line
+# too, so a recycled pid of some other process is not mistaken for the node.
+node_state() {
+  local pid state
+  pid="$(node_pid "$1")"
+  if ! pid_is_node "$pid" "$1"; then
+    echo dead
+    return
+  fi
+  # Field 3 of /proc/PID/stat, after the parenthesised command name.
+  state="$(sed -e 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1)"
+  case "$state" in
+    Z | X) echo dead ;;
+    T | t) echo stopped ;;
+    *) echo running ;;
+  esac
+}
+
+# pid_is_node PID I: PID exists and is the JVM of node I.
+pid_is_node() {
+  [[ -n "$1" && -r "/proc/$1/cmdline" ]] &&
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$DIR/node$2.properties"
+}
+
+node_alive() {
+  [[ "$(node_state "$1")" != dead ]]
+}
+
+server_log() {
+  echo "$DIR/node$1/server.log"
+}
+
+log_size() {
+  local f
+  f="$(server_log "$1")"
+  if [[ -f "$f" ]]; then stat -c %s "$f"; else echo 0; fi
+}
+
+# started_since I OFFSET: node I logged STARTED_MSG after byte OFFSET of its
+# server.log (from the start if the file was rolled over and is now shorter).
+started_since() {
+  local f off=$2
+  f="$(server_log "$1")"
+  [[ -f "$f" ]] || return 1
+  if (($(stat -c %s "$f") < off)); then off=0; fi
+  tail -c +"$((off + 1))" "$f" | grep -qF "$STARTED_MSG"
+}
+
+show_node_logs() {
+  local i
+  for i in "$@"; do
+    log "---- node $i: tail of $DIR/node$i.log"
+    tail -n 20 "$DIR/node$i.log" >&2 2>/dev/null || true
+    log "---- node $i: errors in $(server_log "$i")"
+    grep -E ' (ERROR|FATAL) ' "$(server_log "$i")" 2>/dev/null | tail -n 10 >&2 || true
+  done
+}
+
+# ------------------------------------------------------------- node config
+
+# write_node_files I: nodeI.properties and the nodeI.start launcher.
+write_node_files() {
+  local i=$1 cport=${CLIENT_PORT_ARR[$1 - 1]} kport=${CONTROLLER_PORT_ARR[$1 - 1]}
+  local rf=$BROKERS min_isr=1
+  ((BROKERS > 1)) && min_isr=2
+  local props="$DIR/node$i.properties"
+  {
+    echo "# Generated by scripts/kafka/cluster.sh; node $i of $BROKERS."
+    echo "process.roles=broker,controller"
+    echo "node.id=$i"
+    # Static quorum: every node knows all voters up front, so formatting needs
+    # no --standalone / --initial-controllers and all nodes format alike.
+    echo "controller.quorum.voters=$VOTERS"
+    echo "listeners=PLAINTEXT://127.0.0.1:$cport,CONTROLLER://127.0.0.1:$kport"
+    echo "advertised.listeners=PLAINTEXT://127.0.0.1:$cport,CONTROLLER://127.0.0.1:$kport"
+    echo "inter.broker.listener.name=PLAINTEXT"
+    echo "controller.listener.names=CONTROLLER"
+    echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    echo "log.dirs=$DIR/node$i/data"
+    echo "num.partitions=$BROKERS"
+    echo "default.replication.factor=$rf"
+    echo "min.insync.replicas=$min_isr"
+    echo "offsets.topic.replication.factor=$rf"
+    echo "transaction.state.log.replication.factor=$rf"
+    echo "transaction.state.log.min.isr=$min_isr"
+    echo "share.coordinator.state.topic.replication.factor=$rf"
+    echo "share.coordinator.state.topic.min.isr=$min_isr"
+    # Fewer internal partitions than the default 50: creating
+    # __consumer_offsets on first consumer-group use is then quick on 2 cores.
+    echo "offsets.topic.num.partitions=5"
+    echo "transaction.state.log.num.partitions=5"
+    echo "share.coordinator.state.topic.num.partitions=5"
+    echo "group.initial.rebalance.delay.ms=0"
+    # Tests create their topics explicitly; a typo must not create one.
+    echo "auto.create.topics.enable=false"
+    echo "num.network.threads=2"
+    echo "num.io.threads=4"
+    local kv
+    for kv in "${EXTRA_SETTINGS[@]}"; do
+      echo "$kv"
+    done
+  } >"$props"
+
+  local start="$DIR/node$i.start"
+  local java_cmd=("$JAVA")
+  local opt
+  # Word splitting of the option strings is intended here.
+  # shellcheck disable=SC2206
+  java_cmd+=($HEAP_OPTS $PERF_OPTS ${KAFKA_EXTRA_JVM_OPTS:-})
+  java_cmd+=("-Dlog4j2.configurationFile=$here/log4j2.properties"
+    "-Dkafka.logs.dir=$DIR/node$i"
+    -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$props")
+  {
+    echo '#!/usr/bin/env bash'
+    echo "# Relaunch node $i of the Kafka cluster in $DIR with the same config,"
+    echo "# appending to its log. Generated by scripts/kafka/cluster.sh."
+    echo 'set -euo pipefail'
+    printf 'cd %q\n' "$DIR"
+    # nohup + full redirection (stdin too): the broker survives the calling
+    # shell and never holds a caller's pipe open (e.g. $(cluster.sh start)).
+    printf 'nohup'
+    for opt in "${java_cmd[@]}"; do printf ' %q' "$opt"; done
+    printf ' >>%q 2>&1 </dev/null &\n' "$DIR/node$i.log"
+    printf 'echo "$!" >%q\n' "$DIR/node$i.pid"
+  } >"$start"
+  chmod +x "$start"
+}
+
+launch_node() {
+  local i=$1
+  mkdir -p "$DIR/node$i"
+  printf '==== %s launching node %s\n' "$(date '+%F %T')" "$i" >>"$DIR/node$i.log"
+  "$DIR/node$i.start"
+}
+
+# ------------------------------------------------------------- readiness
+
+# probe_ready: the probe topic with RF=N exists and every partition has all N
+# replicas in its ISR, i.e. all brokers are registered, unfenced and
+# replicating. Creating it needs N live brokers; describing checks the ISR.
+probe_ready() {
+  local bs out
+  bs="$(cat "$DIR/bootstrap")"
+  TOOL_TIMEOUT=30 run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" \
+    --create --if-not-exists --topic "$PROBE_TOPIC" --partitions 1 \
+    --replication-factor "$BROKERS" >/dev/null || return 1
+  out="$(TOOL_TIMEOUT=30 run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" \
+    --describe --topic "$PROBE_TOPIC")" || return 1
+  # Lines look like: "Topic: t Partition: 0 Leader: 2 Replicas: 2,3,1 Isr: 2,3,1 ..."
+  awk -v n="$BROKERS" '
+    /Partition:/ { parts++; for (f = 1; f < NF; f++) if ($f == "Isr:") { if (split($(f + 1), a, ",") == n) ok++ } }
+    END { exit !(parts > 0 && parts == ok) }' <<<"$out"
+}
+
+# wait_started TIMEOUT I:OFFSET...: wait for each node's STARTED_MSG; fail at
+# once if a node's process died.
+wait_started() {
+  local deadline=$((SECONDS + $1)) spec i off pending
+  shift
+  while :; do
+    pending=()
+    for spec in "$@"; do
+      i=${spec%%:*} off=${spec#*:}
+      if ! node_alive "$i"; then
+        log "node $i exited during startup"
+        show_node_logs "$i"
+        return 1
+      fi
+      started_since "$i" "$off" || pending+=("$i")
+    done
+    ((${#pending[@]} == 0)) && return 0
+    if ((SECONDS >= deadline)); then
+      log "timed out waiting for '$STARTED_MSG' from node(s) ${pending[*]}"
+      show_node_logs "${pending[@]}"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# --------------------------------------------------------------- commands
+
+cmd_start() {
+  local port_base="" timeout=90
+  BROKERS=""
+  EXTRA_SETTINGS=()
+  while (($#)); do
+    case "$1" in
+      --brokers) BROKERS=$2; shift 2 ;;
+      --dir) DIR=$2; shift 2 ;;
+      --port-base) port_base=$2; shift 2 ;;
+      --timeout) timeout=$2; shift 2 ;;
+      --set) EXTRA_SETTINGS+=("$2"); shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ "$BROKERS" == 1 || "$BROKERS" == 3 ]] || die "--brokers must be 1 or 3"
+  [[ -n "${DIR:-}" ]] || usage
+  DIR="$(abs_dir "$DIR")"
+
+  local i
+  if [[ -f "$DIR/cluster.conf" ]]; then
+    # shellcheck source=/dev/null
+    source "$DIR/cluster.conf"
+    for ((i = 1; i <= BROKERS_OLD; i++)); do
+      node_alive "$i" && die "node $i of a cluster in $DIR is still running; stop it first"
+    done
+  fi
+  # A fresh cluster every time: remove only what this script creates, so a
+  # --dir pointing somewhere unexpected loses nothing else.
+  rm -rf "$DIR"/node[0-9] "$DIR"/node[0-9].* "$DIR"/{cluster.conf,cluster.id,bootstrap,env}
+
+  local t0=$SECONDS
+  KAFKA_HOME="$("$here/fetch.sh")"
+
+  # Ports: client ports from --port-base (consecutive) or free ones; the
+  # controller ports are always free ones, so only client ports are fixed.
+  local ports
+  mapfile -t ports < <(free_ports $((2 * BROKERS)))
+  CLIENT_PORT_ARR=() CONTROLLER_PORT_ARR=()
+  for ((i = 0; i < BROKERS; i++)); do
+    if [[ -n "$port_base" ]]; then
+      CLIENT_PORT_ARR+=($((port_base + i)))
+      port_in_use $((port_base + i)) && die "port $((port_base + i)) is already in use"
+    else
+      CLIENT_PORT_ARR+=("${ports[$((BROKERS + i))]}")
+    fi
+    CONTROLLER_PORT_ARR+=("${ports[$i]}")
+  done
+  VOTERS=""
+  local bootstrap=""
+  for ((i = 1; i <= BROKERS; i++)); do
+    VOTERS+="${VOTERS:+,}$i@127.0.0.1:${CONTROLLER_PORT_ARR[$i - 1]}"
+    bootstrap+="${bootstrap:+,}127.0.0.1:${CLIENT_PORT_ARR[$i - 1]}"
+  done
+
+  for ((i = 1; i <= BROKERS; i++)); do
+    write_node_files "$i"
+  done
+  {
+    printf 'KAFKA_HOME=%q\n' "$KAFKA_HOME"
+    printf 'BROKERS=%q\nBROKERS_OLD=%q\n' "$BROKERS" "$BROKERS"
+    printf 'CLIENT_PORTS=%q\n' "${CLIENT_PORT_ARR[*]}"
+    printf 'CONTROLLER_PORTS=%q\n' "${CONTROLLER_PORT_ARR[*]}"
+  } >"$DIR/cluster.conf"
+  echo "$bootstrap" >"$DIR/bootstrap"
+  {
+    printf 'export COURIER_TEST_BOOTSTRAP=%q\n' "$bootstrap"
+    printf 'export COURIER_TEST_KAFKA_DIR=%q\n' "$DIR"
+    printf 'export COURIER_TEST_KAFKA_BROKERS=%q\n' "$BROKERS"
+  } >"$DIR/env"
+
+  # Format every node's storage with one shared cluster id (in parallel: each
+  # StorageTool run is a ~1 s JVM start).
+  local cluster_id pids=()
+  cluster_id="$(run_tool kafka.tools.StorageTool random-uuid)"
+  echo "$cluster_id" >"$DIR/cluster.id"
+  for ((i = 1; i <= BROKERS; i++)); do
+    mkdir -p "$DIR/node$i"
+    run_tool kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$DIR/node$i.properties" >"$DIR/node$i/format.log" 2>&1 &
+    pids+=($!)
+  done
+  for ((i = 1; i <= BROKERS; i++)); do
+    wait "${pids[$i - 1]}" || { cat "$DIR/node$i/format.log" >&2; die "formatting node $i failed"; }
+  done
+
+  local specs=()
+  for ((i = 1; i <= BROKERS; i++)); do
+    launch_node "$i"
+    specs+=("$i:0")
+  done
+  log "started $BROKERS node(s) in $DIR (bootstrap $bootstrap), waiting up to ${timeout}s"
+
+  local deadline=$((SECONDS + timeout)) all
+  if ! wait_started "$timeout" "${specs[@]}"; then
+    cmd_stop_loaded
+    die "cluster did not start"
+  fi
+  if ! wait_for $((deadline > SECONDS ? deadline - SECONDS : 1)) \
+    "topic $PROBE_TOPIC with RF=$BROKERS and full ISR" probe_ready; then
+    mapfile -t all < <(seq 1 "$BROKERS")
+    show_node_logs "${all[@]}"
+    cmd_stop_loaded
+    die "cluster did not become ready"
+  fi
+  log "cluster ready in $((SECONDS - t0))s: $bootstrap (env: $DIR/env)"
+  echo "$bootstrap"
+}
+
+# Stop all nodes of the loaded cluster: CONT (a SIGSTOPped JVM cannot act on
+# TERM), TERM for a clean shutdown, then KILL whatever is left after 30 s.
+cmd_stop_loaded() {
+  local i pid any=0
+  for ((i = 1; i <= BROKERS; i++)); do
+    if node_alive "$i"; then
+      pid="$(node_pid "$i")"
+      kill -CONT "$pid" 2>/dev/null || true
+      kill -TERM "$pid" 2>/dev/null || true
+      any=1
+    fi
+  done
+  ((any)) || return 0
+  local deadline=$((SECONDS + 30)) left
+  while :; do
+    left=()
+    for ((i = 1; i <= BROKERS; i++)); do
+      node_alive "$i" && left+=("$i")
+    done
+    ((${#left[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      log "node(s) ${left[*]} ignored SIGTERM for 30s; sending SIGKILL"
+      for i in "${left[@]}"; do
+        kill -KILL "$(node_pid "$i")" 2>/dev/null || true
+      done
+      sleep 1
+      break
+    fi
+    sleep 0.5
+  done
+  log "stopped cluster in $DIR"
+}
+
+cmd_stop() {
+  parse_dir_only "$@"
+  load_conf
+  cmd_stop_loaded
+}
+
+cmd_status() {
+  parse_dir_only "$@"
+  load_conf
+  local i st rc=0 cports kports
+  read -r -a cports <<<"$CLIENT_PORTS"
+  read -r -a kports <<<"$CONTROLLER_PORTS"
+  echo "cluster $DIR: $BROKERS node(s), bootstrap $(cat "$DIR/bootstrap")"
+  for ((i = 1; i <= BROKERS; i++)); do
+    st="$(node_state "$i")"
+    [[ "$st" == running ]] || rc=3
+    printf 'node %d: %-8s pid %-8s client 127.0.0.1:%s controller 127.0.0.1:%s\n' \
+      "$i" "$st" "$(node_pid "$i")" "${cports[$i - 1]}" "${kports[$i - 1]}"
+  done
+  return "$rc"
+}
+
+cmd_start_node() {
+  local node="" wait=1 timeout=60
+  while (($#)); do
+    case "$1" in
+      --dir) DIR=$2; shift 2 ;;
+      --node) node=$2; shift 2 ;;
+      --no-wait) wait=0; shift ;;
+      --timeout) timeout=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n "${DIR:-}" && -n "$node" ]] || usage
+  DIR="$(abs_dir "$DIR")"
+  load_conf
+  ((node >= 1 && node <= BROKERS)) || die "no node $node (cluster has $BROKERS)"
+  node_alive "$node" && die "node $node is already running (pid $(node_pid "$node"))"
+  local off
+  off="$(log_size "$node")"
+  launch_node "$node"
+  log "relaunched node $node (pid $(node_pid "$node"))"
+  if ((wait)); then
+    wait_started "$timeout" "$node:$off" || die "node $node did not start"
+    log "node $node started"
+  fi
+}
+
+cmd_kill_node() {
+  local node="" sig=KILL
+  while (($#)); do
+    case "$1" in
+      --dir) DIR=$2; shift 2 ;;
+      --node) node=$2; shift 2 ;;
+      --signal) sig=${2#SIG}; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n "${DIR:-}" && -n "$node" ]] || usage
+  DIR="$(abs_dir "$DIR")"
+  load_conf
+  case "$sig" in KILL | STOP | CONT | TERM) ;; *) die "unsupported signal $sig" ;; esac
+  node_alive "$node" || die "node $node is not running"
+  local pid
+  pid="$(node_pid "$node")"
+  kill -"$sig" "$pid"
+  # A stopped JVM only acts on TERM once continued.
+  if [[ "$sig" == TERM ]]; then kill -CONT "$pid" 2>/dev/null || true; fi
+  # For KILL/TERM, return only once the process is gone, so a test can
+  # relaunch the node (same ports, same data dir) right away.
+  if [[ "$sig" == KILL || "$sig" == TERM ]]; then
+    if ! wait_for 30 "node $node (pid $pid) to exit after SIG$sig" \
+      pid_gone "$pid" "$node"; then
+      die "node $node still running after SIG$sig"
+    fi
+  fi
+  log "sent SIG$sig to node $node (pid $pid)"
+}
+
+pid_gone() {
+  ! pid_is_node "$1" "$2" || [[ "$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" == Z ]]
+}
+
+cmd_topics() {
+  [[ "${1:-}" == --dir ]] || usage
+  DIR="$(abs_dir "$2")"
+  shift 2
+  load_conf
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cat "$DIR/bootstrap")" "$@"
+}
+
+cmd_run_class() {
+  [[ "${1:-}" == --dir ]] || usage
+  DIR="$(abs_dir "$2")"
+  shift 2
+  load_conf
+  (($#)) || usage
+  run_tool "$@"
+}
+
+parse_dir_only() {
+  while (($#)); do
+    case "$1" in
+      --dir) DIR=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n "${DIR:-}" ]] || usage
+  DIR="$(abs_dir "$DIR")"
+}
+
+main() {
+  (($#)) || usage
+  local cmd=$1
+  shift
+  case "$cmd" in
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    status) cmd_status "$@" ;;
+    start-node) cmd_start_node "$@" ;;
+    kill-node) cmd_kill_node "$@" ;;
+    topics) cmd_topics "$@" ;;
+    run-class) cmd_run_class "$@" ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,245 @@
+//! The CloudEvents Kafka protocol binding, binary mode: attributes become `ce_*` headers,
+//! `datacontenttype` becomes `content-type`, `data` becomes the record value and
+//! `partitionkey` the record key. Any CloudEvents SDK can read what Courier writes.
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use crate::envelope::{Category, Data, Event, EventError, ExtensionValue, SPEC_VERSION};
+
+/// Prefix of every attribute header.
+pub const HEADER_PREFIX: &str = "ce_";
+/// Header carrying `datacontenttype`.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
+/// The parts of a Kafka record that carry an event (the topic is chosen elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// Record key: the `partitionkey` attribute.
+    pub key: Option<Vec<u8>>,
+    /// Record value: the event's data.
+    pub value: Option<Vec<u8>>,
+    /// Headers in write order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl KafkaRecord {
+    /// The first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Maps an event onto a Kafka record.
+pub fn to_record(event: &Event) -> KafkaRecord {
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(8 + event.extensions.len());
+    let mut put = |name: &str, value: &str| {
+        headers.push((format!("{HEADER_PREFIX}{name}"), value.as_bytes().to_vec()));
+    };
+    put("specversion", SPEC_VERSION);
+    put("id", &event.id);
+    put("source", &event.source);
+    put("type", &event.ty);
+    if let Some(v) = &event.subject {
+        put("subject", v);
+    }
+    if let Some(v) = &event.time {
+        put("time", v);
+    }
+    if let Some(v) = &event.dataschema {
+        put("dataschema", v);
+    }
+    put("category", event.category.as_str());
+    if let Some(v) = &event.errortype {
+        put("errortype", v);
+    }
+    if let Some(v) = &event.partitionkey {
+        put("partitionkey", v);
+    }
+    for (name, value) in &event.extensions {
+        put(name, &value.to_string());
+    }
+    if let Some(ct) = &event.datacontenttype {
+        headers.push((CONTENT_TYPE_HEADER.to_owned(), ct.as_bytes().to_vec()));
+    }
+    KafkaRecord {
+        key: event.partitionkey.as_ref().map(|k| k.as_bytes().to_vec()),
+        value: event.data.as_ref().map(|d| d.as_bytes().to_vec()),
+        headers,
+    }
+}
+
+/// Reads an event back from a Kafka record written in binary mode. Extension values come
+/// back as strings: the binding does not carry their types.
+pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
+    let mut attrs: BTreeMap<&str, String> = BTreeMap::new();
+    let mut datacontenttype = None;
+    for (name, value) in &record.headers {
+        let text = std::str::from_utf8(value)
+            .map_err(|_| EventError::Invalid {
+                name: name.clone(),
+                reason: "header value is not UTF-8".into(),
+            })?
+            .to_owned();
+        if name == CONTENT_TYPE_HEADER {
+            datacontenttype = Some(text);
+        } else if let Some(attr) = name.strip_prefix(HEADER_PREFIX) {
+            if attrs.insert(attr, text).is_some() {
+                return Err(EventError::Duplicate(name.clone()));
+            }
+        }
+    }
+    let mut take = |name: &'static str| attrs.remove(name);
+    match take("specversion").as_deref() {
+        Some(SPEC_VERSION) => {}
+        Some(_) => {
+            return Err(EventError::Invalid {
+                name: "ce_specversion".into(),
+                reason: "unsupported".into(),
+            });
+        }
+        None => return Err(EventError::Missing("specversion")),
+    }
+    let id = take("id").ok_or(EventError::Missing("id"))?;
+    let source = take("source").ok_or(EventError::Missing("source"))?;
+    let ty = take("type").ok_or(EventError::Missing("type"))?;
+    let subject = take("subject");
+    let time = take("time");
+    let dataschema = take("dataschema");
+    let category = match take("category") {
+        Some(c) => Category::parse(&c).ok_or_else(|| EventError::Invalid {
+            name: "ce_category".into(),
+            reason: format!("unknown category `{c}`"),
+        })?,
+        None => Category::Event,
+    };
+    let errortype = take("errortype");
+    let partitionkey = take("partitionkey");
+    let extensions = attrs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), ExtensionValue::String(v)))
+        .collect();
+    let data = record.value.as_ref().map(|bytes| {
+        let json_declared = datacontenttype.as_deref().is_some_and(is_json_media_type);
+        match json_declared
+            .then(|| std::str::from_utf8(bytes).ok())
+            .flatten()
+            .and_then(|s| RawValue::from_string(s.to_owned()).ok())
+        {
+            Some(raw) => Data::Json(raw),
+            None => Data::Binary(bytes.clone()),
+        }
+    });
+    Ok(Event {
+        id,
+        source,
+        ty,
+        subject,
+        time,
+        datacontenttype,
+        dataschema,
+        data,
+        category,
+        errortype,
+        partitionkey,
+        extensions,
+        id_assigned: false,
+    })
+}
+
+/// `application/json`, `text/json` or any `+json` media type, parameters ignored.
+pub fn is_json_media_type(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn maps_attributes_key_and_value() {
+        let e = Event::from_json(
+            br#"{"specversion":"1.0","id":"42","source":"/billing","type":"invoice.paid",
+                 "partitionkey":"cust-7","region":"eu","retries":3,"data":{"amount":5}}"#,
+        )
+        .unwrap();
+        let r = to_record(&e);
+        assert_eq!(r.key.as_deref(), Some(&b"cust-7"[..]));
+        assert_eq!(r.value.as_deref(), Some(&br#"{"amount":5}"#[..]));
+        assert_eq!(r.header("ce_id"), Some(&b"42"[..]));
+        assert_eq!(r.header("ce_source"), Some(&b"/billing"[..]));
+        assert_eq!(r.header("ce_category"), Some(&b"event"[..]));
+        assert_eq!(r.header("ce_retries"), Some(&b"3"[..]));
+        assert_eq!(r.header("content-type"), Some(&b"application/json"[..]));
+        assert_eq!(r.header("ce_errortype"), None);
+    }
+
+    fn ident() -> impl Strategy<Value = String> {
+        "[a-z0-9]{1,12}"
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        "[ -~]{1,40}"
+    }
+
+    prop_compose! {
+        fn arb_event()(
+            id in text(), source in "[a-z/:._-]{1,30}", ty in text(),
+            subject in proptest::option::of(text()),
+            partitionkey in proptest::option::of(text()),
+            error in proptest::option::of(ident()),
+            log in any::<bool>(),
+            ext in proptest::collection::btree_map("x[a-z0-9]{0,8}", text(), 0..4),
+            json in proptest::option::of(any::<i64>()),
+            binary in proptest::collection::vec(any::<u8>(), 0..64),
+        ) -> Event {
+            let category = match (&error, log) {
+                (Some(_), _) => Category::Error,
+                (None, true) => Category::Log,
+                (None, false) => Category::Event,
+            };
+            let (data, datacontenttype) = match json {
+                Some(n) => (
+                    Data::Json(RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap()),
+                    "application/json".to_owned(),
+                ),
+                None => (Data::Binary(binary), "application/octet-stream".to_owned()),
+            };
+            Event {
+                id, source, ty, subject, time: None,
+                datacontenttype: Some(datacontenttype), dataschema: None, data: Some(data),
+                category, errortype: error, partitionkey,
+                extensions: ext.into_iter().map(|(k, v)| (k, ExtensionValue::String(v))).collect(),
+                id_assigned: false,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn binary_mode_round_trips(event in arb_event()) {
+            let back = from_record(&to_record(&event)).unwrap();
+            prop_assert_eq!(back, event);
+        }
+
+        #[test]
+        fn structured_json_maps_to_headers_that_read_back(event in arb_event()) {
+            let record = to_record(&event);
+            for (name, _) in &record.headers {
+                prop_assert!(name == CONTENT_TYPE_HEADER || name.starts_with(HEADER_PREFIX));
+            }
+            prop_assert_eq!(record.key.clone(), event.partitionkey.map(String::into_bytes));
+        }
+    }
+}

@@ -1,0 +1,605 @@
+//! The CloudEvents 1.0 envelope as Courier accepts it: structured-mode JSON, one event, a
+//! JSON array batch, or NDJSON, plus Courier's `category`, `errortype` and `partitionkey`
+//! extension attributes.
+//!
+//! Parsing is split in two on purpose. The JSON *syntax* is read first (a failure there is the
+//! client sending something that is not JSON: HTTP 400); the *attributes* are validated second
+//! (a well-formed object that is not a valid event: HTTP 422, per event in a batch). `data` is
+//! kept as the raw JSON text the client sent, so it reaches Kafka byte for byte without a
+//! parse-and-reserialise round.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The only CloudEvents version Courier speaks.
+pub const SPEC_VERSION: &str = "1.0";
+/// Longest extension attribute name accepted (the spec recommends 20; some SDKs use more).
+pub const MAX_EXTENSION_NAME_LEN: usize = 64;
+
+/// What an event is for; decides its topic through the [`crate::NamingPolicy`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// A business event (the default).
+    #[default]
+    Event,
+    /// A log line.
+    Log,
+    /// An error report; requires `errortype`.
+    Error,
+}
+
+impl Category {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Log => "log",
+            Self::Error => "error",
+        }
+    }
+
+    /// Parses the attribute value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "event" => Some(Self::Event),
+            "log" => Some(Self::Log),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The payload of an event.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// JSON `data`, exactly as the client wrote it.
+    Json(Box<RawValue>),
+    /// Binary `data_base64`, decoded.
+    Binary(Vec<u8>),
+}
+
+impl Data {
+    /// The bytes that become the Kafka record value.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Json(raw) => raw.get().as_bytes(),
+            Self::Binary(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// The value of an extension attribute (CloudEvents allows no nesting).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum ExtensionValue {
+    /// A string (also URI, URI-reference and timestamp attributes).
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Boolean(bool),
+}
+
+impl fmt::Display for ExtensionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::String(s) => f.write_str(s),
+            Self::Integer(i) => write!(f, "{i}"),
+            Self::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A validated CloudEvent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `id`: unique per `source`; assigned by the proxy (UUIDv7) when the client sent none.
+    pub id: String,
+    /// `source`: the producing service's URI reference; the service name is derived from it.
+    pub source: String,
+    /// `type`.
+    pub ty: String,
+    /// `subject`.
+    pub subject: Option<String>,
+    /// `time`, RFC 3339, kept as sent.
+    pub time: Option<String>,
+    /// `datacontenttype`; `application/json` when `data` is JSON and none was given.
+    pub datacontenttype: Option<String>,
+    /// `dataschema`.
+    pub dataschema: Option<String>,
+    /// `data` or `data_base64`.
+    pub data: Option<Data>,
+    /// Courier's `category` extension.
+    pub category: Category,
+    /// Courier's `errortype` extension; present exactly when `category` is `error`.
+    pub errortype: Option<String>,
+    /// The CloudEvents `partitionkey` extension; becomes the Kafka record key.
+    pub partitionkey: Option<String>,
+    /// All other extension attributes, by name.
+    pub extensions: BTreeMap<String, ExtensionValue>,
+    /// True when the proxy assigned `id`.
+    pub id_assigned: bool,
+}
+
+/// Why a body or an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The bytes are not JSON (or not one complete JSON value).
+    #[error("malformed JSON: {0}")]
+    Syntax(String),
+    /// Valid JSON of the wrong shape (e.g. a number where an event object belongs).
+    #[error("{0}")]
+    Shape(String),
+    /// A required attribute is missing.
+    #[error("missing required attribute `{0}`")]
+    Missing(&'static str),
+    /// An attribute appears twice in one event object.
+    #[error("attribute `{0}` appears more than once")]
+    Duplicate(String),
+    /// An attribute has a value the spec does not allow.
+    #[error("attribute `{name}` is invalid: {reason}")]
+    Invalid {
+        /// The attribute's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl EventError {
+    fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the body was not valid JSON at all (HTTP 400) rather than a JSON value that is
+    /// not a valid event (HTTP 422).
+    pub fn is_syntax(&self) -> bool {
+        matches!(self, Self::Syntax(_))
+    }
+
+    fn from_json(e: &serde_json::Error) -> Self {
+        match e.classify() {
+            serde_json::error::Category::Data => Self::Shape(e.to_string()),
+            _ => Self::Syntax(e.to_string()),
+        }
+    }
+}
+
+/// The attributes of one event object as read from JSON, before validation.
+#[derive(Debug, Default)]
+struct RawFields {
+    attrs: Vec<(String, Value)>,
+    data: Option<Box<RawValue>>,
+    duplicate: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for RawFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = RawFields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a CloudEvent JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields, A::Error> {
+                let mut out = RawFields::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let seen = key == "data" && out.data.is_some()
+                        || out.attrs.iter().any(|(k, _)| *k == key);
+                    if seen && out.duplicate.is_none() {
+                        out.duplicate = Some(key.clone());
+                    }
+                    if key == "data" {
+                        // Kept raw: forwarded to Kafka byte for byte.
+                        out.data = Some(map.next_value::<Box<RawValue>>()?);
+                    } else {
+                        let value = map.next_value::<Value>()?;
+                        out.attrs.push((key, value));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+impl Event {
+    /// Parses and validates one structured-mode event.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
+        let fields: RawFields =
+            serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e))?;
+        Self::validate(fields)
+    }
+
+    /// Parses a JSON array of events (`application/cloudevents-batch+json`). The outer
+    /// `Err` is a body that is not a JSON array; each element is validated on its own, so one
+    /// bad event does not sink the others.
+    pub fn batch_from_json(bytes: &[u8]) -> Result<Vec<Result<Self, EventError>>, EventError> {
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e))?;
+        Ok(items
+            .into_iter()
+            .map(|raw| Self::from_json(raw.get().as_bytes()))
+            .collect())
+    }
+
+    /// Parses newline-delimited JSON, one event per non-blank line, each validated on its own
+    /// (a line that is not JSON is that line's error, not the body's).
+    pub fn batch_from_ndjson(bytes: &[u8]) -> Vec<Result<Self, EventError>> {
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+            .map(Self::from_json)
+            .collect()
+    }
+
+    fn validate(fields: RawFields) -> Result<Self, EventError> {
+        if let Some(name) = fields.duplicate {
+            return Err(EventError::Duplicate(name));
+        }
+        let mut specversion = None;
+        let mut id = None;
+        let mut source = None;
+        let mut ty = None;
+        let mut subject = None;
+        let mut time = None;
+        let mut datacontenttype = None;
+        let mut dataschema = None;
+        let mut data_base64 = None;
+        let mut category = None;
+        let mut errortype = None;
+        let mut partitionkey = None;
+        let mut extensions = BTreeMap::new();
+
+        for (name, value) in fields.attrs {
+            // The JSON format treats a null attribute as absent.
+            if value.is_null() {
+                continue;
+            }
+            match name.as_str() {
+                "specversion" => specversion = Some(string_attr(&name, value)?),
+                "id" => id = Some(non_empty(&name, value)?),
+                "source" => source = Some(uri_reference(&name, value)?),
+                "type" => ty = Some(non_empty(&name, value)?),
+                "subject" => subject = Some(string_attr(&name, value)?),
+                "time" => {
+                    let t = string_attr(&name, value)?;
+                    chrono::DateTime::parse_from_rfc3339(&t).map_err(|e| {
+                        EventError::invalid(&name, format!("not an RFC 3339 timestamp ({e})"))
+                    })?;
+                    time = Some(t);
+                }
+                "datacontenttype" => datacontenttype = Some(non_empty(&name, value)?),
+                "dataschema" => dataschema = Some(uri_reference(&name, value)?),
+                "data_base64" => {
+                    let encoded = string_attr(&name, value)?;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(encoded.as_bytes())
+                        .map_err(|e| EventError::invalid(&name, format!("not base64 ({e})")))?;
+                    data_base64 = Some(bytes);
+                }
+                "category" => {
+                    let c = string_attr(&name, value)?;
+                    category = Some(Category::parse(&c).ok_or_else(|| {
+                        EventError::invalid(&name, "must be one of `event`, `log`, `error`")
+                    })?);
+                }
+                "errortype" => errortype = Some(non_empty(&name, value)?),
+                "partitionkey" => partitionkey = Some(non_empty(&name, value)?),
+                _ => {
+                    check_extension_name(&name)?;
+                    let v = extension_value(&name, value)?;
+                    extensions.insert(name, v);
+                }
+            }
+        }
+
+        match specversion.as_deref() {
+            None => return Err(EventError::Missing("specversion")),
+            Some(SPEC_VERSION) => {}
+            Some(other) => {
+                return Err(EventError::invalid(
+                    "specversion",
+                    format!(
+                        "`{other}` is not supported; Courier speaks CloudEvents {SPEC_VERSION}"
+                    ),
+                ));
+            }
+        }
+        let source = source.ok_or(EventError::Missing("source"))?;
+        let ty = ty.ok_or(EventError::Missing("type"))?;
+
+        let data = match (fields.data, data_base64) {
+            (Some(_), Some(_)) => {
+                return Err(EventError::invalid(
+                    "data_base64",
+                    "an event carries `data` or `data_base64`, not both",
+                ));
+            }
+            (Some(raw), None) => Some(Data::Json(raw)),
+            (None, Some(bytes)) => Some(Data::Binary(bytes)),
+            (None, None) => None,
+        };
+        if matches!(data, Some(Data::Json(_))) && datacontenttype.is_none() {
+            // The JSON format implies application/json; making it explicit keeps the binary
+            // binding (content-type header) lossless.
+            datacontenttype = Some("application/json".to_owned());
+        }
+
+        // `errortype` alone implies an error event; any other explicit category refuses it.
+        let category = match (category, &errortype) {
+            (None, Some(_)) => Category::Error,
+            (Some(c), _) => c,
+            (None, None) => Category::Event,
+        };
+        match (category, &errortype) {
+            (Category::Error, None) => return Err(EventError::Missing("errortype")),
+            (Category::Event | Category::Log, Some(_)) => {
+                return Err(EventError::invalid(
+                    "errortype",
+                    format!("only allowed with category `error`, not `{category}`"),
+                ));
+            }
+            _ => {}
+        }
+
+        let (id, id_assigned) = match id {
+            Some(id) => (id, false),
+            None => (uuid::Uuid::now_v7().to_string(), true),
+        };
+        Ok(Self {
+            id,
+            source,
+            ty,
+            subject,
+            time,
+            datacontenttype,
+            dataschema,
+            data,
+            category,
+            errortype,
+            partitionkey,
+            extensions,
+            id_assigned,
+        })
+    }
+}
+
+fn string_attr(name: &str, value: Value) -> Result<String, EventError> {
+    match value {
+        Value::String(s) => Ok(s),
+        other => Err(EventError::invalid(
+            name,
+            format!("must be a string, got {}", json_kind(&other)),
+        )),
+    }
+}
+
+fn non_empty(name: &str, value: Value) -> Result<String, EventError> {
+    let s = string_attr(name, value)?;
+    if s.is_empty() {
+        return Err(EventError::invalid(name, "must not be empty"));
+    }
+    Ok(s)
+}
+
+fn uri_reference(name: &str, value: Value) -> Result<String, EventError> {
+    let s = non_empty(name, value)?;
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EventError::invalid(
+            name,
+            "must be a URI reference (no whitespace or control characters)",
+        ));
+    }
+    Ok(s)
+}
+
+fn check_extension_name(name: &str) -> Result<(), EventError> {
+    let legal = !name.is_empty()
+        && name.len() <= MAX_EXTENSION_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if legal {
+        Ok(())
+    } else {
+        Err(EventError::invalid(
+            name,
+            format!(
+                "unknown attribute; extension names are 1 to {MAX_EXTENSION_NAME_LEN} lowercase letters or digits"
+            ),
+        ))
+    }
+}
+
+fn extension_value(name: &str, value: Value) -> Result<ExtensionValue, EventError> {
+    match value {
+        Value::String(s) => Ok(ExtensionValue::String(s)),
+        Value::Bool(b) => Ok(ExtensionValue::Boolean(b)),
+        Value::Number(n) => n.as_i64().map(ExtensionValue::Integer).ok_or_else(|| {
+            EventError::invalid(name, "numbers in extension attributes must be integers")
+        }),
+        other => Err(EventError::invalid(
+            name,
+            format!(
+                "extension attributes are strings, integers or booleans, got {}",
+                json_kind(&other)
+            ),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(json: &str) -> Event {
+        Event::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn err(json: &str) -> EventError {
+        Event::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_event_gets_defaults_and_an_id() {
+        let e = ok(r#"{"specversion":"1.0","source":"/billing","type":"invoice.paid"}"#);
+        assert_eq!(e.category, Category::Event);
+        assert!(e.id_assigned);
+        assert_eq!(uuid::Uuid::parse_str(&e.id).unwrap().get_version_num(), 7);
+        assert!(e.data.is_none());
+        assert!(e.datacontenttype.is_none());
+    }
+
+    #[test]
+    fn data_is_kept_byte_for_byte() {
+        let e =
+            ok(r#"{"specversion":"1.0","id":"a","source":"s","type":"t","data":{"b": [1, 2.50]}}"#);
+        assert_eq!(e.data.unwrap().as_bytes(), br#"{"b": [1, 2.50]}"#);
+        assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
+    }
+
+    #[test]
+    fn errortype_implies_error_and_is_required_for_it() {
+        let e = ok(r#"{"specversion":"1.0","source":"s","type":"t","errortype":"timeout"}"#);
+        assert_eq!(e.category, Category::Error);
+        assert_eq!(
+            err(r#"{"specversion":"1.0","source":"s","type":"t","category":"error"}"#),
+            EventError::Missing("errortype")
+        );
+        assert!(matches!(
+            err(r#"{"specversion":"1.0","source":"s","type":"t","category":"log","errortype":"x"}"#),
+            EventError::Invalid { name, .. } if name == "errortype"
+        ));
+    }
+
+    #[test]
+    fn refusals_name_the_attribute() {
+        assert_eq!(
+            err(r#"{"source":"s","type":"t"}"#),
+            EventError::Missing("specversion")
+        );
+        assert_eq!(
+            err(r#"{"specversion":"1.0","type":"t"}"#),
+            EventError::Missing("source")
+        );
+        assert_eq!(
+            err(r#"{"specversion":"1.0","source":"s","type":"t","type":"u"}"#),
+            EventError::Duplicate("type".into())
+        );
+        for (json, attr) in [
+            (
+                r#"{"specversion":"0.3","source":"s","type":"t"}"#,
+                "specversion",
+            ),
+            (r#"{"specversion":"1.0","source":"s","type":5}"#, "type"),
+            (
+                r#"{"specversion":"1.0","source":"a b","type":"t"}"#,
+                "source",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","time":"yesterday"}"#,
+                "time",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","Bad":"x"}"#,
+                "Bad",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","ext":{"a":1}}"#,
+                "ext",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","ext":1.5}"#,
+                "ext",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","data_base64":"!!"}"#,
+                "data_base64",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","data":1,"data_base64":"AA=="}"#,
+                "data_base64",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","category":"metric"}"#,
+                "category",
+            ),
+        ] {
+            match err(json) {
+                EventError::Invalid { name, .. } => assert_eq!(name, attr, "{json}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_and_shape_errors_are_told_apart() {
+        assert!(err(r#"{"specversion":"1.0""#).is_syntax());
+        assert!(err("not json").is_syntax());
+        assert!(!err("[1,2]").is_syntax());
+        assert!(!err("42").is_syntax());
+    }
+
+    #[test]
+    fn batches_validate_each_event() {
+        let out = Event::batch_from_json(
+            br#"[{"specversion":"1.0","source":"s","type":"t"}, {"source":"s"}, 3]"#,
+        )
+        .unwrap();
+        assert!(out[0].is_ok());
+        assert_eq!(out[1], Err(EventError::Missing("specversion")));
+        assert!(matches!(out[2], Err(EventError::Shape(_))));
+        assert!(
+            Event::batch_from_json(b"{}")
+                .unwrap_err()
+                .to_string()
+                .contains("sequence")
+        );
+        assert!(Event::batch_from_json(b"[").unwrap_err().is_syntax());
+    }
+
+    #[test]
+    fn ndjson_lines_are_independent() {
+        let body = b"{\"specversion\":\"1.0\",\"source\":\"s\",\"type\":\"t\"}\n\n{oops\n  \n";
+        let out = Event::batch_from_ndjson(body);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].is_ok());
+        assert!(out[1].as_ref().unwrap_err().is_syntax());
+    }
+}

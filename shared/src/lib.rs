@@ -1,0 +1,16 @@
+//! Types every Courier component agrees on: the CloudEvents envelope Courier accepts, the
+//! policy that names a topic for an event, the mapping of an event onto a Kafka record
+//! (CloudEvents Kafka protocol binding, binary mode) and the problem codes of the HTTP API.
+//!
+//! Everything here is sans-I/O: pure functions over bytes and structs, so the proxy, the
+//! consumers and the client share one definition and the fuzzers can reach all of it.
+
+pub mod binding;
+pub mod envelope;
+pub mod problem;
+pub mod topic;
+
+pub use binding::{KafkaRecord, from_record, to_record};
+pub use envelope::{Category, Data, Event, EventError, ExtensionValue};
+pub use problem::{Problem, ProblemKind};
+pub use topic::{NamingPolicy, TopicError};

@@ -1,0 +1,158 @@
+//! RFC 9457 problem details: the one error shape of Courier's HTTP API, with a stable `type`
+//! per problem so clients can branch on it.
+
+use serde::{Deserialize, Serialize};
+
+/// Media type of a problem document.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every problem the API can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// The body is JSON but not a valid CloudEvent (or batch of them).
+    InvalidEvent,
+    /// The `Content-Type` is not one the endpoint accepts.
+    UnsupportedMediaType,
+    /// The body is larger than the configured limit.
+    PayloadTooLarge,
+    /// One event is larger than the configured limit.
+    EventTooLarge,
+    /// The batch holds more events than allowed.
+    TooManyEvents,
+    /// The batch holds no event.
+    EmptyBatch,
+    /// The topic name is illegal, or no topic can be named for the event.
+    InvalidTopic,
+    /// The explicit topic does not exist and will not be created.
+    UnknownTopic,
+    /// Kafka did not acknowledge the event in time, and it was not stored.
+    KafkaUnavailable,
+    /// The intake queue is full.
+    Overloaded,
+    /// The proxy is shutting down.
+    ShuttingDown,
+    /// No such route.
+    NotFound,
+    /// A bug or unexpected failure inside the proxy.
+    Internal,
+}
+
+impl ProblemKind {
+    /// Stable short code, the last segment of the `type` URI.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed-json",
+            Self::InvalidEvent => "invalid-event",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::EventTooLarge => "event-too-large",
+            Self::TooManyEvents => "too-many-events",
+            Self::EmptyBatch => "empty-batch",
+            Self::InvalidTopic => "invalid-topic",
+            Self::UnknownTopic => "unknown-topic",
+            Self::KafkaUnavailable => "kafka-unavailable",
+            Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "shutting-down",
+            Self::NotFound => "not-found",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::MalformedJson | Self::EmptyBatch => 400,
+            Self::NotFound | Self::UnknownTopic => 404,
+            Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::InvalidEvent | Self::InvalidTopic => 422,
+            Self::Overloaded => 429,
+            Self::KafkaUnavailable | Self::ShuttingDown => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// Short human title, the same for every occurrence.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "The body is not valid JSON",
+            Self::InvalidEvent => "The event is not a valid CloudEvent",
+            Self::UnsupportedMediaType => "Unsupported content type",
+            Self::PayloadTooLarge => "The body is too large",
+            Self::EventTooLarge => "The event is too large",
+            Self::TooManyEvents => "Too many events in one request",
+            Self::EmptyBatch => "The batch holds no event",
+            Self::InvalidTopic => "No legal topic for this event",
+            Self::UnknownTopic => "The topic does not exist",
+            Self::KafkaUnavailable => "Kafka did not acknowledge the event; it was not accepted",
+            Self::Overloaded => "The proxy is at capacity; retry later",
+            Self::ShuttingDown => "The proxy is shutting down; retry on another instance",
+            Self::NotFound => "Not found",
+            Self::Internal => "Internal error",
+        }
+    }
+
+    /// The `type` URI.
+    pub fn type_uri(self) -> String {
+        format!("urn:courier:problem:{}", self.code())
+    }
+
+    /// True when the same request may succeed later unchanged.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            Self::KafkaUnavailable | Self::Overloaded | Self::ShuttingDown
+        )
+    }
+}
+
+/// A problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// URI naming the problem kind.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// Summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened to this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    /// A problem of this kind with a detail.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: kind.type_uri(),
+            title: kind.title().to_owned(),
+            status: kind.status(),
+            detail: Some(detail.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retriable_kinds_are_5xx_or_429() {
+        for kind in [
+            ProblemKind::KafkaUnavailable,
+            ProblemKind::Overloaded,
+            ProblemKind::ShuttingDown,
+        ] {
+            assert!(kind.is_retriable());
+            assert!(kind.status() == 429 || kind.status() >= 500);
+        }
+        assert!(!ProblemKind::InvalidEvent.is_retriable());
+        let p = Problem::new(ProblemKind::MalformedJson, "x");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["type"], "urn:courier:problem:malformed-json");
+        assert_eq!(json["status"], 400);
+    }
+}
