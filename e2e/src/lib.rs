@@ -1,1 +1,151 @@
+//! Fixtures for Courier's end-to-end tests and benchmarks.
+//!
+//! The Kafka cluster is started once per test run by `scripts/test.sh` (three replicated
+//! brokers on free loopback ports) and handed over through `COURIER_TEST_BOOTSTRAP`; tests
+//! never start brokers themselves. Each test starts its own proxy in-process on an ephemeral
+//! port and uses unique service names, so tests run in parallel without sharing topics.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use courier_proxy::Config;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Environment variable holding the bootstrap address of the test cluster.
+pub const BOOTSTRAP_ENV: &str = "COURIER_TEST_BOOTSTRAP";
+
+/// The test cluster's bootstrap servers. Panics with instructions when none was started.
+pub fn bootstrap() -> String {
+    std::env::var(BOOTSTRAP_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{BOOTSTRAP_ENV} is not set: run the suite with `scripts/test.sh`, which starts a \
+             three-broker Kafka cluster, or point {BOOTSTRAP_ENV} at a running cluster"
+        )
+    })
+}
+
+/// A name no other test (or earlier run against the same cluster) uses.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}{}", &id[id.len() - 10..])
+}
+
+/// A proxy running in-process on an ephemeral loopback port.
+#[derive(Debug)]
+pub struct TestProxy {
+    /// Its address.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), courier_proxy::server::ServerError>>,
+}
+
+impl TestProxy {
+    /// Starts a proxy against the test cluster, after `tweak` adjusted its configuration.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        config.kafka.bootstrap_servers = bootstrap();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        tweak(&mut config);
+        config.validate().expect("test configuration is valid");
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(courier_proxy::run(config, listener, shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Shuts the proxy down gracefully and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("proxy task panicked")
+            .expect("proxy stopped with an error");
+    }
+}
+
+/// A CloudEvent as JSON.
+pub fn event_json(id: &str, source: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut e = serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": "test.event",
+        "data": {"id": id, "n": 1},
+    });
+    if let (Some(obj), serde_json::Value::Object(extra)) = (e.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    e
+}
+
+/// A consumer in a fresh group that reads `topics` from the beginning.
+pub fn consumer(topics: &[&str]) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("test-reader-"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(topics).expect("subscribe");
+    consumer
+}
+
+/// Reads `topics` until `want` distinct `ce_id`s were seen or `timeout` passed; returns the
+/// first record of each id (duplicates are counted in the second value).
+pub async fn read_by_id(
+    topics: &[&str],
+    want: usize,
+    timeout: Duration,
+) -> (HashMap<String, OwnedMessage>, usize) {
+    let consumer = consumer(topics);
+    let deadline = Instant::now() + timeout;
+    let mut seen: HashMap<String, OwnedMessage> = HashMap::new();
+    let mut duplicates = 0;
+    while seen.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left.min(Duration::from_secs(1)), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let m = m.detach();
+                let Some(id) = header(&m, "ce_id") else {
+                    continue;
+                };
+                if seen.insert(id, m).is_some() {
+                    duplicates += 1;
+                }
+            }
+            Ok(Err(e)) => panic!("consumer error: {e}"),
+            Err(_) => {}
+        }
+    }
+    (seen, duplicates)
+}
+
+/// A header of a record, as text.
+pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}

@@ -1,1 +1,18 @@
+//! Courier's HTTP-to-Kafka gateway.
+//!
+//! Services POST CloudEvents; the proxy validates them, routes each to a topic through the
+//! naming policy (creating topics on first use), and answers 200 only after Kafka
+//! acknowledged the event with `acks=all`. See the README's delivery contract.
+//!
+//! [`server::run`] serves on a given listener until a cancellation token fires, so tests start
+//! the real proxy in-process on an ephemeral port.
 
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod server;
+pub mod topics;
+
+pub use config::Config;
+pub use server::run;

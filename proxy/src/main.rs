@@ -1,1 +1,90 @@
-fn main() {}
+//! `courier-proxy`: parses flags, loads the configuration, installs logging and signal
+//! handlers, and runs [`courier_proxy::run`].
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use courier_proxy::Config;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Courier's HTTP-to-Kafka gateway.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (`COURIER_CONFIG`).
+    #[arg(long, env = "COURIER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Kafka bootstrap servers (overrides `kafka.bootstrap_servers`).
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Print the effective configuration as TOML-compatible JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Args {
+    fn overrides(&self) -> Value {
+        let mut o = Map::new();
+        if let Some(listen) = self.listen {
+            o.insert("listen".into(), json!(listen.to_string()));
+        }
+        if let Some(b) = &self.bootstrap_servers {
+            o.insert("kafka".into(), json!({ "bootstrap_servers": b }));
+        }
+        Value::Object(o)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing();
+    let config = Config::load(args.config.as_deref(), args.overrides())?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    courier_proxy::run(config, listener, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// JSON logs when stdout is not a terminal (services, CI), human ones otherwise;
+/// `RUST_LOG` filters (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::io::stdout().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Run a local Apache Kafka (KRaft) cluster of 1 or 3 combined broker+controller
 # nodes as plain background JVM processes, for Courier's integration and fault
 # tests. Everything lives in one directory (--dir); ports default to free ones
 # so a test cluster never collides with another instance.
 #
 #   cluster.sh start --brokers 1|3 --dir DIR [--port-base P] [--timeout S]
-#                    [--set key=value]...
+#                    [--set key=value]... [--fresh]
+#       If DIR holds a stopped cluster of the same shape, start resumes it
+#       with its data; --fresh replaces it with a new, empty one.
 #   cluster.sh stop --dir DIR
 #   cluster.sh status --dir DIR            (exit 3 if some node is not running)
 #   cluster.sh start-node --dir DIR --node I [--no-wait]
@@ -23,7 +26,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib.sh
+# shellcheck source=../lib.sh
 source "$here/../lib.sh"
 LOG_TAG=kafka-cluster
 
@@ -37,11 +40,17 @@ STARTED_MSG="Kafka Server started"
 PROBE_TOPIC="__courier_ready"
 
 usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+  sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 # ---------------------------------------------------------------- helpers
+
+# squote S: S as a single-quoted shell word.
+squote() {
+  local q="'\\''"
+  printf "'%s'" "${1//\'/$q}"
+}
 
 abs_dir() {
   mkdir -p "$1"
@@ -91,8 +100,10 @@ node_state() {
 
 # pid_is_node PID I: PID exists and is the JVM of node I.
 pid_is_node() {
-  [[ -n "$1" && -r "/proc/$1/cmdline" ]] &&
-    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$DIR/node$2.properties"
+  local cmdline
+  [[ -n "$1" ]] || return 1
+  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
+  [[ "$cmdline" == *"$DIR/node$2.properties"* ]]
 }
 
 node_alive() {
@@ -116,7 +127,9 @@ started_since() {
   f="$(server_log "$1")"
   [[ -f "$f" ]] || return 1
   if (($(stat -c %s "$f") < off)); then off=0; fi
-  tail -c +"$((off + 1))" "$f" | grep -qF "$STARTED_MSG"
+  # No grep -q: exiting early could SIGPIPE tail and, with pipefail, turn a
+  # match into a failure.
+  tail -c +"$((off + 1))" "$f" | grep -F "$STARTED_MSG" >/dev/null
 }
 
 show_node_logs() {
@@ -127,6 +140,17 @@ show_node_logs() {
     log "---- node $i: errors in $(server_log "$i")"
     grep -E ' (ERROR|FATAL) ' "$(server_log "$i")" 2>/dev/null | tail -n 10 >&2 || true
   done
+}
+
+# A Kafka Uuid as `StorageTool random-uuid` prints it (URL-safe base64 of 16
+# random bytes, unpadded, never starting with '-'), without paying for a JVM.
+random_cluster_id() {
+  python3 -c 'import base64, os
+while True:
+    s = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not s.startswith("-") and s not in ("AAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAQ"):
+        print(s)
+        break'
 }
 
 # ------------------------------------------------------------- node config
@@ -254,7 +278,7 @@ wait_started() {
 # --------------------------------------------------------------- commands
 
 cmd_start() {
-  local port_base="" timeout=90
+  local port_base="" timeout=90 fresh=0
   BROKERS=""
   EXTRA_SETTINGS=()
   while (($#)); do
@@ -264,31 +288,91 @@ cmd_start() {
       --port-base) port_base=$2; shift 2 ;;
       --timeout) timeout=$2; shift 2 ;;
       --set) EXTRA_SETTINGS+=("$2"); shift 2 ;;
+      --fresh) fresh=1; shift ;;
       *) usage ;;
     esac
   done
   [[ "$BROKERS" == 1 || "$BROKERS" == 3 ]] || die "--brokers must be 1 or 3"
   [[ -n "${DIR:-}" ]] || usage
   DIR="$(abs_dir "$DIR")"
+  local t0=$SECONDS i resume=0
 
-  local i
+  # DIR may hold a cluster from an earlier start. Running: refuse. Stopped and
+  # started with the same shape: resume it with its data (scripts/up.sh relies
+  # on that). Otherwise only --fresh may replace it, so no data is lost by a
+  # typo in the arguments.
   if [[ -f "$DIR/cluster.conf" ]]; then
+    local want=$BROKERS
     # shellcheck source=/dev/null
     source "$DIR/cluster.conf"
-    for ((i = 1; i <= BROKERS_OLD; i++)); do
-      node_alive "$i" && die "node $i of a cluster in $DIR is still running; stop it first"
+    for ((i = 1; i <= BROKERS; i++)); do
+      node_alive "$i" && die "node $i of the cluster in $DIR is still running; stop it first"
     done
+    if ((!fresh)); then
+      local first_port=${CLIENT_PORTS%% *}
+      [[ "$BROKERS" == "$want" && (-z "$port_base" || "$port_base" == "$first_port") ]] ||
+        die "$DIR holds a stopped $BROKERS-node cluster (first port $first_port); pass --fresh to replace it"
+      for ((i = 1; i <= BROKERS; i++)); do
+        [[ -f "$DIR/node$i/data/meta.properties" && -x "$DIR/node$i.start" ]] ||
+          die "$DIR: node $i was never formatted; pass --fresh to recreate the cluster"
+      done
+      resume=1
+    fi
+    BROKERS=$want
   fi
-  # A fresh cluster every time: remove only what this script creates, so a
-  # --dir pointing somewhere unexpected loses nothing else.
-  rm -rf "$DIR"/node[0-9] "$DIR"/node[0-9].* "$DIR"/{cluster.conf,cluster.id,bootstrap,env}
 
-  local t0=$SECONDS
-  KAFKA_HOME="$("$here/fetch.sh")"
+  if ((resume)); then
+    ((${#EXTRA_SETTINGS[@]} == 0)) || log "resuming: --set ignored (config kept in $DIR/node*.properties)"
+    # The node*.start scripts name this version's jars; make sure they exist.
+    KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+    KAFKA_HOME="$(KAFKA_VERSION="$KAFKA_VERSION" "$here/fetch.sh")"
+    read -r -a CLIENT_PORT_ARR <<<"$CLIENT_PORTS"
+    read -r -a CONTROLLER_PORT_ARR <<<"$CONTROLLER_PORTS"
+    for i in "${CLIENT_PORT_ARR[@]}" "${CONTROLLER_PORT_ARR[@]}"; do
+      port_in_use "$i" && die "port $i of the stopped cluster in $DIR is now in use; pass --fresh"
+    done
+  else
+    # Remove only what this script creates, so a --dir pointing somewhere
+    # unexpected loses nothing else.
+    rm -rf "$DIR"/node[0-9] "$DIR"/node[0-9].* "$DIR"/{cluster.conf,cluster.id,bootstrap,env}
+    KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+    KAFKA_HOME="$(KAFKA_VERSION="$KAFKA_VERSION" "$here/fetch.sh")"
+    create_cluster "$port_base"
+  fi
 
+  local bootstrap specs=() all
+  bootstrap="$(cat "$DIR/bootstrap")"
+  # An interrupted or killed start must not leave orphan brokers behind.
+  trap 'log "interrupted; stopping nodes"; cmd_stop_loaded; exit 130' INT TERM
+  for ((i = 1; i <= BROKERS; i++)); do
+    specs+=("$i:$(log_size "$i")")
+    launch_node "$i"
+  done
+  log "$( ((resume)) && echo resumed || echo started) $BROKERS node(s) in $DIR (bootstrap $bootstrap), waiting up to ${timeout}s"
+
+  local deadline=$((SECONDS + timeout))
+  if ! wait_started "$timeout" "${specs[@]}"; then
+    cmd_stop_loaded
+    die "cluster did not start"
+  fi
+  if ! wait_for $((deadline > SECONDS ? deadline - SECONDS : 1)) \
+    "topic $PROBE_TOPIC with RF=$BROKERS and full ISR" probe_ready; then
+    mapfile -t all < <(seq 1 "$BROKERS")
+    show_node_logs "${all[@]}"
+    cmd_stop_loaded
+    die "cluster did not become ready"
+  fi
+  trap - INT TERM
+  log "cluster ready in $((SECONDS - t0))s: $bootstrap (env: $DIR/env)"
+  echo "$bootstrap"
+}
+
+# create_cluster PORT_BASE: pick ports, write all config files of a new
+# cluster and format every node's storage.
+create_cluster() {
+  local port_base=$1 i ports
   # Ports: client ports from --port-base (consecutive) or free ones; the
   # controller ports are always free ones, so only client ports are fixed.
-  local ports
   mapfile -t ports < <(free_ports $((2 * BROKERS)))
   CLIENT_PORT_ARR=() CONTROLLER_PORT_ARR=()
   for ((i = 0; i < BROKERS; i++)); do
@@ -311,22 +395,26 @@ cmd_start() {
     write_node_files "$i"
   done
   {
+    printf 'KAFKA_VERSION=%q\n' "$KAFKA_VERSION"
     printf 'KAFKA_HOME=%q\n' "$KAFKA_HOME"
-    printf 'BROKERS=%q\nBROKERS_OLD=%q\n' "$BROKERS" "$BROKERS"
+    printf 'BROKERS=%q\n' "$BROKERS"
     printf 'CLIENT_PORTS=%q\n' "${CLIENT_PORT_ARR[*]}"
     printf 'CONTROLLER_PORTS=%q\n' "${CONTROLLER_PORT_ARR[*]}"
   } >"$DIR/cluster.conf"
   echo "$bootstrap" >"$DIR/bootstrap"
+  # Single-quoted (not %q, which escapes the commas) so the file also reads
+  # well for tools that parse KEY='value' lines rather than sourcing them.
   {
-    printf 'export COURIER_TEST_BOOTSTRAP=%q\n' "$bootstrap"
-    printf 'export COURIER_TEST_KAFKA_DIR=%q\n' "$DIR"
-    printf 'export COURIER_TEST_KAFKA_BROKERS=%q\n' "$BROKERS"
+    echo "export COURIER_TEST_BOOTSTRAP=$(squote "$bootstrap")"
+    echo "export COURIER_TEST_KAFKA_DIR=$(squote "$DIR")"
+    echo "export COURIER_TEST_KAFKA_BROKERS=$BROKERS"
   } >"$DIR/env"
 
   # Format every node's storage with one shared cluster id (in parallel: each
-  # StorageTool run is a ~1 s JVM start).
+  # StorageTool run is a JVM start, seconds on a busy 2-core machine). With a
+  # static controller.quorum.voters no --standalone/--initial-controllers.
   local cluster_id pids=()
-  cluster_id="$(run_tool kafka.tools.StorageTool random-uuid)"
+  cluster_id="$(random_cluster_id)"
   echo "$cluster_id" >"$DIR/cluster.id"
   for ((i = 1; i <= BROKERS; i++)); do
     mkdir -p "$DIR/node$i"
@@ -337,28 +425,6 @@ cmd_start() {
   for ((i = 1; i <= BROKERS; i++)); do
     wait "${pids[$i - 1]}" || { cat "$DIR/node$i/format.log" >&2; die "formatting node $i failed"; }
   done
-
-  local specs=()
-  for ((i = 1; i <= BROKERS; i++)); do
-    launch_node "$i"
-    specs+=("$i:0")
-  done
-  log "started $BROKERS node(s) in $DIR (bootstrap $bootstrap), waiting up to ${timeout}s"
-
-  local deadline=$((SECONDS + timeout)) all
-  if ! wait_started "$timeout" "${specs[@]}"; then
-    cmd_stop_loaded
-    die "cluster did not start"
-  fi
-  if ! wait_for $((deadline > SECONDS ? deadline - SECONDS : 1)) \
-    "topic $PROBE_TOPIC with RF=$BROKERS and full ISR" probe_ready; then
-    mapfile -t all < <(seq 1 "$BROKERS")
-    show_node_logs "${all[@]}"
-    cmd_stop_loaded
-    die "cluster did not become ready"
-  fi
-  log "cluster ready in $((SECONDS - t0))s: $bootstrap (env: $DIR/env)"
-  echo "$bootstrap"
 }
 
 # Stop all nodes of the loaded cluster: CONT (a SIGSTOPped JVM cannot act on

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Resolve Apache Kafka (broker + CLI tools) and its runtime dependencies from
 # Maven Central into $(courier_cache_dir)/kafka-<version>/libs/, so tests can
 # run a real KRaft cluster as plain JVM processes (no Docker, no tarball: only
@@ -9,24 +10,19 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=scripts/lib.sh
+# shellcheck source=../lib.sh
 source "$here/../lib.sh"
 LOG_TAG=kafka-fetch
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
-# kafka_2.13 4.1.1 depends on log4j-api/-core 2.24.3 but ships no SLF4J
-# binding, so without one the broker logs through SLF4J's NOP logger. Kafka
-# 4.x still uses slf4j-api 1.7.x, hence the SLF4J 1 binding (-slf4j-impl, not
-# -slf4j2-impl); keep its version equal to the log4j-core that Kafka pulls.
-LOG4J_VERSION="${LOG4J_VERSION:-2.24.3}"
 # Pinned so the resolution does not depend on Maven's (old) default binding.
 DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 home="$(courier_cache_dir)/kafka-${KAFKA_VERSION}"
 marker="$home/.fetched"
-# The marker records what was resolved; a change here (e.g. another binding)
-# invalidates old caches.
-want="kafka_2.13+kafka-tools ${KAFKA_VERSION}; log4j-slf4j-impl ${LOG4J_VERSION}"
+# The marker records what was resolved; bump it when the recipe changes so
+# old caches are refetched.
+want="kafka_2.13+kafka-tools+log4j2-binding ${KAFKA_VERSION} v1"
 
 if [[ -f "$marker" && "$(cat "$marker")" == "$want" ]]; then
   printf '%s\n' "$home"
@@ -59,11 +55,6 @@ cat >"$work/pom.xml" <<POM
       <artifactId>kafka-tools</artifactId>
       <version>${KAFKA_VERSION}</version>
     </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-slf4j-impl</artifactId>
-      <version>${LOG4J_VERSION}</version>
-    </dependency>
   </dependencies>
 </project>
 POM
@@ -82,10 +73,31 @@ if ! "${MVN:-mvn}" -B -q --no-transfer-progress -f "$work/pom.xml" \
 fi
 
 # Sanity check: the classes cluster.sh relies on must be on the classpath.
-for jar in "kafka_2.13-${KAFKA_VERSION}.jar" "kafka-tools-${KAFKA_VERSION}.jar" \
-  "log4j-slf4j-impl-${LOG4J_VERSION}.jar" "log4j-core-${LOG4J_VERSION}.jar"; do
+for jar in "kafka_2.13-${KAFKA_VERSION}.jar" "kafka-tools-${KAFKA_VERSION}.jar"; do
   [[ -f "$home/libs.tmp/$jar" ]] || die "expected $jar among the resolved jars"
 done
+
+# kafka_2.13 (4.1.1) pulls log4j-api/-core but no SLF4J binding, so the broker
+# would log through SLF4J's NOP logger (nothing at all). Add the binding that
+# matches what was resolved: the log4j-core version, and the SLF4J major
+# (4.1 uses slf4j-api 1.7.x -> log4j-slf4j-impl; 2.x -> log4j-slf4j2-impl).
+jar_version() { # jar_version PREFIX: version of libs.tmp/PREFIX-<v>.jar
+  find "$home/libs.tmp" -maxdepth 1 -name "$1-[0-9]*.jar" -printf '%f\n' |
+    sed -e "s/^$1-//" -e 's/\.jar$//' | head -n1
+}
+log4j_version="$(jar_version log4j-core)"
+slf4j_version="$(jar_version slf4j-api)"
+[[ -n "$log4j_version" && -n "$slf4j_version" ]] ||
+  die "log4j-core or slf4j-api missing from Kafka's dependencies; logging recipe needs updating"
+binding=log4j-slf4j-impl
+[[ "$slf4j_version" == 1.* ]] || binding=log4j-slf4j2-impl
+if ! "${MVN:-mvn}" -B -q --no-transfer-progress -f "$work/pom.xml" \
+  "${DEP_PLUGIN}:copy" \
+  -Dartifact="org.apache.logging.log4j:${binding}:${log4j_version}" \
+  -DoutputDirectory="$home/libs.tmp" >"$work/mvn.log" 2>&1; then
+  cat "$work/mvn.log" >&2
+  die "maven could not resolve ${binding} ${log4j_version}"
+fi
 
 rm -rf "$home/libs"
 mv "$home/libs.tmp" "$home/libs"

@@ -27,6 +27,8 @@ pub enum ProblemKind {
     InvalidTopic,
     /// The explicit topic does not exist and will not be created.
     UnknownTopic,
+    /// Kafka refused the event for good (e.g. larger than the topic allows).
+    KafkaRejected,
     /// Kafka did not acknowledge the event in time, and it was not stored.
     KafkaUnavailable,
     /// The intake queue is full.
@@ -35,6 +37,8 @@ pub enum ProblemKind {
     ShuttingDown,
     /// No such route.
     NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
     /// A bug or unexpected failure inside the proxy.
     Internal,
 }
@@ -52,10 +56,12 @@ impl ProblemKind {
             Self::EmptyBatch => "empty-batch",
             Self::InvalidTopic => "invalid-topic",
             Self::UnknownTopic => "unknown-topic",
+            Self::KafkaRejected => "kafka-rejected",
             Self::KafkaUnavailable => "kafka-unavailable",
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "shutting-down",
             Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::Internal => "internal",
         }
     }
@@ -65,9 +71,10 @@ impl ProblemKind {
         match self {
             Self::MalformedJson | Self::EmptyBatch => 400,
             Self::NotFound | Self::UnknownTopic => 404,
+            Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
             Self::UnsupportedMediaType => 415,
-            Self::InvalidEvent | Self::InvalidTopic => 422,
+            Self::InvalidEvent | Self::InvalidTopic | Self::KafkaRejected => 422,
             Self::Overloaded => 429,
             Self::KafkaUnavailable | Self::ShuttingDown => 503,
             Self::Internal => 500,
@@ -86,10 +93,12 @@ impl ProblemKind {
             Self::EmptyBatch => "The batch holds no event",
             Self::InvalidTopic => "No legal topic for this event",
             Self::UnknownTopic => "The topic does not exist",
+            Self::KafkaRejected => "Kafka refused the event; sending it again will not help",
             Self::KafkaUnavailable => "Kafka did not acknowledge the event; it was not accepted",
             Self::Overloaded => "The proxy is at capacity; retry later",
             Self::ShuttingDown => "The proxy is shutting down; retry on another instance",
             Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
             Self::Internal => "Internal error",
         }
     }

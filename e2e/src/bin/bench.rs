@@ -1,1 +1,328 @@
-fn main() {}
+//! `courier-bench`: the same events through the proxy (single-event and batched POSTs at a
+//! fixed concurrency) and through a direct rdkafka producer with the proxy's own producer
+//! settings, in one run against one cluster; prints events/s and latency percentiles side by
+//! side with the ratio to the direct producer.
+//!
+//! The proxy runs as a separate process (the `courier-proxy` binary next to this one, built
+//! with the same profile) unless `--proxy-url` points at a running one.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use courier_proxy::config::{DeliveryConfig, KafkaConfig};
+use courier_proxy::delivery::producer_config;
+use courier_shared::{Event, to_record};
+use hdrhistogram::Histogram;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::Semaphore;
+
+/// A free loopback port (bound and released).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Proxy vs direct-producer throughput and latency, side by side")]
+struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "COURIER_TEST_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Events per scenario.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Concurrent HTTP requests for single-event POSTs.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Events per batched POST.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Concurrent HTTP requests for batched POSTs.
+    #[arg(long, default_value_t = 8)]
+    batch_concurrency: usize,
+    /// Events in flight at once for the direct producer.
+    #[arg(long, default_value_t = 10_000)]
+    direct_in_flight: usize,
+    /// Use a running proxy instead of starting one.
+    #[arg(long)]
+    proxy_url: Option<String>,
+    /// Payload bytes per event (a JSON string of this length).
+    #[arg(long, default_value_t = 200)]
+    payload_bytes: usize,
+}
+
+/// The figures of one scenario.
+struct Figures {
+    name: &'static str,
+    events: usize,
+    errors: usize,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        (self.events - self.errors) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn event(source: &str, i: usize, payload: &str) -> serde_json::Value {
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": format!("bench-{i}"),
+        "source": source,
+        "type": "bench.event",
+        "partitionkey": format!("k{}", i % 1024),
+        "data": {"i": i, "pad": payload},
+    })
+}
+
+struct ProxyProcess(Child);
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        // Every scenario has finished and counted its acknowledgements by now.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_proxy(bootstrap: &str) -> anyhow::Result<(ProxyProcess, String)> {
+    let bin = std::env::current_exe()?.with_file_name("courier-proxy");
+    if !bin.exists() {
+        bail!("{} not found: build it with the same profile (cargo build --release -p courier-proxy)", bin.display());
+    }
+    let port = free_port()?;
+    let child = Command::new(&bin)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--bootstrap-servers", bootstrap])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok((ProxyProcess(child), format!("http://127.0.0.1:{port}")))
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("proxy at {base} not ready within 60 s")
+}
+
+/// Sends `bodies` with `concurrency` requests in flight; each body carries `per_body` events.
+async fn http_scenario(
+    name: &'static str,
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &'static str,
+    bodies: Vec<Vec<u8>>,
+    per_body: usize,
+    concurrency: usize,
+) -> Figures {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, url, bodies, next) = (client.clone(), url.to_owned(), bodies.clone(), next.clone());
+        workers.spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("histogram");
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let t = Instant::now();
+                let ok = match client
+                    .post(&url)
+                    .header("content-type", content_type)
+                    .body(body.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let us = t.elapsed().as_micros() as u64;
+                if ok {
+                    let _ = hist.record_n(us.max(1), per_body as u64);
+                } else {
+                    errors += per_body;
+                }
+            }
+            (hist, errors)
+        });
+    }
+    let mut latency_us = Histogram::<u64>::new(3).expect("histogram");
+    let mut errors = 0;
+    while let Some(done) = workers.join_next().await {
+        let (h, e) = done.expect("worker");
+        latency_us.add(h).expect("merge");
+        errors += e;
+    }
+    Figures {
+        name,
+        events: bodies.len() * per_body,
+        errors,
+        elapsed: started.elapsed(),
+        latency_us,
+    }
+}
+
+async fn direct_scenario(bootstrap: &str, topic: &str, events: &[Event], in_flight: usize) -> anyhow::Result<Figures> {
+    let kafka = KafkaConfig {
+        bootstrap_servers: bootstrap.to_owned(),
+        client_id: "courier-bench-direct".into(),
+        ..KafkaConfig::default()
+    };
+    let producer: FutureProducer = producer_config(&kafka, &DeliveryConfig::default()).create()?;
+    let records: Vec<_> = events.iter().map(to_record).collect();
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let started = Instant::now();
+    let mut acks = tokio::task::JoinSet::new();
+    for r in &records {
+        let permit = permits.clone().acquire_owned().await?;
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (key, value) in &r.headers {
+            headers = headers.insert(Header { key, value: Some(value) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        let t = Instant::now();
+        let future = producer.send_result(record).map_err(|(e, _)| e)?;
+        acks.spawn(async move {
+            let ok = matches!(future.await, Ok(Ok(_)));
+            drop(permit);
+            (ok, t.elapsed().as_micros() as u64)
+        });
+    }
+    let mut latency_us = Histogram::<u64>::new(3)?;
+    let mut errors = 0;
+    while let Some(done) = acks.join_next().await {
+        let (ok, us) = done?;
+        if ok {
+            latency_us.record(us.max(1))?;
+        } else {
+            errors += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
+    Ok(Figures { name: "direct rdkafka producer", events: records.len(), errors, elapsed, latency_us })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(args.batch_concurrency))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (_proxy, base) = match &args.proxy_url {
+        Some(url) => (None, url.trim_end_matches('/').to_owned()),
+        None => {
+            let (p, url) = start_proxy(&args.bootstrap)?;
+            (Some(p), url)
+        }
+    };
+    wait_ready(&client, &base).await?;
+    let service = courier_e2e::unique("bench-");
+    let source = format!("/{service}");
+    let topic = format!("{service}.events");
+    let url = format!("{base}/v1/events");
+    let payload = "p".repeat(args.payload_bytes);
+
+    // First publish creates the topic; all scenarios then write to the same one.
+    let warm = client
+        .post(&url)
+        .header("content-type", "application/cloudevents+json")
+        .body(event(&source, usize::MAX, &payload).to_string())
+        .send()
+        .await?;
+    if warm.status() != 200 {
+        bail!("warm-up event answered {}: {}", warm.status(), warm.text().await?);
+    }
+    eprintln!(
+        "courier-bench: {} events per scenario, topic {topic}, bootstrap {}",
+        args.events, args.bootstrap
+    );
+
+    let singles: Vec<Vec<u8>> = (0..args.events)
+        .map(|i| serde_json::to_vec(&event(&source, i, &payload)))
+        .collect::<Result<_, _>>()?;
+    let batches: Vec<Vec<u8>> = (0..args.events)
+        .collect::<Vec<_>>()
+        .chunks(args.batch_size)
+        .map(|c| serde_json::to_vec(&c.iter().map(|i| event(&source, *i, &payload)).collect::<Vec<_>>()))
+        .collect::<Result<_, _>>()?;
+    let parsed: Vec<Event> = singles
+        .iter()
+        .map(|b| Event::from_json(b))
+        .collect::<Result<_, _>>()?;
+
+    let mut results = Vec::new();
+    eprintln!("running: proxy, single-event POSTs (concurrency {})", args.concurrency);
+    results.push(
+        http_scenario("proxy single-event POST", &client, &url, "application/cloudevents+json", singles, 1, args.concurrency).await,
+    );
+    eprintln!("running: proxy, batched POSTs ({} per batch, concurrency {})", args.batch_size, args.batch_concurrency);
+    results.push(
+        http_scenario(
+            "proxy batched POST",
+            &client,
+            &url,
+            "application/cloudevents-batch+json",
+            batches,
+            args.batch_size,
+            args.batch_concurrency,
+        )
+        .await,
+    );
+    eprintln!("running: direct rdkafka producer ({} in flight)", args.direct_in_flight);
+    let direct = direct_scenario(&args.bootstrap, &topic, &parsed, args.direct_in_flight).await?;
+    let ceiling = direct.rate();
+    results.push(direct);
+
+    println!();
+    println!(
+        "{:<26} {:>9} {:>7} {:>8} {:>11} {:>9} {:>9} {:>10}",
+        "scenario", "events", "errors", "secs", "events/s", "p50 ms", "p99 ms", "vs direct"
+    );
+    for f in &results {
+        println!(
+            "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9.2} {:>9.2} {:>9.0}%",
+            f.name,
+            f.events,
+            f.errors,
+            f.elapsed.as_secs_f64(),
+            f.rate(),
+            f.ms(0.50),
+            f.ms(0.99),
+            100.0 * f.rate() / ceiling
+        );
+    }
+    let failed: usize = results.iter().map(|f| f.errors).sum();
+    if failed > 0 {
+        bail!("{failed} events were not acknowledged");
+    }
+    Ok(())
+}

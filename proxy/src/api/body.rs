@@ -1,0 +1,186 @@
+//! Turning a request body into events: which format the `Content-Type` names, and the
+//! whole-request refusals (wrong media type, unreadable or oversized body, empty or oversized
+//! batch). Per-event refusals are left to the caller, so one bad event does not sink a batch.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use courier_shared::{Event, EventError, ProblemKind};
+
+use crate::error::ApiError;
+
+/// The body formats the publish endpoints accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/cloudevents+json`: one event.
+    Single,
+    /// `application/cloudevents-batch+json`: a JSON array of events.
+    Batch,
+    /// `application/json`: one event, or an array of them.
+    Json,
+    /// `application/x-ndjson` (or `application/ndjson`): one event per line.
+    Ndjson,
+}
+
+/// The media types accepted, for error messages and the API docs.
+pub const ACCEPTED_MEDIA_TYPES: &str = "application/cloudevents+json, application/cloudevents-batch+json, application/json, application/x-ndjson";
+
+impl BodyFormat {
+    /// Reads the format from `Content-Type` (parameters such as `charset` are ignored).
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let unsupported = |got: &str| {
+            ApiError::new(
+                ProblemKind::UnsupportedMediaType,
+                format!("Content-Type `{got}` is not accepted; use one of: {ACCEPTED_MEDIA_TYPES}"),
+            )
+        };
+        let value = headers
+            .get(header::CONTENT_TYPE)
+            .ok_or_else(|| unsupported("(none)"))?
+            .to_str()
+            .map_err(|_| unsupported("(not text)"))?;
+        let essence = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/cloudevents+json" => Ok(Self::Single),
+            "application/cloudevents-batch+json" => Ok(Self::Batch),
+            "application/json" => Ok(Self::Json),
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Self::Ndjson),
+            _ => Err(unsupported(value)),
+        }
+    }
+}
+
+/// A parsed body: one event (answered as a single event) or a batch (answered per event).
+#[derive(Debug)]
+pub enum Parsed {
+    /// One event; its refusal is the response.
+    Single(Event),
+    /// Several events; each gets its own status.
+    Batch(Vec<Result<Event, EventError>>),
+}
+
+/// Maps axum's body rejection to a problem: too large is 413, anything else (a client that
+/// hung up, a broken chunked encoding) is 400.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ProblemKind::PayloadTooLarge,
+                format!("the body exceeds {limit} bytes"),
+            )
+        } else {
+            ApiError::new(
+                ProblemKind::MalformedJson,
+                format!("the body could not be read: {rejection}"),
+            )
+        }
+    })
+}
+
+/// Parses `body` as `format`, refusing what cannot be answered per event.
+pub fn parse(format: BodyFormat, body: &[u8], max_events: usize) -> Result<Parsed, ApiError> {
+    let format = match format {
+        BodyFormat::Json if first_non_space(body) == Some(b'[') => BodyFormat::Batch,
+        BodyFormat::Json => BodyFormat::Single,
+        other => other,
+    };
+    let events = match format {
+        BodyFormat::Single => {
+            return Event::from_json(body)
+                .map(Parsed::Single)
+                .map_err(|e| event_error(&e));
+        }
+        BodyFormat::Batch => Event::batch_from_json(body).map_err(|e| match e {
+            EventError::Syntax(_) => event_error(&e),
+            other => ApiError::new(
+                ProblemKind::InvalidEvent,
+                format!("a batch is a JSON array of events: {other}"),
+            ),
+        })?,
+        BodyFormat::Ndjson => Event::batch_from_ndjson(body),
+        BodyFormat::Json => unreachable!("resolved above"),
+    };
+    if events.is_empty() {
+        return Err(ApiError::new(
+            ProblemKind::EmptyBatch,
+            "the body holds no event",
+        ));
+    }
+    if events.len() > max_events {
+        return Err(ApiError::new(
+            ProblemKind::TooManyEvents,
+            format!(
+                "{} events in one request; the limit is {max_events}",
+                events.len()
+            ),
+        ));
+    }
+    Ok(Parsed::Batch(events))
+}
+
+/// The problem for an event that failed to parse or validate.
+pub fn event_error(e: &EventError) -> ApiError {
+    let kind = if e.is_syntax() {
+        ProblemKind::MalformedJson
+    } else {
+        ProblemKind::InvalidEvent
+    };
+    ApiError::new(kind, e.to_string())
+}
+
+fn first_non_space(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        h
+    }
+
+    #[test]
+    fn media_types() {
+        assert_eq!(
+            BodyFormat::from_headers(&headers("application/json; charset=utf-8")).unwrap(),
+            BodyFormat::Json
+        );
+        assert_eq!(
+            BodyFormat::from_headers(&headers("Application/CloudEvents-Batch+JSON")).unwrap(),
+            BodyFormat::Batch
+        );
+        let err = BodyFormat::from_headers(&headers("text/plain")).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::UnsupportedMediaType);
+        assert!(BodyFormat::from_headers(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn whole_body_refusals() {
+        let ev = r#"{"specversion":"1.0","source":"s","type":"t"}"#;
+        assert!(matches!(
+            parse(BodyFormat::Json, format!(" [{ev}]").as_bytes(), 10).unwrap(),
+            Parsed::Batch(v) if v.len() == 1
+        ));
+        assert!(matches!(
+            parse(BodyFormat::Json, ev.as_bytes(), 10).unwrap(),
+            Parsed::Single(_)
+        ));
+        let kind = |f, b: &str, n| parse(f, b.as_bytes(), n).unwrap_err().kind;
+        assert_eq!(kind(BodyFormat::Batch, "[]", 10), ProblemKind::EmptyBatch);
+        assert_eq!(kind(BodyFormat::Ndjson, "\n \n", 10), ProblemKind::EmptyBatch);
+        assert_eq!(kind(BodyFormat::Batch, "[1,2,3]", 2), ProblemKind::TooManyEvents);
+        assert_eq!(kind(BodyFormat::Batch, "{}", 2), ProblemKind::InvalidEvent);
+        assert_eq!(kind(BodyFormat::Batch, "[{", 2), ProblemKind::MalformedJson);
+        assert_eq!(kind(BodyFormat::Single, "{", 2), ProblemKind::MalformedJson);
+        assert_eq!(kind(BodyFormat::Single, "{}", 2), ProblemKind::InvalidEvent);
+    }
+}

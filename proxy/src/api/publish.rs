@@ -1,0 +1,362 @@
+//! `POST /v1/events` and `POST /v1/topics/{topic}/events`: validate, route, make sure the
+//! topic exists, hand every event to the pipeline at once, and answer only when each event
+//! has its outcome. 200 means Kafka acknowledged (`acks=all`); a batch answers per event.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use courier_shared::{Event, EventError, KafkaRecord, Problem, ProblemKind, to_record};
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::AppState;
+use super::body::{BodyFormat, Parsed, body_bytes, event_error, parse};
+use crate::delivery::{Delivered, DeliveryError, Outgoing};
+use crate::error::ApiError;
+use crate::topics::EnsureError;
+
+/// What happened to one event.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Kafka acknowledged it.
+    Delivered {
+        /// Event id.
+        id: String,
+        /// Topic written to.
+        topic: String,
+        /// Partition and offset.
+        at: Delivered,
+    },
+    /// It was not accepted; the error says whether sending it again may help.
+    Refused {
+        /// Event id, when the event was valid enough to have one.
+        id: Option<String>,
+        /// Why.
+        error: ApiError,
+    },
+}
+
+/// Response body for one delivered event, and per event in a batch.
+#[derive(Debug, Serialize)]
+pub struct EventResult {
+    /// Position in the batch (0 for a single event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Event id (assigned by the proxy when the client sent none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `delivered`, `invalid` (do not resend) or `failed` (resend later).
+    pub status: &'static str,
+    /// The HTTP status this event alone would have got.
+    pub code: u16,
+    /// Topic written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Partition written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Offset written at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// Why the event was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// Response body of a batch.
+#[derive(Debug, Serialize)]
+pub struct BatchResult {
+    /// Events acknowledged by Kafka.
+    pub delivered: usize,
+    /// Events refused for good.
+    pub invalid: usize,
+    /// Events that may succeed when sent again.
+    pub failed: usize,
+    /// One entry per event, in request order.
+    pub results: Vec<EventResult>,
+}
+
+impl Outcome {
+    fn result(&self, index: Option<usize>) -> EventResult {
+        match self {
+            Self::Delivered { id, topic, at } => EventResult {
+                index,
+                id: Some(id.clone()),
+                status: "delivered",
+                code: 200,
+                topic: Some(topic.clone()),
+                partition: Some(at.partition),
+                offset: Some(at.offset),
+                problem: None,
+            },
+            Self::Refused { id, error } => EventResult {
+                index,
+                id: id.clone(),
+                status: if error.kind.is_retriable() {
+                    "failed"
+                } else {
+                    "invalid"
+                },
+                code: error.kind.status(),
+                topic: None,
+                partition: None,
+                offset: None,
+                problem: Some(error.problem()),
+            },
+        }
+    }
+}
+
+/// `POST /v1/events`: topics from the naming policy.
+pub async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    handle(&state, &headers, body, None).await
+}
+
+/// `POST /v1/topics/{topic}/events`: an explicit, existing topic.
+pub async fn publish_to_topic(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    courier_shared::topic::validate_topic_name(&topic)
+        .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))?;
+    handle(&state, &headers, body, Some(topic)).await
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    topic: Option<String>,
+) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(state.retriable(ProblemKind::ShuttingDown, "not accepting new events"));
+    }
+    let format = BodyFormat::from_headers(headers)?;
+    let limits = state.limits();
+    let body = body_bytes(body, limits.max_body_bytes)?;
+    match parse(format, &body, limits.max_batch_events)? {
+        Parsed::Single(event) => {
+            let outcome = process(state, vec![Ok(event)], topic.as_deref())
+                .await
+                .pop()
+                .ok_or_else(|| ApiError::new(ProblemKind::Internal, "no outcome"))?;
+            match outcome {
+                Outcome::Delivered { .. } => Ok(Json(outcome.result(None)).into_response()),
+                Outcome::Refused { error, .. } => Err(error),
+            }
+        }
+        Parsed::Batch(events) => {
+            let outcomes = process(state, events, topic.as_deref()).await;
+            Ok(batch_response(state, &outcomes))
+        }
+    }
+}
+
+fn batch_response(state: &AppState, outcomes: &[Outcome]) -> Response {
+    let mut body = BatchResult {
+        delivered: 0,
+        invalid: 0,
+        failed: 0,
+        results: Vec::with_capacity(outcomes.len()),
+    };
+    let mut all_overloaded = true;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let r = outcome.result(Some(i));
+        match r.status {
+            "delivered" => body.delivered += 1,
+            "failed" => body.failed += 1,
+            _ => body.invalid += 1,
+        }
+        all_overloaded &= r.code == 429;
+        body.results.push(r);
+    }
+    let n = outcomes.len();
+    let status = if body.delivered == n {
+        StatusCode::OK
+    } else if body.invalid == n {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else if body.failed == n && all_overloaded {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if body.failed == n {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    let mut response = (status, Json(body)).into_response();
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Refused { error, .. } if error.kind.is_retriable()))
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, state.retry_after().into());
+    }
+    response
+}
+
+/// A valid event on its way, with everything needed to answer for it.
+struct Routed {
+    index: usize,
+    id: String,
+    topic: String,
+    record: KafkaRecord,
+}
+
+/// Runs events through routing, topic creation and delivery; outcomes in input order.
+pub async fn process(
+    state: &AppState,
+    events: Vec<Result<Event, EventError>>,
+    explicit_topic: Option<&str>,
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
+    let mut routed: Vec<Routed> = Vec::with_capacity(events.len());
+    let max_event_bytes = state.limits().max_event_bytes;
+    for (index, event) in events.into_iter().enumerate() {
+        outcomes.push(None);
+        let refuse = |id: Option<String>, error: ApiError| Some(Outcome::Refused { id, error });
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                outcomes[index] = refuse(None, event_error(&e));
+                continue;
+            }
+        };
+        let topic = match explicit_topic {
+            Some(t) => t.to_owned(),
+            None => match state.topics().route(&event) {
+                Ok(t) => t,
+                Err(e) => {
+                    let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
+                    outcomes[index] = refuse(Some(event.id), err);
+                    continue;
+                }
+            },
+        };
+        let record = to_record(&event);
+        let size = record_size(&record);
+        if size > max_event_bytes {
+            let err = ApiError::new(
+                ProblemKind::EventTooLarge,
+                format!("the event takes {size} bytes in Kafka; the limit is {max_event_bytes}"),
+            );
+            outcomes[index] = refuse(Some(event.id), err);
+            continue;
+        }
+        routed.push(Routed {
+            index,
+            id: event.id,
+            topic,
+            record,
+        });
+    }
+
+    // Each distinct topic is checked (and created) once, all of them concurrently.
+    let mut topics: Vec<&str> = routed.iter().map(|r| r.topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let create = explicit_topic.is_none();
+    let checks = join_all(topics.iter().map(|t| state.topics().ensure(t, create))).await;
+    let unavailable: HashMap<&str, ApiError> = topics
+        .iter()
+        .zip(checks)
+        .filter_map(|(t, r)| r.err().map(|e| (*t, ensure_error(state, e))))
+        .collect();
+
+    let mut sendable = Vec::with_capacity(routed.len());
+    for r in &routed {
+        match unavailable.get(r.topic.as_str()) {
+            Some(err) => {
+                outcomes[r.index] = Some(Outcome::Refused {
+                    id: Some(r.id.clone()),
+                    error: err.clone(),
+                });
+            }
+            None => sendable.push(r),
+        }
+    }
+    let outgoing: Vec<Outgoing<'_>> = sendable
+        .iter()
+        .map(|r| Outgoing {
+            topic: &r.topic,
+            record: &r.record,
+        })
+        .collect();
+    let results = state.pipeline().deliver_all(&outgoing).await;
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for (r, result) in sendable.iter().zip(results) {
+        outcomes[r.index] = Some(match result {
+            Ok(at) => Outcome::Delivered {
+                id: r.id.clone(),
+                topic: r.topic.clone(),
+                at,
+            },
+            Err(e) => {
+                *failures.entry(e.to_string()).or_default() += 1;
+                Outcome::Refused {
+                    id: Some(r.id.clone()),
+                    error: delivery_error(state, &e),
+                }
+            }
+        });
+    }
+    for (error, count) in failures {
+        tracing::warn!(%error, count, "events not delivered");
+    }
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| Outcome::Refused {
+                id: None,
+                error: ApiError::new(ProblemKind::Internal, "event lost track of"),
+            })
+        })
+        .collect()
+}
+
+/// Bytes the record takes in a Kafka batch, near enough for a limit check.
+fn record_size(r: &KafkaRecord) -> usize {
+    r.key.as_ref().map_or(0, Vec::len)
+        + r.value.as_ref().map_or(0, Vec::len)
+        + r.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+        + 32
+}
+
+fn ensure_error(state: &AppState, e: EnsureError) -> ApiError {
+    match e {
+        EnsureError::Name(e) => ApiError::new(ProblemKind::InvalidTopic, e.to_string()),
+        EnsureError::Unknown(t) => ApiError::new(
+            ProblemKind::UnknownTopic,
+            format!("topic `{t}` does not exist; create it first or publish to /v1/events"),
+        ),
+        EnsureError::Kafka(m) => state.retriable(
+            ProblemKind::KafkaUnavailable,
+            format!("could not make sure the topic exists: {m}"),
+        ),
+    }
+}
+
+fn delivery_error(state: &AppState, e: &DeliveryError) -> ApiError {
+    match e {
+        DeliveryError::QueueFull => state.retriable(
+            ProblemKind::Overloaded,
+            "the intake queue is full; nothing of this event was accepted",
+        ),
+        DeliveryError::ShuttingDown => state.retriable(ProblemKind::ShuttingDown, e.to_string()),
+        e if e.is_retriable() => state.retriable(
+            ProblemKind::KafkaUnavailable,
+            format!("{e}; nothing was accepted, send it again"),
+        ),
+        e => ApiError::new(ProblemKind::KafkaRejected, e.to_string()),
+    }
+}

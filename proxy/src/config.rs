@@ -1,0 +1,271 @@
+//! The proxy's configuration: one serde tree, read from defaults, then a TOML file, then
+//! `COURIER_*` environment variables (`__` separates levels:
+//! `COURIER_KAFKA__BOOTSTRAP_SERVERS`), then command-line flags. An unknown key is a startup
+//! error that names it. Every default is chosen for zero loss.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use courier_shared::NamingPolicy;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Top-level sections; environment variables outside them (e.g. `COURIER_TEST_*` used by the
+/// test harness) are not configuration.
+const SECTIONS: [&str; 5] = ["listen", "kafka", "limits", "delivery", "topics"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// How to reach Kafka and how to produce.
+    pub kafka: KafkaConfig,
+    /// Size limits on what clients send.
+    pub limits: LimitsConfig,
+    /// The delivery pipeline.
+    pub delivery: DeliveryConfig,
+    /// Topic naming and auto-creation.
+    pub topics: TopicsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            kafka: KafkaConfig::default(),
+            limits: LimitsConfig::default(),
+            delivery: DeliveryConfig::default(),
+            topics: TopicsConfig::default(),
+        }
+    }
+}
+
+/// Kafka connection and producer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `client.id`.
+    pub client_id: String,
+    /// `compression.type` of produced batches.
+    pub compression: String,
+    /// `linger.ms`: how long the producer waits to fill a batch.
+    pub linger_ms: u64,
+    /// `message.timeout.ms`: how long librdkafka keeps retrying one record.
+    pub message_timeout_ms: u64,
+    /// Timeout of metadata and admin requests.
+    pub request_timeout_ms: u64,
+    /// Extra librdkafka properties, applied last (e.g. `security.protocol`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            client_id: "courier-proxy".to_owned(),
+            compression: "lz4".to_owned(),
+            linger_ms: 5,
+            message_timeout_ms: 30_000,
+            request_timeout_ms: 5_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Timeout of metadata and admin requests.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// What a request may carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest single event (record key + value + headers), in bytes. Keep it at or below the
+    /// topics' `max.message.bytes` (Kafka's default is about 1 MiB).
+    pub max_event_bytes: usize,
+    /// Most events in one batch or NDJSON body.
+    pub max_batch_events: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_event_bytes: 1_000_000,
+            max_batch_events: 1_000,
+        }
+    }
+}
+
+/// The delivery pipeline between the HTTP handlers and the producer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Capacity of the intake queue: events accepted from clients and not yet acknowledged by
+    /// Kafka. When it is full, requests wait up to `enqueue_wait_ms`, then get 429.
+    pub queue_capacity: usize,
+    /// How long a request waits for room in a full queue before it is refused.
+    pub enqueue_wait_ms: u64,
+    /// How long a request waits for Kafka's acknowledgement.
+    pub ack_timeout_ms: u64,
+    /// `Retry-After` (seconds) sent with 429 and 503.
+    pub retry_after_secs: u64,
+    /// How long shutdown waits for the producer to flush.
+    pub shutdown_flush_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 50_000,
+            enqueue_wait_ms: 100,
+            ack_timeout_ms: 10_000,
+            retry_after_secs: 1,
+            shutdown_flush_ms: 15_000,
+        }
+    }
+}
+
+/// Topic naming and the template topics are created from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Create topics the naming policy routes to on first publish.
+    pub auto_create: bool,
+    /// Templates that name a topic for an event.
+    pub naming: NamingPolicy,
+    /// Partitions of a created topic.
+    pub partitions: i32,
+    /// Replication factor of a created topic; unset means min(3, brokers).
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of a created topic; unset means 2 when RF ≥ 3, else 1.
+    pub min_insync_replicas: Option<i32>,
+    /// Other topic configs of a created topic (e.g. `retention.ms`).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            auto_create: true,
+            naming: NamingPolicy::default(),
+            partitions: 6,
+            replication_factor: None,
+            min_insync_replicas: None,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a key is unknown or mistyped.
+    #[error(transparent)]
+    Load(#[from] Box<figment::Error>),
+    /// The values are individually fine but do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `COURIER_*` variables, then `overrides`
+    /// (flags, already shaped like the config tree).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("COURIER_")
+            .split("__")
+            .filter(|key| SECTIONS.iter().any(|s| key.as_str().starts_with(s)));
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.limits.max_event_bytes > self.limits.max_body_bytes {
+            return invalid("limits.max_event_bytes exceeds limits.max_body_bytes");
+        }
+        if self.limits.max_batch_events == 0 || self.delivery.queue_capacity == 0 {
+            return invalid("limits.max_batch_events and delivery.queue_capacity must be > 0");
+        }
+        if self.limits.max_batch_events > self.delivery.queue_capacity {
+            return invalid("limits.max_batch_events exceeds delivery.queue_capacity");
+        }
+        if self.topics.partitions < 1 {
+            return invalid("topics.partitions must be ≥ 1");
+        }
+        self.topics
+            .naming
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("topics.naming: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "courier.toml",
+                r#"
+                listen = "127.0.0.1:9000"
+                [kafka]
+                bootstrap_servers = "file:1"
+                linger_ms = 7
+                "#,
+            )?;
+            jail.set_env("COURIER_KAFKA__BOOTSTRAP_SERVERS", "env:1");
+            jail.set_env("COURIER_TEST_BOOTSTRAP", "ignored");
+            let flags = serde_json::json!({"listen": "127.0.0.1:9001"});
+            let c = Config::load(Some(Path::new("courier.toml")), flags).unwrap();
+            assert_eq!(c.listen.port(), 9001);
+            assert_eq!(c.kafka.bootstrap_servers, "env:1");
+            assert_eq!(c.kafka.linger_ms, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("courier.toml", "[kafka]\nbootstrap_server = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("courier.toml")), serde_json::json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bootstrap_server"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let mut c = Config::default();
+        c.limits.max_event_bytes = c.limits.max_body_bytes + 1;
+        assert!(c.validate().is_err());
+        Config::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,213 @@
+//! The delivery pipeline: one shared idempotent producer (`acks=all`) fed through a bounded
+//! intake queue, and the wait for Kafka's acknowledgement.
+//!
+//! The queue is a semaphore of `queue_capacity` permits, one per event that has been handed
+//! to the producer and not yet acknowledged. A request takes its permits before it enqueues
+//! and gives them back when the acknowledgement (or failure) arrives, so memory is bounded by
+//! the capacity and a full queue is an answer (429), not unbounded growth. A semaphore does
+//! the job of a channel here without a second hop: librdkafka's own queue is the buffer, and
+//! its size is set above the capacity so it never refuses an event we admitted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_shared::KafkaRecord;
+use futures::future::join_all;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::Semaphore;
+
+use crate::config::{DeliveryConfig, KafkaConfig};
+
+/// Kafka's acknowledgement of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Partition written to.
+    pub partition: i32,
+    /// Offset in that partition.
+    pub offset: i64,
+}
+
+/// Why an event was not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    /// The intake queue stayed full for the whole enqueue wait.
+    #[error("intake queue full")]
+    QueueFull,
+    /// Kafka did not acknowledge within the ack timeout. The record may still be written
+    /// later: the client's retry with the same id is at-least-once, never a loss.
+    #[error("no acknowledgement from Kafka within {0:?}")]
+    Timeout(Duration),
+    /// Kafka (or librdkafka) failed the record.
+    #[error("Kafka refused the event: {0}")]
+    Kafka(KafkaError),
+    /// The pipeline is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl DeliveryError {
+    /// True when sending the same event again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Kafka(e) => !matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::InvalidRecord
+                        | RDKafkaErrorCode::InvalidTopic
+                )
+            ),
+            _ => true,
+        }
+    }
+}
+
+/// One event on its way to Kafka.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// Destination topic.
+    pub topic: &'a str,
+    /// Key, value and headers.
+    pub record: &'a KafkaRecord,
+}
+
+/// The shared producer and its intake queue.
+#[derive(Clone)]
+pub struct Pipeline {
+    producer: FutureProducer,
+    permits: Arc<Semaphore>,
+    config: DeliveryConfig,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("free_permits", &self.permits.available_permits())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// librdkafka settings for the shared producer: idempotent, `acks=all`, batching and
+/// compression, with a local queue larger than the intake queue.
+pub fn producer_config(kafka: &KafkaConfig, delivery: &DeliveryConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", &kafka.client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", &kafka.compression)
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("batch.num.messages", "10000")
+        .set("batch.size", (1024 * 1024).to_string())
+        .set("message.timeout.ms", kafka.message_timeout_ms.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            (delivery.queue_capacity.saturating_mul(2).max(100_000)).to_string(),
+        )
+        .set("queue.buffering.max.kbytes", (2 * 1024 * 1024).to_string());
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+impl Pipeline {
+    /// Creates the producer. Connecting is lazy: this succeeds with Kafka down.
+    pub fn new(kafka: &KafkaConfig, delivery: &DeliveryConfig) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = producer_config(kafka, delivery).create()?;
+        Ok(Self {
+            producer,
+            permits: Arc::new(Semaphore::new(delivery.queue_capacity)),
+            config: delivery.clone(),
+        })
+    }
+
+    /// The producer, for metadata requests.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Events in the intake queue (handed to the producer, not yet acknowledged).
+    pub fn queue_depth(&self) -> usize {
+        self.config.queue_capacity - self.permits.available_permits()
+    }
+
+    /// Sends all events at once and waits for each acknowledgement; results in input order.
+    /// Either the whole set gets room in the queue or none of it is sent.
+    pub async fn deliver_all(
+        &self,
+        events: &[Outgoing<'_>],
+    ) -> Vec<Result<Delivered, DeliveryError>> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let wait = Duration::from_millis(self.config.enqueue_wait_ms);
+        let permit = match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(n))
+            .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return vec![Err(DeliveryError::ShuttingDown); events.len()],
+            Err(_elapsed) => return vec![Err(DeliveryError::QueueFull); events.len()],
+        };
+        // Every send is issued before any acknowledgement is awaited.
+        let pending: Vec<_> = events.iter().map(|e| self.send(e)).collect();
+        let ack_timeout = Duration::from_millis(self.config.ack_timeout_ms);
+        let results = join_all(pending.into_iter().map(|p| async move {
+            let future = p?;
+            match tokio::time::timeout(ack_timeout, future).await {
+                Err(_) => Err(DeliveryError::Timeout(ack_timeout)),
+                Ok(Err(_canceled)) => Err(DeliveryError::ShuttingDown),
+                Ok(Ok(Ok(d))) => Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Ok(Ok(Err((e, _message)))) => Err(DeliveryError::Kafka(e)),
+            }
+        }))
+        .await;
+        drop(permit);
+        results
+    }
+
+    fn send(
+        &self,
+        event: &Outgoing<'_>,
+    ) -> Result<rdkafka::producer::DeliveryFuture, DeliveryError> {
+        let r = event.record;
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (key, value) in &r.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(event.topic).headers(headers);
+        if let Some(key) = &r.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &r.value {
+            record = record.payload(value.as_slice());
+        }
+        self.producer.send_result(record).map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => DeliveryError::QueueFull,
+            other => DeliveryError::Kafka(other),
+        })
+    }
+
+    /// Refuses new events and waits (off the runtime) for the producer to flush what it holds.
+    pub async fn close(&self) -> Result<(), KafkaError> {
+        self.permits.close();
+        let producer = self.producer.clone();
+        let deadline = Duration::from_millis(self.config.shutdown_flush_ms);
+        tokio::task::spawn_blocking(move || producer.flush(deadline))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+}

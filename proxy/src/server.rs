@@ -1,0 +1,71 @@
+//! Wiring and lifecycle: builds the pipeline, topic manager and router, serves until the
+//! shutdown token fires, then drains in-flight requests and flushes the producer.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::delivery::Pipeline;
+use crate::topics::TopicManager;
+
+/// Why the proxy stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The producer or admin client could not be created (bad librdkafka properties).
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The listener failed.
+    #[error("HTTP server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the application state (pipeline and topic manager) from the configuration.
+pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<AppState, ServerError> {
+    let pipeline = Pipeline::new(&config.kafka, &config.delivery)?;
+    let topics = TopicManager::new(&config.topics, &config.kafka, pipeline.producer().clone())?;
+    Ok(AppState::new(
+        pipeline,
+        topics,
+        config.limits.clone(),
+        config.delivery.clone(),
+        shutdown,
+    ))
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then stops accepting, lets
+/// in-flight requests finish (each waits at most the ack timeout) and flushes the producer
+/// within `delivery.shutdown_flush_ms`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let state = build_state(&config, shutdown.clone())?;
+    let app = api::router(state.clone());
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        bootstrap_servers = %config.kafka.bootstrap_servers,
+        "courier proxy started"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    tracing::info!(
+        queue_depth = state.pipeline().queue_depth(),
+        "HTTP intake stopped; flushing the producer"
+    );
+    let started = std::time::Instant::now();
+    match state.pipeline().close().await {
+        Ok(()) => tracing::info!(took_ms = elapsed_ms(started.elapsed()), "producer flushed"),
+        Err(e) => tracing::error!(error = %e, "producer flush incomplete"),
+    }
+    Ok(())
+}
+
+fn elapsed_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Prepare a Debian machine for building and testing Courier: native build deps
+# of the Rust crates (rdkafka's librdkafka build: zlib, OpenSSL, zstd, lz4,
+# SASL, curl), plus Java + Maven for the local Kafka cluster, then the Kafka
+# jars. Idempotent and non-interactive (CI=true, no stdin, root); a second run
+# installs nothing and needs no network.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+LOG_TAG=setup
+
+PACKAGES=(
+  build-essential pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev
+  libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
+)
+
+# dpkg -s is local and fast; only packages not fully installed are missing.
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  ((EUID == 0)) || die "missing packages (${missing[*]}) and not root; install them with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  # Another apt run (e.g. unattended or a parallel setup) may hold the lock;
+  # wait for it instead of failing.
+  apt_opts=(-y -q -o DPkg::Lock::Timeout=600)
+  log "installing: ${missing[*]}"
+  apt-get "${apt_opts[@]}" update
+  apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" </dev/null
+else
+  log "system packages already installed"
+fi
+
+# Kafka 4.x needs Java 17+; fail here with a clear message rather than in a
+# broker log later.
+java_major="$(java -XshowSettings:properties -version 2>&1 |
+  sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p')"
+((${java_major:-0} >= 17)) || die "java ${java_major:-?} found; Kafka 4.x needs Java 17 or newer"
+
+"$here/kafka/fetch.sh" >/dev/null
+log "done"

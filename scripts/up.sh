@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Starts the whole system on this machine, detached: installs what is missing, builds the
+# release binaries, starts a one-broker Kafka on 127.0.0.1:9092 and the proxy on
+# 127.0.0.1:8080 with the embedded defaults. State and logs live in .run/; stop everything
+# with scripts/down.sh. Running it again restarts the proxy and keeps Kafka's data.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+LOG_TAG=up
+cd "$root"
+run_dir="$root/.run"
+mkdir -p "$run_dir"
+
+"$here/setup.sh"
+log "building release binaries"
+cargo build --release --locked -p courier-proxy
+
+if [ -f "$run_dir/kafka/node1.pid" ] && kill -0 "$(cat "$run_dir/kafka/node1.pid")" 2>/dev/null; then
+  log "Kafka already running"
+else
+  "$here/kafka/cluster.sh" start --brokers 1 --dir "$run_dir/kafka" --port-base 9092
+fi
+
+if [ -f "$run_dir/proxy.pid" ] && kill -0 "$(cat "$run_dir/proxy.pid")" 2>/dev/null; then
+  log "restarting the proxy"
+  kill -TERM "$(cat "$run_dir/proxy.pid")" || true
+  wait_for 30 "old proxy to exit" sh -c "! kill -0 $(cat "$run_dir/proxy.pid") 2>/dev/null"
+fi
+COURIER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092 nohup "$root/target/release/courier-proxy" \
+  --listen 127.0.0.1:8080 >>"$run_dir/proxy.log" 2>&1 &
+echo $! >"$run_dir/proxy.pid"
+wait_for 60 "proxy ready on 127.0.0.1:8080" curl -fsS -o /dev/null http://127.0.0.1:8080/readyz
+log "Courier is up: proxy http://127.0.0.1:8080, Kafka 127.0.0.1:9092 (logs in .run/, stop with scripts/down.sh)"
