@@ -77,7 +77,10 @@ async fn ten_thousand_events_single_and_batched_are_all_in_kafka() {
         assert_eq!(v["id"], id.as_str());
         assert_eq!(v["status"], "delivered");
         assert_eq!(v["topic"], format!("{service}.events"));
-        let at = (v["partition"].as_i64().unwrap() as i32, v["offset"].as_i64().unwrap());
+        let at = (
+            v["partition"].as_i64().unwrap() as i32,
+            v["offset"].as_i64().unwrap(),
+        );
         expected.insert(id, (key, at));
     }
 
@@ -113,7 +116,10 @@ async fn ten_thousand_events_single_and_batched_are_all_in_kafka() {
         for (e, r) in events.iter().zip(v["results"].as_array().unwrap()) {
             assert_eq!(r["id"], e["id"]);
             assert_eq!(r["status"], "delivered");
-            let at = (r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap());
+            let at = (
+                r["partition"].as_i64().unwrap() as i32,
+                r["offset"].as_i64().unwrap(),
+            );
             let key = e["partitionkey"].as_str().map(str::to_owned);
             expected.insert(e["id"].as_str().unwrap().to_owned(), (key, at));
         }
@@ -122,19 +128,37 @@ async fn ten_thousand_events_single_and_batched_are_all_in_kafka() {
 
     let topic = format!("{service}.events");
     let (seen, duplicates) = read_by_id(&[&topic], 10_000, Duration::from_secs(120)).await;
-    let missing: Vec<_> = expected.keys().filter(|id| !seen.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} ids answered 200 but not in Kafka, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    assert_eq!(duplicates, 0, "no retry happened, so no duplicate is expected");
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} ids answered 200 but not in Kafka, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(
+        duplicates, 0,
+        "no retry happened, so no duplicate is expected"
+    );
     for (id, (key, (partition, offset))) in &expected {
         let m = &seen[id];
         assert_eq!(m.topic(), topic);
         assert_eq!((m.partition(), m.offset()), (*partition, *offset), "{id}");
-        assert_eq!(m.key().map(|k| String::from_utf8_lossy(k).into_owned()), *key, "{id}");
+        assert_eq!(
+            m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            *key,
+            "{id}"
+        );
         assert_eq!(header(m, "ce_specversion").as_deref(), Some("1.0"));
         assert_eq!(header(m, "ce_source").as_deref(), Some(source.as_str()));
         assert_eq!(header(m, "ce_type").as_deref(), Some("test.event"));
         assert_eq!(header(m, "ce_category").as_deref(), Some("event"));
-        assert_eq!(header(m, "content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            header(m, "content-type").as_deref(),
+            Some("application/json")
+        );
         assert_eq!(header(m, "ce_partitionkey"), *key);
         let data: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         assert_eq!(data["id"], id.as_str());
@@ -156,7 +180,10 @@ async fn error_event_creates_its_topic_replicated_three_times() {
     let topic = format!("{service}.error.payment-declined");
     assert_eq!(v["topic"], topic.as_str());
     let id = v["id"].as_str().unwrap().to_owned();
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "an assigned id is a UUID");
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "an assigned id is a UUID"
+    );
 
     let admin = admin();
     let metadata = admin
@@ -173,13 +200,18 @@ async fn error_event_creates_its_topic_replicated_three_times() {
         .await
         .unwrap();
     let config = configs.into_iter().next().unwrap().unwrap();
-    let min_isr = config.get("min.insync.replicas").and_then(|e| e.value.clone());
+    let min_isr = config
+        .get("min.insync.replicas")
+        .and_then(|e| e.value.clone());
     assert_eq!(min_isr.as_deref(), Some("2"));
 
     let (seen, _) = read_by_id(&[&topic], 1, Duration::from_secs(60)).await;
     let m = seen.get(&id).expect("the error event is in its topic");
     assert_eq!(header(m, "ce_category").as_deref(), Some("error"));
-    assert_eq!(header(m, "ce_errortype").as_deref(), Some("Payment_Declined"));
+    assert_eq!(
+        header(m, "ce_errortype").as_deref(),
+        Some("Payment_Declined")
+    );
     proxy.stop().await;
 }
 
@@ -196,24 +228,108 @@ async fn every_bad_input_gets_its_problem_and_harms_nothing() {
     let valid = event_json("ok", &source, json!({})).to_string();
     let big = "x".repeat(20 * 1024);
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
-        ("/v1/events", CE_JSON, "{\"specversion\":".into(), 400, "malformed-json"),
-        ("/v1/events", CE_JSON, "not json at all".into(), 400, "malformed-json"),
+        (
+            "/v1/events",
+            CE_JSON,
+            "{\"specversion\":".into(),
+            400,
+            "malformed-json",
+        ),
+        (
+            "/v1/events",
+            CE_JSON,
+            "not json at all".into(),
+            400,
+            "malformed-json",
+        ),
         ("/v1/events", CE_JSON, "".into(), 400, "malformed-json"),
-        ("/v1/events", "text/plain", valid.clone(), 415, "unsupported-media-type"),
-        ("/v1/events", "", valid.clone(), 415, "unsupported-media-type"),
-        ("/v1/events", CE_JSON, json!({"specversion":"1.0","type":"t"}).to_string(), 422, "invalid-event"),
-        ("/v1/events", CE_JSON, json!({"specversion":"1.0","source":source,"type":"t","category":"error"}).to_string(), 422, "invalid-event"),
-        ("/v1/events", CE_JSON, json!({"specversion":"2.0","source":source,"type":"t"}).to_string(), 422, "invalid-event"),
+        (
+            "/v1/events",
+            "text/plain",
+            valid.clone(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "/v1/events",
+            "",
+            valid.clone(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "/v1/events",
+            CE_JSON,
+            json!({"specversion":"1.0","type":"t"}).to_string(),
+            422,
+            "invalid-event",
+        ),
+        (
+            "/v1/events",
+            CE_JSON,
+            json!({"specversion":"1.0","source":source,"type":"t","category":"error"}).to_string(),
+            422,
+            "invalid-event",
+        ),
+        (
+            "/v1/events",
+            CE_JSON,
+            json!({"specversion":"2.0","source":source,"type":"t"}).to_string(),
+            422,
+            "invalid-event",
+        ),
         ("/v1/events", CE_JSON, "[1]".into(), 422, "invalid-event"),
-        ("/v1/events", CE_JSON, json!({"specversion":"1.0","source":"/","type":"t"}).to_string(), 422, "invalid-topic"),
-        ("/v1/events", CE_JSON, event_json("big", &source, json!({"data": big})).to_string(), 413, "event-too-large"),
-        ("/v1/events", CE_JSON, format!("{{\"pad\":\"{}\"}}", "y".repeat(70 * 1024)), 413, "payload-too-large"),
+        (
+            "/v1/events",
+            CE_JSON,
+            json!({"specversion":"1.0","source":"/","type":"t"}).to_string(),
+            422,
+            "invalid-topic",
+        ),
+        (
+            "/v1/events",
+            CE_JSON,
+            event_json("big", &source, json!({"data": big})).to_string(),
+            413,
+            "event-too-large",
+        ),
+        (
+            "/v1/events",
+            CE_JSON,
+            format!("{{\"pad\":\"{}\"}}", "y".repeat(70 * 1024)),
+            413,
+            "payload-too-large",
+        ),
         ("/v1/events", CE_BATCH, "[]".into(), 400, "empty-batch"),
         ("/v1/events", CE_BATCH, "{}".into(), 422, "invalid-event"),
-        ("/v1/events", CE_BATCH, serde_json::to_string(&vec![json!({}); 11]).unwrap(), 413, "too-many-events"),
-        ("/v1/topics/__consumer_offsets/events", CE_JSON, valid.clone(), 422, "invalid-topic"),
-        ("/v1/topics/bad%20name/events", CE_JSON, valid.clone(), 422, "invalid-topic"),
-        ("/v1/topics/no-such-topic-here/events", CE_JSON, valid.clone(), 404, "unknown-topic"),
+        (
+            "/v1/events",
+            CE_BATCH,
+            serde_json::to_string(&vec![json!({}); 11]).unwrap(),
+            413,
+            "too-many-events",
+        ),
+        (
+            "/v1/topics/__consumer_offsets/events",
+            CE_JSON,
+            valid.clone(),
+            422,
+            "invalid-topic",
+        ),
+        (
+            "/v1/topics/bad%20name/events",
+            CE_JSON,
+            valid.clone(),
+            422,
+            "invalid-topic",
+        ),
+        (
+            "/v1/topics/no-such-topic-here/events",
+            CE_JSON,
+            valid.clone(),
+            404,
+            "unknown-topic",
+        ),
         ("/v1/nothing", CE_JSON, valid.clone(), 404, "not-found"),
     ];
     for (path, content_type, body, status, code) in cases {
@@ -222,10 +338,23 @@ async fn every_bad_input_gets_its_problem_and_harms_nothing() {
             req = req.header("content-type", content_type);
         }
         let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), status, "{path} {content_type} {}", &body[..body.len().min(60)]);
-        assert_eq!(resp.headers()["content-type"], "application/problem+json", "{path}");
+        assert_eq!(
+            resp.status(),
+            status,
+            "{path} {content_type} {}",
+            &body[..body.len().min(60)]
+        );
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
         let p: Value = resp.json().await.unwrap();
-        assert_eq!(p["type"], format!("urn:courier:problem:{code}"), "{path} {p}");
+        assert_eq!(
+            p["type"],
+            format!("urn:courier:problem:{code}"),
+            "{path} {p}"
+        );
         assert_eq!(p["status"], status);
         assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()));
 
@@ -251,7 +380,10 @@ async fn a_batch_answers_per_event_and_delivers_the_valid_ones() {
     let resp = post(&proxy.url("/v1/events"), "application/x-ndjson", body).await;
     assert_eq!(resp.status(), 207);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!((v["delivered"].as_u64(), v["invalid"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (v["delivered"].as_u64(), v["invalid"].as_u64()),
+        (Some(2), Some(2))
+    );
     let statuses: Vec<&str> = v["results"]
         .as_array()
         .unwrap()
@@ -259,8 +391,14 @@ async fn a_batch_answers_per_event_and_delivers_the_valid_ones() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["delivered", "invalid", "invalid", "delivered"]);
-    assert_eq!(v["results"][1]["problem"]["type"], "urn:courier:problem:malformed-json");
-    assert_eq!(v["results"][2]["problem"]["type"], "urn:courier:problem:invalid-event");
+    assert_eq!(
+        v["results"][1]["problem"]["type"],
+        "urn:courier:problem:malformed-json"
+    );
+    assert_eq!(
+        v["results"][2]["problem"]["type"],
+        "urn:courier:problem:invalid-event"
+    );
     assert_eq!(v["results"][3]["topic"], format!("{service}.logs"));
 
     let all_bad = post(&proxy.url("/v1/events"), CE_BATCH, "[{}, 5]").await;
@@ -303,7 +441,10 @@ async fn explicit_topics_must_exist() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_unreachable_is_503_with_retry_after_never_2xx() {
     // A port nothing listens on: a loopback listener bound and dropped.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = TestProxy::start(|c| {
         c.kafka.bootstrap_servers = dead.to_string();
         c.kafka.request_timeout_ms = 1_000;

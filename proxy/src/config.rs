@@ -188,9 +188,10 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        let env = Env::prefixed("COURIER_")
-            .split("__")
-            .filter(|key| SECTIONS.iter().any(|s| key.as_str().starts_with(s)));
+        let env = Env::prefixed("COURIER_").split("__").filter(|key| {
+            let first = key.as_str().split('.').next().unwrap_or("");
+            SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
+        });
         let config: Config = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))

@@ -42,8 +42,7 @@ impl ApiError {
 
 /// Renders a problem document with its status and optional `Retry-After`.
 pub fn problem_response(problem: &Problem, retry_after: Option<u64>) -> Response {
-    let status =
-        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(problem).unwrap_or_default();
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();

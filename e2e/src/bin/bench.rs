@@ -23,7 +23,9 @@ use tokio::sync::Semaphore;
 
 /// A free loopback port (bound and released).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[derive(Debug, Parser)]
@@ -98,11 +100,19 @@ impl Drop for ProxyProcess {
 fn start_proxy(bootstrap: &str) -> anyhow::Result<(ProxyProcess, String)> {
     let bin = std::env::current_exe()?.with_file_name("courier-proxy");
     if !bin.exists() {
-        bail!("{} not found: build it with the same profile (cargo build --release -p courier-proxy)", bin.display());
+        bail!(
+            "{} not found: build it with the same profile (cargo build --release -p courier-proxy)",
+            bin.display()
+        );
     }
     let port = free_port()?;
     let child = Command::new(&bin)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--bootstrap-servers", bootstrap])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--bootstrap-servers",
+            bootstrap,
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -139,7 +149,8 @@ async fn http_scenario(
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (client, url, bodies, next) = (client.clone(), url.to_owned(), bodies.clone(), next.clone());
+        let (client, url, bodies, next) =
+            (client.clone(), url.to_owned(), bodies.clone(), next.clone());
         workers.spawn(async move {
             let mut hist = Histogram::<u64>::new(3).expect("histogram");
             let mut errors = 0;
@@ -183,7 +194,12 @@ async fn http_scenario(
     }
 }
 
-async fn direct_scenario(bootstrap: &str, topic: &str, events: &[Event], in_flight: usize) -> anyhow::Result<Figures> {
+async fn direct_scenario(
+    bootstrap: &str,
+    topic: &str,
+    events: &[Event],
+    in_flight: usize,
+) -> anyhow::Result<Figures> {
     let kafka = KafkaConfig {
         bootstrap_servers: bootstrap.to_owned(),
         client_id: "courier-bench-direct".into(),
@@ -198,7 +214,10 @@ async fn direct_scenario(bootstrap: &str, topic: &str, events: &[Event], in_flig
         let permit = permits.clone().acquire_owned().await?;
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (key, value) in &r.headers {
-            headers = headers.insert(Header { key, value: Some(value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
         if let Some(k) = &r.key {
@@ -227,7 +246,13 @@ async fn direct_scenario(bootstrap: &str, topic: &str, events: &[Event], in_flig
     }
     let elapsed = started.elapsed();
     tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await??;
-    Ok(Figures { name: "direct rdkafka producer", events: records.len(), errors, elapsed, latency_us })
+    Ok(Figures {
+        name: "direct rdkafka producer",
+        events: records.len(),
+        errors,
+        elapsed,
+        latency_us,
+    })
 }
 
 #[tokio::main]
@@ -259,7 +284,11 @@ async fn main() -> anyhow::Result<()> {
         .send()
         .await?;
     if warm.status() != 200 {
-        bail!("warm-up event answered {}: {}", warm.status(), warm.text().await?);
+        bail!(
+            "warm-up event answered {}: {}",
+            warm.status(),
+            warm.text().await?
+        );
     }
     eprintln!(
         "courier-bench: {} events per scenario, topic {topic}, bootstrap {}",
@@ -272,7 +301,13 @@ async fn main() -> anyhow::Result<()> {
     let batches: Vec<Vec<u8>> = (0..args.events)
         .collect::<Vec<_>>()
         .chunks(args.batch_size)
-        .map(|c| serde_json::to_vec(&c.iter().map(|i| event(&source, *i, &payload)).collect::<Vec<_>>()))
+        .map(|c| {
+            serde_json::to_vec(
+                &c.iter()
+                    .map(|i| event(&source, *i, &payload))
+                    .collect::<Vec<_>>(),
+            )
+        })
         .collect::<Result<_, _>>()?;
     let parsed: Vec<Event> = singles
         .iter()
@@ -280,11 +315,26 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
 
     let mut results = Vec::new();
-    eprintln!("running: proxy, single-event POSTs (concurrency {})", args.concurrency);
-    results.push(
-        http_scenario("proxy single-event POST", &client, &url, "application/cloudevents+json", singles, 1, args.concurrency).await,
+    eprintln!(
+        "running: proxy, single-event POSTs (concurrency {})",
+        args.concurrency
     );
-    eprintln!("running: proxy, batched POSTs ({} per batch, concurrency {})", args.batch_size, args.batch_concurrency);
+    results.push(
+        http_scenario(
+            "proxy single-event POST",
+            &client,
+            &url,
+            "application/cloudevents+json",
+            singles,
+            1,
+            args.concurrency,
+        )
+        .await,
+    );
+    eprintln!(
+        "running: proxy, batched POSTs ({} per batch, concurrency {})",
+        args.batch_size, args.batch_concurrency
+    );
     results.push(
         http_scenario(
             "proxy batched POST",
@@ -297,7 +347,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await,
     );
-    eprintln!("running: direct rdkafka producer ({} in flight)", args.direct_in_flight);
+    eprintln!(
+        "running: direct rdkafka producer ({} in flight)",
+        args.direct_in_flight
+    );
     let direct = direct_scenario(&args.bootstrap, &topic, &parsed, args.direct_in_flight).await?;
     let ceiling = direct.rate();
     results.push(direct);

@@ -176,8 +176,14 @@ mod tests {
         ));
         let kind = |f, b: &str, n| parse(f, b.as_bytes(), n).unwrap_err().kind;
         assert_eq!(kind(BodyFormat::Batch, "[]", 10), ProblemKind::EmptyBatch);
-        assert_eq!(kind(BodyFormat::Ndjson, "\n \n", 10), ProblemKind::EmptyBatch);
-        assert_eq!(kind(BodyFormat::Batch, "[1,2,3]", 2), ProblemKind::TooManyEvents);
+        assert_eq!(
+            kind(BodyFormat::Ndjson, "\n \n", 10),
+            ProblemKind::EmptyBatch
+        );
+        assert_eq!(
+            kind(BodyFormat::Batch, "[1,2,3]", 2),
+            ProblemKind::TooManyEvents
+        );
         assert_eq!(kind(BodyFormat::Batch, "{}", 2), ProblemKind::InvalidEvent);
         assert_eq!(kind(BodyFormat::Batch, "[{", 2), ProblemKind::MalformedJson);
         assert_eq!(kind(BodyFormat::Single, "{", 2), ProblemKind::MalformedJson);

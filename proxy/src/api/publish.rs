@@ -328,7 +328,10 @@ pub async fn process(
 fn record_size(r: &KafkaRecord) -> usize {
     r.key.as_ref().map_or(0, Vec::len)
         + r.value.as_ref().map_or(0, Vec::len)
-        + r.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
         + 32
 }
 

@@ -148,13 +148,12 @@ impl Pipeline {
         }
         let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
         let wait = Duration::from_millis(self.config.enqueue_wait_ms);
-        let permit = match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(n))
-            .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return vec![Err(DeliveryError::ShuttingDown); events.len()],
-            Err(_elapsed) => return vec![Err(DeliveryError::QueueFull); events.len()],
-        };
+        let permit =
+            match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(n)).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_closed)) => return vec![Err(DeliveryError::ShuttingDown); events.len()],
+                Err(_elapsed) => return vec![Err(DeliveryError::QueueFull); events.len()],
+            };
         // Every send is issued before any acknowledgement is awaited.
         let pending: Vec<_> = events.iter().map(|e| self.send(e)).collect();
         let ack_timeout = Duration::from_millis(self.config.ack_timeout_ms);

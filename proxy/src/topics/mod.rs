@@ -135,8 +135,9 @@ impl TopicManager {
             .min_insync_replicas
             .unwrap_or(if rf >= 3 { 2 } else { 1 })
             .to_string();
-        let mut new_topic = NewTopic::new(topic, self.config.partitions, TopicReplication::Fixed(rf))
-            .set("min.insync.replicas", &min_isr);
+        let mut new_topic =
+            NewTopic::new(topic, self.config.partitions, TopicReplication::Fixed(rf))
+                .set("min.insync.replicas", &min_isr);
         for (k, v) in &self.config.configs {
             new_topic = new_topic.set(k, v);
         }
@@ -154,7 +155,12 @@ impl TopicManager {
                 }
             }
         }
-        tracing::info!(topic, partitions = self.config.partitions, replication_factor = rf, "created topic");
+        tracing::info!(
+            topic,
+            partitions = self.config.partitions,
+            replication_factor = rf,
+            "created topic"
+        );
         Ok(())
     }
 
