@@ -424,17 +424,97 @@ async fn explicit_topics_must_exist() {
     assert_eq!(post(&url, CE_JSON, body.clone()).await.status(), 404);
 
     let new_topic = NewTopic::new(&topic, 2, TopicReplication::Fixed(3));
-    let created = admin()
+    let admin = admin();
+    let created = admin
         .create_topics([&new_topic], &AdminOptions::new())
         .await
         .unwrap();
     assert!(created[0].is_ok());
+    wait_for_topic(&admin, &topic).await;
     let resp = post(&url, CE_JSON, body).await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["topic"], topic.as_str());
     let (seen, _) = read_by_id(&[&topic], 1, Duration::from_secs(60)).await;
     assert!(seen.contains_key("x-1"));
+    proxy.stop().await;
+}
+
+/// Waits until the cluster's metadata lists `topic` with leaders (bounded: 20 s).
+async fn wait_for_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) {
+    for _ in 0..40 {
+        let m = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .unwrap();
+        if m.topics()
+            .iter()
+            .any(|t| t.error().is_none() && t.partitions().iter().all(|p| p.leader() >= 0))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("topic {topic} did not appear in the metadata");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_kafka_refuses_for_good_is_422_and_not_written() {
+    // The topic takes at most 1 kB per record batch; the proxy's own limit is higher, so the
+    // refusal comes from the broker, through the delivery report.
+    let topic = unique("small.");
+    let admin = admin();
+    let new_topic =
+        NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("max.message.bytes", "1000");
+    let created = admin
+        .create_topics([&new_topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    wait_for_topic(&admin, &topic).await;
+    let proxy = TestProxy::start(|c| c.kafka.compression = "none".into()).await;
+    let url = proxy.url(&format!("/v1/topics/{topic}/events"));
+    let big = event_json("big-1", "/small", json!({"data": "z".repeat(5_000)}));
+    let resp = post(&url, CE_JSON, big.to_string()).await;
+    assert_eq!(resp.status(), 422);
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["type"], "urn:courier:problem:kafka-rejected");
+
+    let ok = post(
+        &url,
+        CE_JSON,
+        event_json("small-1", "/small", json!({})).to_string(),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    let (seen, _) = read_by_id(&[&topic], 2, Duration::from_secs(5)).await;
+    assert!(seen.contains_key("small-1"));
+    assert!(
+        !seen.contains_key("big-1"),
+        "a refused event must not be in Kafka"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledgement_within_the_deadline_is_503_never_2xx() {
+    // Kafka is up, but the proxy may wait only 1 ms: no acknowledgement can come that fast
+    // (the producer lingers 20 ms), so every event meets the ack deadline.
+    let proxy = TestProxy::start(|c| c.delivery.ack_timeout_ms = 1).await;
+    let source = format!("/{}", unique("slow"));
+    // The first event creates the topic; its outcome is a 503 as well.
+    for i in 0..5 {
+        let resp = post(
+            &proxy.url("/v1/events"),
+            CE_JSON,
+            event_json(&format!("t-{i}"), &source, json!({})).to_string(),
+        )
+        .await;
+        assert_eq!(resp.status(), 503, "event {i}");
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let p: Value = resp.json().await.unwrap();
+        assert_eq!(p["type"], "urn:courier:problem:kafka-unavailable");
+    }
     proxy.stop().await;
 }
 

@@ -51,9 +51,20 @@ pub async fn run(
         bootstrap_servers = %config.kafka.bootstrap_servers,
         "courier proxy started"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    // In-flight requests get the ack timeout and a margin to finish after shutdown began;
+    // past that the connections are dropped. Nothing is lost by it: a request without an
+    // answer was never promised anything.
+    let grace =
+        Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
+            + Duration::from_secs(2);
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        served = serve => served?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = elapsed_ms(grace), "requests still open after the grace period; closing them");
+        }
+    }
     tracing::info!(
         queue_depth = state.pipeline().queue_depth(),
         "HTTP intake stopped; flushing the producer"

@@ -87,10 +87,10 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
             .to_owned();
         if name == CONTENT_TYPE_HEADER {
             datacontenttype = Some(text);
-        } else if let Some(attr) = name.strip_prefix(HEADER_PREFIX) {
-            if attrs.insert(attr, text).is_some() {
-                return Err(EventError::Duplicate(name.clone()));
-            }
+        } else if let Some(attr) = name.strip_prefix(HEADER_PREFIX)
+            && attrs.insert(attr, text).is_some()
+        {
+            return Err(EventError::Duplicate(name.clone()));
         }
     }
     let mut take = |name: &'static str| attrs.remove(name);
@@ -234,7 +234,7 @@ mod tests {
         }
 
         #[test]
-        fn structured_json_maps_to_headers_that_read_back(event in arb_event()) {
+        fn every_header_is_a_binding_header_and_the_key_is_the_partitionkey(event in arb_event()) {
             let record = to_record(&event);
             for (name, _) in &record.headers {
                 prop_assert!(name == CONTENT_TYPE_HEADER || name.starts_with(HEADER_PREFIX));

@@ -20,6 +20,8 @@ use serde_json::value::RawValue;
 pub const SPEC_VERSION: &str = "1.0";
 /// Longest extension attribute name accepted (the spec recommends 20; some SDKs use more).
 pub const MAX_EXTENSION_NAME_LEN: usize = 64;
+/// Most attributes one event may carry; each becomes a Kafka header.
+pub const MAX_ATTRIBUTES: usize = 64;
 
 /// What an event is for; decides its topic through the [`crate::NamingPolicy`].
 #[derive(
@@ -180,9 +182,16 @@ impl EventError {
         matches!(self, Self::Syntax(_))
     }
 
-    fn from_json(e: &serde_json::Error) -> Self {
+    /// Classifies a failed read of `bytes`. serde reports a wrong shape as soon as it sees
+    /// one, before reading to the end; the body is only a shape problem if it is JSON at all.
+    fn from_json(e: &serde_json::Error, bytes: &[u8]) -> Self {
         match e.classify() {
-            serde_json::error::Category::Data => Self::Shape(e.to_string()),
+            serde_json::error::Category::Data => {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Ok(_) => Self::Shape(e.to_string()),
+                    Err(syntax) => Self::Syntax(syntax.to_string()),
+                }
+            }
             _ => Self::Syntax(e.to_string()),
         }
     }
@@ -194,6 +203,7 @@ struct RawFields {
     attrs: Vec<(String, Value)>,
     data: Option<Box<RawValue>>,
     duplicate: Option<String>,
+    too_many: bool,
 }
 
 impl<'de> serde::Deserialize<'de> for RawFields {
@@ -206,10 +216,15 @@ impl<'de> serde::Deserialize<'de> for RawFields {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields, A::Error> {
                 let mut out = RawFields::default();
+                let mut names = std::collections::HashSet::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    let seen = key == "data" && out.data.is_some()
-                        || out.attrs.iter().any(|(k, _)| *k == key);
-                    if seen && out.duplicate.is_none() {
+                    if out.too_many || names.len() > MAX_ATTRIBUTES {
+                        // Read past the rest without keeping it: the event is refused anyway.
+                        out.too_many = true;
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        continue;
+                    }
+                    if !names.insert(key.clone()) && out.duplicate.is_none() {
                         out.duplicate = Some(key.clone());
                     }
                     if key == "data" {
@@ -231,7 +246,7 @@ impl Event {
     /// Parses and validates one structured-mode event.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
         let fields: RawFields =
-            serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e))?;
+            serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e, bytes))?;
         Self::validate(fields)
     }
 
@@ -240,7 +255,7 @@ impl Event {
     /// bad event does not sink the others.
     pub fn batch_from_json(bytes: &[u8]) -> Result<Vec<Result<Self, EventError>>, EventError> {
         let items: Vec<&RawValue> =
-            serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e))?;
+            serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e, bytes))?;
         Ok(items
             .into_iter()
             .map(|raw| Self::from_json(raw.get().as_bytes()))
@@ -258,6 +273,11 @@ impl Event {
     }
 
     fn validate(fields: RawFields) -> Result<Self, EventError> {
+        if fields.too_many {
+            return Err(EventError::Shape(format!(
+                "an event carries at most {MAX_ATTRIBUTES} attributes"
+            )));
+        }
         if let Some(name) = fields.duplicate {
             return Err(EventError::Duplicate(name));
         }
@@ -285,7 +305,7 @@ impl Event {
                 "id" => id = Some(non_empty(&name, value)?),
                 "source" => source = Some(uri_reference(&name, value)?),
                 "type" => ty = Some(non_empty(&name, value)?),
-                "subject" => subject = Some(string_attr(&name, value)?),
+                "subject" => subject = Some(non_empty(&name, value)?),
                 "time" => {
                     let t = string_attr(&name, value)?;
                     chrono::DateTime::parse_from_rfc3339(&t).map_err(|e| {
@@ -293,8 +313,28 @@ impl Event {
                     })?;
                     time = Some(t);
                 }
-                "datacontenttype" => datacontenttype = Some(non_empty(&name, value)?),
-                "dataschema" => dataschema = Some(uri_reference(&name, value)?),
+                "datacontenttype" => {
+                    let ct = non_empty(&name, value)?;
+                    if !ct.contains('/') || ct.chars().any(|c| c.is_control()) {
+                        return Err(EventError::invalid(
+                            &name,
+                            "must be a media type like `application/json`",
+                        ));
+                    }
+                    datacontenttype = Some(ct);
+                }
+                "dataschema" => {
+                    let uri = uri_reference(&name, value)?;
+                    if !uri.split_once(':').is_some_and(|(scheme, _)| {
+                        scheme.len() > 1
+                            && scheme.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+                            })
+                    }) {
+                        return Err(EventError::invalid(&name, "must be an absolute URI"));
+                    }
+                    dataschema = Some(uri);
+                }
                 "data_base64" => {
                     let encoded = string_attr(&name, value)?;
                     let bytes = base64::engine::general_purpose::STANDARD
@@ -340,7 +380,24 @@ impl Event {
                     "an event carries `data` or `data_base64`, not both",
                 ));
             }
-            (Some(raw), None) => Some(Data::Json(raw)),
+            (Some(raw), None) => match &datacontenttype {
+                // With a non-JSON content type, `data` holds the payload as a JSON string
+                // (e.g. XML text); Kafka gets the text itself, not its JSON quoting.
+                Some(ct) if !crate::binding::is_json_media_type(ct) => {
+                    match serde_json::from_str::<String>(raw.get()) {
+                        Ok(text) => Some(Data::Binary(text.into_bytes())),
+                        Err(_) => {
+                            return Err(EventError::invalid(
+                                "data",
+                                format!(
+                                    "with datacontenttype `{ct}`, data must be a string (or use data_base64)"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => Some(Data::Json(raw)),
+            },
             (None, Some(bytes)) => Some(Data::Binary(bytes)),
             (None, None) => None,
         };
@@ -440,9 +497,16 @@ fn extension_value(name: &str, value: Value) -> Result<ExtensionValue, EventErro
     match value {
         Value::String(s) => Ok(ExtensionValue::String(s)),
         Value::Bool(b) => Ok(ExtensionValue::Boolean(b)),
-        Value::Number(n) => n.as_i64().map(ExtensionValue::Integer).ok_or_else(|| {
-            EventError::invalid(name, "numbers in extension attributes must be integers")
-        }),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|i| i32::try_from(*i).is_ok())
+            .map(ExtensionValue::Integer)
+            .ok_or_else(|| {
+                EventError::invalid(
+                    name,
+                    "numbers in extension attributes must be 32-bit integers",
+                )
+            }),
         other => Err(EventError::invalid(
             name,
             format!(
@@ -492,6 +556,24 @@ mod tests {
             ok(r#"{"specversion":"1.0","id":"a","source":"s","type":"t","data":{"b": [1, 2.50]}}"#);
         assert_eq!(e.data.unwrap().as_bytes(), br#"{"b": [1, 2.50]}"#);
         assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
+    }
+
+    #[test]
+    fn string_data_with_a_non_json_type_is_the_text_itself() {
+        let e = ok(
+            r#"{"specversion":"1.0","source":"s","type":"t","datacontenttype":"text/xml","data":"<much wow=\"xml\"/>"}"#,
+        );
+        assert_eq!(e.data.unwrap().as_bytes(), br#"<much wow="xml"/>"#);
+    }
+
+    #[test]
+    fn attribute_count_is_bounded() {
+        let mut json = String::from(r#"{"specversion":"1.0","source":"s","type":"t""#);
+        for i in 0..100 {
+            json.push_str(&format!(r#","x{i}":"v""#));
+        }
+        json.push('}');
+        assert!(matches!(err(&json), EventError::Shape(m) if m.contains("at most")));
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl BodyFormat {
 #[derive(Debug)]
 pub enum Parsed {
     /// One event; its refusal is the response.
-    Single(Event),
+    Single(Box<Event>),
     /// Several events; each gets its own status.
     Batch(Vec<Result<Event, EventError>>),
 }
@@ -92,7 +92,7 @@ pub fn parse(format: BodyFormat, body: &[u8], max_events: usize) -> Result<Parse
     let events = match format {
         BodyFormat::Single => {
             return Event::from_json(body)
-                .map(Parsed::Single)
+                .map(|e| Parsed::Single(Box::new(e)))
                 .map_err(|e| event_error(&e));
         }
         BodyFormat::Batch => Event::batch_from_json(body).map_err(|e| match e {
@@ -188,5 +188,73 @@ mod tests {
         assert_eq!(kind(BodyFormat::Batch, "[{", 2), ProblemKind::MalformedJson);
         assert_eq!(kind(BodyFormat::Single, "{", 2), ProblemKind::MalformedJson);
         assert_eq!(kind(BodyFormat::Single, "{}", 2), ProblemKind::InvalidEvent);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Event-shaped JSON: sometimes valid, sometimes missing or mistyping attributes.
+    fn event_like() -> impl Strategy<Value = serde_json::Value> {
+        (
+            proptest::option::of(prop_oneof![
+                Just(serde_json::json!("1.0")),
+                Just(serde_json::json!(1))
+            ]),
+            proptest::option::of("[a-z/]{0,8}"),
+            proptest::option::of("[a-z.]{0,8}"),
+            proptest::option::of(prop_oneof![Just("event"), Just("error"), Just("x")]),
+        )
+            .prop_map(|(sv, source, ty, category)| {
+                let mut o = serde_json::Map::new();
+                if let Some(v) = sv {
+                    o.insert("specversion".into(), v);
+                }
+                if let Some(v) = source {
+                    o.insert("source".into(), v.into());
+                }
+                if let Some(v) = ty {
+                    o.insert("type".into(), v.into());
+                }
+                if let Some(v) = category {
+                    o.insert("category".into(), v.into());
+                }
+                serde_json::Value::Object(o)
+            })
+    }
+
+    proptest! {
+        /// Whatever the bytes, parsing answers without panicking, and a body that is not JSON
+        /// is always told apart (400) from JSON that is not a valid event (422).
+        #[test]
+        fn any_bytes_get_the_right_class_of_answer(body in proptest::collection::vec(any::<u8>(), 0..256), which in 0..3usize) {
+            let format = [BodyFormat::Single, BodyFormat::Batch, BodyFormat::Json][which];
+            let is_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+            match parse(format, &body, 5) {
+                Ok(Parsed::Batch(events)) => prop_assert!(!events.is_empty() && events.len() <= 5),
+                Ok(Parsed::Single(_)) => prop_assert!(is_json),
+                Err(e) if !is_json => prop_assert_eq!(e.kind, ProblemKind::MalformedJson),
+                Err(e) => prop_assert_ne!(e.kind, ProblemKind::MalformedJson),
+            }
+        }
+
+        /// A batch keeps one result per element, in order, valid or not.
+        #[test]
+        fn batches_answer_every_element(events in proptest::collection::vec(event_like(), 1..8)) {
+            let body = serde_json::to_vec(&events).unwrap();
+            let Ok(Parsed::Batch(results)) = parse(BodyFormat::Batch, &body, 10) else {
+                return Err(TestCaseError::fail("a non-empty array is a batch"));
+            };
+            prop_assert_eq!(results.len(), events.len());
+            for (e, r) in events.iter().zip(&results) {
+                let valid = e.get("specversion") == Some(&serde_json::json!("1.0"))
+                    && e.get("source").and_then(|s| s.as_str()).is_some_and(|s| !s.is_empty())
+                    && e.get("type").and_then(|s| s.as_str()).is_some_and(|s| !s.is_empty())
+                    && matches!(e.get("category").and_then(|c| c.as_str()), None | Some("event"));
+                prop_assert_eq!(r.is_ok(), valid, "{}", e);
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use courier_shared::ProblemKind;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -106,6 +107,11 @@ pub fn router(state: AppState) -> Router {
                 tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
             }),
         )
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            // A bug must still end in an answer; nothing of the request was promised.
+            ApiError::new(ProblemKind::Internal, "the request hit a bug; nothing was accepted")
+                .into_response()
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

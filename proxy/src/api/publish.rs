@@ -112,6 +112,9 @@ impl Outcome {
     }
 }
 
+/// Bodies up to this size are parsed on the async worker (a few tens of microseconds).
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
 /// `POST /v1/events`: topics from the naming policy.
 pub async fn publish(
     State(state): State<AppState>,
@@ -145,9 +148,18 @@ async fn handle(
     let format = BodyFormat::from_headers(headers)?;
     let limits = state.limits();
     let body = body_bytes(body, limits.max_body_bytes)?;
-    match parse(format, &body, limits.max_batch_events)? {
+    let max_events = limits.max_batch_events;
+    // Parsing a large body takes milliseconds: keep it off the async workers.
+    let parsed = if body.len() > PARSE_INLINE_BYTES {
+        tokio::task::spawn_blocking(move || parse(format, &body, max_events))
+            .await
+            .map_err(|e| ApiError::new(ProblemKind::Internal, format!("parser failed: {e}")))??
+    } else {
+        parse(format, &body, max_events)?
+    };
+    match parsed {
         Parsed::Single(event) => {
-            let outcome = process(state, vec![Ok(event)], topic.as_deref())
+            let outcome = process(state, vec![Ok(*event)], topic.as_deref())
                 .await
                 .pop()
                 .ok_or_else(|| ApiError::new(ProblemKind::Internal, "no outcome"))?;
@@ -302,6 +314,9 @@ pub async fn process(
                 at,
             },
             Err(e) => {
+                if e.is_unknown_topic() {
+                    state.topics().forget(&r.topic);
+                }
                 *failures.entry(e.to_string()).or_default() += 1;
                 Outcome::Refused {
                     id: Some(r.id.clone()),

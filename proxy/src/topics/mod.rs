@@ -2,12 +2,15 @@
 //! sure its topic exists, creating it on first use from the configured template.
 //!
 //! Known topics are cached, so the hot path is one read lock. The first request for an
-//! unknown topic checks the cluster, and creates the topic when allowed; concurrent first
-//! requests for the same topic share that one check (a per-topic `OnceCell`).
+//! unknown topic checks the cluster, and creates the topic when allowed. Concurrent first
+//! requests for the same topic queue on one per-topic lock and reuse its outcome; a failure
+//! is remembered for a moment, so a Kafka outage costs one metadata timeout per topic, not
+//! one per waiting request.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use courier_shared::topic::{check_collision, validate_topic_name};
 use courier_shared::{Event, NamingPolicy, TopicError};
@@ -16,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, Producer};
-use tokio::sync::OnceCell;
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::config::{KafkaConfig, TopicsConfig};
 use crate::delivery::producer_config;
@@ -50,8 +53,21 @@ pub struct TopicManager {
     admin: AdminClient<DefaultClientContext>,
     timeout: Duration,
     known: RwLock<HashSet<String>>,
-    pending: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    pending: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Failure>>>>>,
+    most_brokers_seen: AtomicUsize,
 }
+
+/// A failed check, remembered for [`FAILURE_TTL`].
+#[derive(Debug)]
+struct Failure {
+    at: Instant,
+    error: EnsureError,
+}
+
+/// How long a failed check answers for the same topic without asking Kafka again.
+const FAILURE_TTL: Duration = Duration::from_secs(1);
+/// Beyond this many topics being checked, entries nobody waits on are dropped.
+const MAX_PENDING: usize = 1_024;
 
 impl std::fmt::Debug for TopicManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +95,7 @@ impl TopicManager {
             timeout: kafka.request_timeout(),
             known: RwLock::new(HashSet::new()),
             pending: Mutex::new(HashMap::new()),
+            most_brokers_seen: AtomicUsize::new(0),
         })
     }
 
@@ -90,32 +107,76 @@ impl TopicManager {
     /// Makes sure `topic` exists. Routed topics are created when auto-creation is on;
     /// explicit topics (`create = false`) must exist already.
     pub async fn ensure(&self, topic: &str, create: bool) -> Result<(), EnsureError> {
-        if self.known.read().is_ok_and(|k| k.contains(topic)) {
+        if self.is_known(topic) {
             return Ok(());
         }
         validate_topic_name(topic)?;
-        let cell = {
+        let slot = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.len() >= MAX_PENDING {
+                pending.retain(|_, slot| Arc::strong_count(slot) > 1);
+            }
             pending.entry(topic.to_owned()).or_default().clone()
         };
-        cell.get_or_try_init(|| self.check_or_create(topic, create && self.config.auto_create))
-            .await?;
+        let mut last_failure = slot.lock().await;
+        if self.is_known(topic) {
+            return Ok(());
+        }
+        if let Some(f) = last_failure
+            .as_ref()
+            .filter(|f| f.at.elapsed() < FAILURE_TTL)
+        {
+            return Err(f.error.clone());
+        }
+        let deadline = self.timeout * 2;
+        let outcome = tokio::time::timeout(
+            deadline,
+            self.check_or_create(topic, create && self.config.auto_create),
+        )
+        .await
+        .unwrap_or_else(|_| Err(EnsureError::Kafka(format!("no answer within {deadline:?}"))));
+        match outcome {
+            Ok(()) => {
+                if let Ok(mut known) = self.known.write() {
+                    known.insert(topic.to_owned());
+                }
+                drop(last_failure);
+                if let Ok(mut pending) = self.pending.lock() {
+                    pending.remove(topic);
+                }
+                Ok(())
+            }
+            // "Does not exist" was a quick, definite answer: asking again is cheap.
+            Err(error @ (EnsureError::Unknown(_) | EnsureError::Name(_))) => Err(error),
+            Err(error) => {
+                *last_failure = Some(Failure {
+                    at: Instant::now(),
+                    error: error.clone(),
+                });
+                Err(error)
+            }
+        }
+    }
+
+    fn is_known(&self, topic: &str) -> bool {
+        self.known.read().is_ok_and(|k| k.contains(topic))
+    }
+
+    /// Forgets a topic Kafka no longer knows (deleted behind the proxy's back), so the next
+    /// event checks, and re-creates, it.
+    pub fn forget(&self, topic: &str) {
         if let Ok(mut known) = self.known.write() {
-            known.insert(topic.to_owned());
+            known.remove(topic);
         }
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(topic);
-        }
-        Ok(())
     }
 
     async fn check_or_create(&self, topic: &str, create: bool) -> Result<(), EnsureError> {
         let metadata = self.metadata().await?;
-        if metadata
-            .topics()
-            .iter()
-            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        {
+        // Present but without a leader yet (just created) still counts: delivery waits for it.
+        if metadata.topics().iter().any(|t| {
+            t.name() == topic
+                && t.error() != Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        }) {
             return Ok(());
         }
         if !create {
@@ -125,7 +186,14 @@ impl TopicManager {
         self.create(topic, metadata.brokers().len()).await
     }
 
-    async fn create(&self, topic: &str, brokers: usize) -> Result<(), EnsureError> {
+    async fn create(&self, topic: &str, live_brokers: usize) -> Result<(), EnsureError> {
+        // The most brokers ever seen, not the live count: a topic created while one broker is
+        // down must still get three replicas (creation then fails and is retried) instead of
+        // being under-replicated for good.
+        let brokers = self
+            .most_brokers_seen
+            .fetch_max(live_brokers, Ordering::Relaxed)
+            .max(live_brokers);
         let rf = self
             .config
             .replication_factor
@@ -177,6 +245,8 @@ impl TopicManager {
     /// Brokers reachable right now (for readiness).
     pub async fn cluster_info(&self) -> Result<ClusterInfo, EnsureError> {
         let metadata = self.metadata().await?;
+        self.most_brokers_seen
+            .fetch_max(metadata.brokers().len(), Ordering::Relaxed);
         Ok(ClusterInfo {
             brokers: metadata.brokers().len(),
         })
