@@ -2,9 +2,11 @@
 # shellcheck source-path=SCRIPTDIR
 # Prepare a Debian machine for building and testing Courier: native build deps
 # of the Rust crates (rdkafka's librdkafka build: zlib, OpenSSL, zstd, lz4,
-# SASL, curl), plus Java + Maven for the local Kafka cluster, then the Kafka
-# jars. Idempotent and non-interactive (CI=true, no stdin, root); a second run
-# installs nothing and needs no network.
+# SASL, curl), plus Java + Maven for the local Kafka cluster, the PostgreSQL
+# server + client for the tests' throwaway database (scripts/postgres.sh; the
+# package may create Debian's default cluster `main` on 5432, which we never
+# use), then the Kafka jars. Idempotent and non-interactive (CI=true, no stdin,
+# root); a second run installs nothing and needs no network.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +17,7 @@ LOG_TAG=setup
 PACKAGES=(
   build-essential pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev
   libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
+  postgresql postgresql-client
 )
 
 # dpkg -s is local and fast; only packages not fully installed are missing.

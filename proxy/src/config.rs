@@ -16,6 +16,49 @@ use serde::{Deserialize, Serialize};
 /// `COURIER_*` variables that are not configuration keys: the config file's path (a flag's
 /// variable) and the scripts' own settings. Every other `COURIER_*` variable must name a key,
 /// so a typo is a startup error.
+/// The DLQ store and the retry scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlqConfig {
+    /// Store events Kafka did not acknowledge in time (202). Off: such events get 503.
+    pub enabled: bool,
+    /// `sqlite:PATH` (embedded default) or `postgres://…` (several proxies sharing a store).
+    pub url: String,
+    /// Write requests waiting for a group commit; beyond it: 503 + Retry-After.
+    pub write_queue: usize,
+    /// Delivery attempts before an event is parked for an operator.
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub backoff_initial_ms: u64,
+    /// Each further retry waits this many times longer…
+    pub backoff_factor: f64,
+    /// …up to this delay.
+    pub backoff_max_ms: u64,
+    /// Events the scheduler claims per round.
+    pub batch: usize,
+    /// How often the scheduler looks for due events when idle.
+    pub poll_interval_ms: u64,
+    /// How long a redelivery waits for Kafka's acknowledgement.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: "sqlite:courier-dlq.db".to_owned(),
+            write_queue: 4_096,
+            max_attempts: 5,
+            backoff_initial_ms: 1_000,
+            backoff_factor: 4.0,
+            backoff_max_ms: 300_000,
+            batch: 5_000,
+            poll_interval_ms: 500,
+            ack_timeout_ms: 30_000,
+        }
+    }
+}
+
 const NOT_CONFIG: [&str; 3] = ["config", "cache", "keep_logs"];
 
 /// The whole configuration.
@@ -32,6 +75,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Topic naming and auto-creation.
     pub topics: TopicsConfig,
+    /// The DLQ store and retry scheduler.
+    pub dlq: DlqConfig,
 }
 
 impl Default for Config {
@@ -42,6 +87,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
             topics: TopicsConfig::default(),
+            dlq: DlqConfig::default(),
         }
     }
 }
@@ -121,12 +167,18 @@ pub struct DeliveryConfig {
     pub queue_capacity: usize,
     /// How long a request waits for room in a full queue before it is refused.
     pub enqueue_wait_ms: u64,
-    /// How long a request waits for Kafka's acknowledgement.
+    /// How long a request waits for Kafka's acknowledgement before its events are stored in
+    /// the DLQ store (202), or refused with 503 when the store is disabled.
     pub ack_timeout_ms: u64,
     /// `Retry-After` (seconds) sent with 429 and 503.
     pub retry_after_secs: u64,
     /// How long shutdown waits for the producer to flush.
     pub shutdown_flush_ms: u64,
+    /// Stored events the retry scheduler may have in flight at once (a budget apart from
+    /// `queue_capacity`, so redelivery never takes live traffic's room).
+    pub redelivery_in_flight: usize,
+    /// While Kafka is down, one request per this interval still tries Kafka.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -134,9 +186,11 @@ impl Default for DeliveryConfig {
         Self {
             queue_capacity: 50_000,
             enqueue_wait_ms: 100,
-            ack_timeout_ms: 10_000,
+            ack_timeout_ms: 5_000,
             retry_after_secs: 1,
             shutdown_flush_ms: 15_000,
+            redelivery_in_flight: 20_000,
+            probe_interval_ms: 1_000,
         }
     }
 }
@@ -215,6 +269,12 @@ impl Config {
         }
         if self.limits.max_batch_events > self.delivery.queue_capacity {
             return invalid("limits.max_batch_events exceeds delivery.queue_capacity");
+        }
+        if self.dlq.max_attempts == 0 || self.dlq.batch == 0 || self.dlq.write_queue == 0 {
+            return invalid("dlq.max_attempts, dlq.batch and dlq.write_queue must be > 0");
+        }
+        if self.dlq.batch > self.delivery.redelivery_in_flight {
+            return invalid("dlq.batch exceeds delivery.redelivery_in_flight");
         }
         if self.topics.partitions < 1 {
             return invalid("topics.partitions must be ≥ 1");

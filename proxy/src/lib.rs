@@ -2,7 +2,9 @@
 //!
 //! Services POST CloudEvents; the proxy validates them, routes each to a topic through the
 //! naming policy (creating topics on first use), and answers 200 only after Kafka
-//! acknowledged the event with `acks=all`. See the README's delivery contract.
+//! acknowledged the event with `acks=all`, or 202 once an event Kafka did not take in time is
+//! committed to the DLQ store, from which the retry scheduler delivers it. See the README's
+//! delivery contract.
 //!
 //! [`server::run`] serves on a given listener until a cancellation token fires, so tests start
 //! the real proxy in-process on an ephemeral port.
@@ -10,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod delivery;
+pub mod dlq;
 pub mod error;
 pub mod server;
 pub mod topics;

@@ -7,9 +7,12 @@ use rdkafka::error::KafkaError;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use std::sync::Arc;
+
+use crate::api::{self, AppState, Parts};
 use crate::config::Config;
 use crate::delivery::Pipeline;
+use crate::dlq::{DlqStore, RetryScheduler, StoreError};
 use crate::topics::TopicManager;
 
 /// Why the proxy stopped with an error.
@@ -21,44 +24,69 @@ pub enum ServerError {
     /// The listener failed.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
+    /// The DLQ store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Builds the application state (pipeline and topic manager) from the configuration.
-pub fn build_state(config: &Config, shutdown: CancellationToken) -> Result<AppState, ServerError> {
+/// Builds the application state: pipeline, topic manager and (when enabled) the DLQ store,
+/// whose migrations run here.
+pub async fn build_state(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> Result<AppState, ServerError> {
     let pipeline = Pipeline::new(&config.kafka, &config.delivery)?;
     let topics = TopicManager::new(&config.topics, &config.kafka, pipeline.producer().clone())?;
-    Ok(AppState::new(
+    let dlq = if config.dlq.enabled {
+        Some(DlqStore::open(&config.dlq.url, config.dlq.write_queue).await?)
+    } else {
+        tracing::warn!("DLQ store disabled: events Kafka does not acknowledge in time get 503");
+        None
+    };
+    Ok(AppState::new(Parts {
         pipeline,
         topics,
-        config.limits.clone(),
-        config.delivery.clone(),
+        dlq,
+        dlq_config: config.dlq.clone(),
+        wake_scheduler: Arc::new(tokio::sync::Notify::new()),
+        limits: config.limits.clone(),
+        delivery: config.delivery.clone(),
         shutdown,
-    ))
+    }))
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then stops accepting, lets
-/// in-flight requests finish (each waits at most the ack timeout) and flushes the producer
-/// within `delivery.shutdown_flush_ms`.
+/// in-flight requests finish (each waits at most the ack timeout, then is stored), stops the
+/// retry scheduler and flushes the producer within `delivery.shutdown_flush_ms`. Stored
+/// events stay in the store for the next start, whose scheduler resumes them.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let state = build_state(&config, shutdown.clone())?;
+    let state = build_state(&config, shutdown.clone()).await?;
+    let scheduler = state.dlq().map(|store| {
+        let scheduler = RetryScheduler::new(
+            store.clone(),
+            state.pipeline().clone(),
+            config.dlq.clone(),
+            state.wake_handle(),
+        );
+        tokio::spawn(scheduler.run(shutdown.clone()))
+    });
     let app = api::router(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
         bootstrap_servers = %config.kafka.bootstrap_servers,
+        dlq = if config.dlq.enabled { config.dlq.url.as_str() } else { "disabled" },
         "courier proxy started"
     );
     // In-flight requests get the ack timeout and a margin to finish after shutdown began;
     // past that the connections are dropped. Nothing is lost by it: a request without an
     // answer was never promised anything.
-    let grace =
-        Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
-            + Duration::from_secs(2);
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grace = Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
+        + Duration::from_secs(5);
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
         served = serve => served?,
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
@@ -69,6 +97,14 @@ pub async fn run(
         queue_depth = state.pipeline().queue_depth(),
         "HTTP intake stopped; flushing the producer"
     );
+    if let Some(task) = scheduler {
+        // A round in progress finishes (bounded by the redelivery ack timeout); rows it had
+        // claimed and not settled are released by their lease.
+        let wait = Duration::from_millis(config.dlq.ack_timeout_ms + 5_000);
+        if tokio::time::timeout(wait, task).await.is_err() {
+            tracing::warn!("retry scheduler did not stop in time");
+        }
+    }
     let started = std::time::Instant::now();
     match state.pipeline().close().await {
         Ok(()) => tracing::info!(took_ms = elapsed_ms(started.elapsed()), "producer flushed"),

@@ -33,6 +33,8 @@ pub enum ProblemKind {
     KafkaUnavailable,
     /// The intake queue is full.
     Overloaded,
+    /// Kafka did not acknowledge and the DLQ store could not take the event either.
+    StoreUnavailable,
     /// The proxy is shutting down.
     ShuttingDown,
     /// No such route.
@@ -59,6 +61,7 @@ impl ProblemKind {
             Self::KafkaRejected => "kafka-rejected",
             Self::KafkaUnavailable => "kafka-unavailable",
             Self::Overloaded => "overloaded",
+            Self::StoreUnavailable => "store-unavailable",
             Self::ShuttingDown => "shutting-down",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -76,7 +79,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => 415,
             Self::InvalidEvent | Self::InvalidTopic | Self::KafkaRejected => 422,
             Self::Overloaded => 429,
-            Self::KafkaUnavailable | Self::ShuttingDown => 503,
+            Self::KafkaUnavailable | Self::ShuttingDown | Self::StoreUnavailable => 503,
             Self::Internal => 500,
         }
     }
@@ -96,6 +99,7 @@ impl ProblemKind {
             Self::KafkaRejected => "Kafka refused the event; sending it again will not help",
             Self::KafkaUnavailable => "Kafka did not acknowledge the event; it was not accepted",
             Self::Overloaded => "The proxy is at capacity; retry later",
+            Self::StoreUnavailable => "Neither Kafka nor the DLQ store took the event; it was not accepted",
             Self::ShuttingDown => "The proxy is shutting down; retry on another instance",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
@@ -112,7 +116,10 @@ impl ProblemKind {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            Self::KafkaUnavailable | Self::Overloaded | Self::ShuttingDown
+            Self::KafkaUnavailable
+                | Self::Overloaded
+                | Self::ShuttingDown
+                | Self::StoreUnavailable
         )
     }
 }

@@ -17,8 +17,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::{DeliveryConfig, LimitsConfig};
+use crate::config::{DeliveryConfig, DlqConfig, LimitsConfig};
 use crate::delivery::Pipeline;
+use crate::dlq::DlqStore;
 use crate::error::ApiError;
 use crate::topics::TopicManager;
 
@@ -32,27 +33,68 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     pipeline: Pipeline,
     topics: TopicManager,
+    dlq: Option<DlqStore>,
+    dlq_config: DlqConfig,
+    wake_scheduler: Arc<tokio::sync::Notify>,
     limits: LimitsConfig,
     delivery: DeliveryConfig,
     shutdown: CancellationToken,
 }
 
+/// The parts [`AppState`] is built from.
+#[derive(Debug)]
+pub struct Parts {
+    /// The delivery pipeline.
+    pub pipeline: Pipeline,
+    /// The topic manager.
+    pub topics: TopicManager,
+    /// The DLQ store, when enabled.
+    pub dlq: Option<DlqStore>,
+    /// Its configuration.
+    pub dlq_config: DlqConfig,
+    /// Wakes the retry scheduler when events were stored.
+    pub wake_scheduler: Arc<tokio::sync::Notify>,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Fires when shutdown begins.
+    pub shutdown: CancellationToken,
+}
+
 impl AppState {
     /// Bundles the components.
-    pub fn new(
-        pipeline: Pipeline,
-        topics: TopicManager,
-        limits: LimitsConfig,
-        delivery: DeliveryConfig,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
         Self(Arc::new(Inner {
-            pipeline,
-            topics,
-            limits,
-            delivery,
-            shutdown,
+            pipeline: p.pipeline,
+            topics: p.topics,
+            dlq: p.dlq,
+            dlq_config: p.dlq_config,
+            wake_scheduler: p.wake_scheduler,
+            limits: p.limits,
+            delivery: p.delivery,
+            shutdown: p.shutdown,
         }))
+    }
+
+    /// The DLQ store, when enabled.
+    pub fn dlq(&self) -> Option<&DlqStore> {
+        self.0.dlq.as_ref()
+    }
+
+    /// The DLQ configuration.
+    pub fn dlq_config(&self) -> &DlqConfig {
+        &self.0.dlq_config
+    }
+
+    /// The handle the retry scheduler waits on.
+    pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
+        self.0.wake_scheduler.clone()
+    }
+
+    /// Tells the retry scheduler that new events were stored.
+    pub fn wake_scheduler(&self) {
+        self.0.wake_scheduler.notify_one();
     }
 
     /// The delivery pipeline.

@@ -17,12 +17,22 @@ use serde::Serialize;
 use super::AppState;
 use super::body::{BodyFormat, Parsed, body_bytes, event_error, parse};
 use crate::delivery::{Delivered, DeliveryError, Outgoing};
+use crate::dlq::NewEntry;
+use crate::dlq::store::now_ms;
 use crate::error::ApiError;
 use crate::topics::EnsureError;
 
 /// What happened to one event.
 #[derive(Debug)]
 pub enum Outcome {
+    /// Kafka did not acknowledge it in time; it is committed to the DLQ store and the retry
+    /// scheduler will deliver it.
+    Stored {
+        /// Event id.
+        id: String,
+        /// Topic it will be written to.
+        topic: String,
+    },
     /// Kafka acknowledged it.
     Delivered {
         /// Event id.
@@ -50,7 +60,8 @@ pub struct EventResult {
     /// Event id (assigned by the proxy when the client sent none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// `delivered`, `invalid` (do not resend) or `failed` (resend later).
+    /// `delivered`, `stored` (durable, delivered later), `invalid` (do not resend) or
+    /// `failed` (resend later).
     pub status: &'static str,
     /// The HTTP status this event alone would have got.
     pub code: u16,
@@ -73,6 +84,8 @@ pub struct EventResult {
 pub struct BatchResult {
     /// Events acknowledged by Kafka.
     pub delivered: usize,
+    /// Events committed to the DLQ store, to be delivered by the retry scheduler.
+    pub stored: usize,
     /// Events refused for good.
     pub invalid: usize,
     /// Events that may succeed when sent again.
@@ -92,6 +105,16 @@ impl Outcome {
                 topic: Some(topic.clone()),
                 partition: Some(at.partition),
                 offset: Some(at.offset),
+                problem: None,
+            },
+            Self::Stored { id, topic } => EventResult {
+                index,
+                id: Some(id.clone()),
+                status: "stored",
+                code: 202,
+                topic: Some(topic.clone()),
+                partition: None,
+                offset: None,
                 problem: None,
             },
             Self::Refused { id, error } => EventResult {
@@ -165,6 +188,9 @@ async fn handle(
                 .ok_or_else(|| ApiError::new(ProblemKind::Internal, "no outcome"))?;
             match outcome {
                 Outcome::Delivered { .. } => Ok(Json(outcome.result(None)).into_response()),
+                Outcome::Stored { .. } => {
+                    Ok((StatusCode::ACCEPTED, Json(outcome.result(None))).into_response())
+                }
                 Outcome::Refused { error, .. } => Err(error),
             }
         }
@@ -178,6 +204,7 @@ async fn handle(
 fn batch_response(state: &AppState, outcomes: &[Outcome]) -> Response {
     let mut body = BatchResult {
         delivered: 0,
+        stored: 0,
         invalid: 0,
         failed: 0,
         results: Vec::with_capacity(outcomes.len()),
@@ -187,6 +214,7 @@ fn batch_response(state: &AppState, outcomes: &[Outcome]) -> Response {
         let r = outcome.result(Some(i));
         match r.status {
             "delivered" => body.delivered += 1,
+            "stored" => body.stored += 1,
             "failed" => body.failed += 1,
             _ => body.invalid += 1,
         }
@@ -196,6 +224,8 @@ fn batch_response(state: &AppState, outcomes: &[Outcome]) -> Response {
     let n = outcomes.len();
     let status = if body.delivered == n {
         StatusCode::OK
+    } else if body.delivered + body.stored == n {
+        StatusCode::ACCEPTED
     } else if body.invalid == n {
         StatusCode::UNPROCESSABLE_ENTITY
     } else if body.failed == n && all_overloaded {
@@ -304,26 +334,78 @@ pub async fn process(
             record: &r.record,
         })
         .collect();
-    let results = state.pipeline().deliver_all(&outgoing).await;
+    // While Kafka is known to be down, waiting for an acknowledgement only delays the 202.
+    let bypass = state.dlq().is_some() && state.pipeline().circuit().should_bypass();
+    let results = if bypass {
+        vec![Err(DeliveryError::CircuitOpen); outgoing.len()]
+    } else {
+        state.pipeline().deliver_all(&outgoing).await
+    };
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut to_store: Vec<(&Routed, DeliveryError)> = Vec::new();
     for (r, result) in sendable.iter().zip(results) {
-        outcomes[r.index] = Some(match result {
-            Ok(at) => Outcome::Delivered {
-                id: r.id.clone(),
-                topic: r.topic.clone(),
-                at,
-            },
+        match result {
+            Ok(at) => {
+                outcomes[r.index] = Some(Outcome::Delivered {
+                    id: r.id.clone(),
+                    topic: r.topic.clone(),
+                    at,
+                });
+            }
             Err(e) => {
                 if e.is_unknown_topic() {
                     state.topics().forget(&r.topic);
                 }
-                *failures.entry(e.to_string()).or_default() += 1;
-                Outcome::Refused {
-                    id: Some(r.id.clone()),
-                    error: delivery_error(state, &e),
+                if !bypass {
+                    *failures.entry(e.to_string()).or_default() += 1;
+                }
+                if state.dlq().is_some() && e.is_storable() {
+                    to_store.push((r, e));
+                } else {
+                    outcomes[r.index] = Some(Outcome::Refused {
+                        id: Some(r.id.clone()),
+                        error: delivery_error(state, &e),
+                    });
                 }
             }
-        });
+        }
+    }
+    if let Some(dlq) = state.dlq().filter(|_| !to_store.is_empty()) {
+        let first_attempt = now_ms() + i64::try_from(state.dlq_config().backoff_initial_ms).unwrap_or(0);
+        let entries = to_store
+            .iter()
+            .map(|(r, e)| NewEntry {
+                event_id: r.id.clone(),
+                topic: r.topic.clone(),
+                record: r.record.clone(),
+                error: e.to_string(),
+                next_attempt_ms: first_attempt,
+            })
+            .collect();
+        match dlq.store(entries).await {
+            Ok(()) => {
+                state.wake_scheduler();
+                for (r, _) in &to_store {
+                    outcomes[r.index] = Some(Outcome::Stored {
+                        id: r.id.clone(),
+                        topic: r.topic.clone(),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = to_store.len(), "could not store events");
+                let error = state.retriable(
+                    ProblemKind::StoreUnavailable,
+                    format!("Kafka did not acknowledge and the DLQ store refused: {e}; nothing was accepted"),
+                );
+                for (r, _) in &to_store {
+                    outcomes[r.index] = Some(Outcome::Refused {
+                        id: Some(r.id.clone()),
+                        error: error.clone(),
+                    });
+                }
+            }
+        }
     }
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");

@@ -9,6 +9,7 @@
 //! its size is set above the capacity so it never refuses an event we admitted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use courier_shared::KafkaRecord;
@@ -46,12 +47,45 @@ pub enum DeliveryError {
     /// The pipeline is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// Not sent: Kafka is known to be down (see [`Circuit`]).
+    #[error("not sent: Kafka is not acknowledging")]
+    CircuitOpen,
 }
 
 impl DeliveryError {
     /// True when Kafka does not know the topic (deleted since the proxy last checked it).
     pub fn is_unknown_topic(&self) -> bool {
         matches!(self, Self::Kafka(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition))
+    }
+
+    /// True when the failure says Kafka as a whole is not taking writes (no answer, or a
+    /// transport-level error), rather than something about this one event.
+    pub fn means_kafka_down(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Kafka(e) => matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::MessageTimedOut
+                        | RDKafkaErrorCode::AllBrokersDown
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                        | RDKafkaErrorCode::NotEnoughReplicas
+                        | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                        | RDKafkaErrorCode::RequestTimedOut
+                        | RDKafkaErrorCode::NetworkException
+                )
+            ),
+            _ => false,
+        }
+    }
+
+    /// True when the event should go to the DLQ store: Kafka may take it later. A full intake
+    /// queue (overload) and shutdown are refusals instead, or the store would absorb overload.
+    pub fn is_storable(&self) -> bool {
+        match self {
+            Self::QueueFull | Self::ShuttingDown => false,
+            other => other.is_retriable(),
+        }
     }
 
     /// True when sending the same event again later may succeed.
@@ -85,7 +119,9 @@ pub struct Outgoing<'a> {
 pub struct Pipeline {
     producer: FutureProducer,
     permits: Arc<Semaphore>,
+    redelivery: Arc<Semaphore>,
     config: DeliveryConfig,
+    circuit: Arc<Circuit>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -133,13 +169,20 @@ impl Pipeline {
         Ok(Self {
             producer,
             permits: Arc::new(Semaphore::new(delivery.queue_capacity)),
+            redelivery: Arc::new(Semaphore::new(delivery.redelivery_in_flight)),
             config: delivery.clone(),
+            circuit: Arc::new(Circuit::new(delivery.probe_interval_ms)),
         })
     }
 
     /// The producer, for metadata requests.
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+
+    /// What the pipeline currently believes about Kafka's health.
+    pub fn circuit(&self) -> &Circuit {
+        &self.circuit
     }
 
     /// Events in the intake queue (handed to the producer, not yet acknowledged).
@@ -158,12 +201,36 @@ impl Pipeline {
         }
         let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
         let wait = Duration::from_millis(self.config.enqueue_wait_ms);
-        let mut permits =
+        let permits =
             match tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(n)).await {
                 Ok(Ok(permit)) => permit,
                 Ok(Err(_closed)) => return vec![Err(DeliveryError::ShuttingDown); events.len()],
                 Err(_elapsed) => return vec![Err(DeliveryError::QueueFull); events.len()],
             };
+        let ack_timeout = Duration::from_millis(self.config.ack_timeout_ms);
+        self.send_all(events, permits, ack_timeout).await
+    }
+
+    /// Sends stored events again, within the redelivery budget (apart from the intake queue,
+    /// so a backlog never takes live traffic's room); waits for room rather than refusing.
+    pub async fn redeliver(
+        &self,
+        events: &[Outgoing<'_>],
+        ack_timeout: Duration,
+    ) -> Vec<Result<Delivered, DeliveryError>> {
+        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        match self.redelivery.clone().acquire_many_owned(n).await {
+            Ok(permits) => self.send_all(events, permits, ack_timeout).await,
+            Err(_closed) => vec![Err(DeliveryError::ShuttingDown); events.len()],
+        }
+    }
+
+    async fn send_all(
+        &self,
+        events: &[Outgoing<'_>],
+        mut permits: tokio::sync::OwnedSemaphorePermit,
+        ack_timeout: Duration,
+    ) -> Vec<Result<Delivered, DeliveryError>> {
         // Every send is issued before any acknowledgement is awaited. Each event carries its
         // own permit until librdkafka reports on it, even past the ack timeout, so the queue
         // capacity bounds what librdkafka holds, not just what requests wait for.
@@ -171,8 +238,7 @@ impl Pipeline {
             .iter()
             .map(|e| (self.send(e), permits.split(1)))
             .collect();
-        let ack_timeout = Duration::from_millis(self.config.ack_timeout_ms);
-        join_all(pending.into_iter().map(|(sent, permit)| async move {
+        let results = join_all(pending.into_iter().map(|(sent, permit)| async move {
             let mut future = sent?;
             match tokio::time::timeout(ack_timeout, &mut future).await {
                 Err(_) => {
@@ -190,7 +256,13 @@ impl Pipeline {
                 Ok(Ok(Err((e, _message)))) => Err(DeliveryError::Kafka(e)),
             }
         }))
-        .await
+        .await;
+        if results.iter().any(Result::is_ok) {
+            self.circuit.record_success();
+        } else if results.iter().any(|r| matches!(r, Err(e) if e.means_kafka_down())) {
+            self.circuit.record_failure();
+        }
+        results
     }
 
     fn send(
@@ -222,10 +294,73 @@ impl Pipeline {
     /// Refuses new events and waits (off the runtime) for the producer to flush what it holds.
     pub async fn close(&self) -> Result<(), KafkaError> {
         self.permits.close();
+        self.redelivery.close();
         let producer = self.producer.clone();
         let deadline = Duration::from_millis(self.config.shutdown_flush_ms);
         tokio::task::spawn_blocking(move || producer.flush(deadline))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
+/// A circuit breaker on Kafka's health. After a delivery fails because Kafka is down, new
+/// events skip the wait for an acknowledgement that will not come and go straight to the DLQ
+/// store; one request per probe interval still tries Kafka, and any success (live or from the
+/// retry scheduler) closes the circuit again.
+#[derive(Debug)]
+pub struct Circuit {
+    open_since_ms: AtomicI64,
+    last_probe_ms: AtomicI64,
+    probe_interval_ms: i64,
+}
+
+impl Circuit {
+    fn new(probe_interval_ms: u64) -> Self {
+        Self {
+            open_since_ms: AtomicI64::new(0),
+            last_probe_ms: AtomicI64::new(0),
+            probe_interval_ms: i64::try_from(probe_interval_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Kafka acknowledged something: it is up.
+    pub fn record_success(&self) {
+        if self.open_since_ms.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!("Kafka acknowledges again; live traffic goes to Kafka");
+        }
+    }
+
+    /// A delivery failed because Kafka is down.
+    pub fn record_failure(&self) {
+        let now = crate::dlq::store::now_ms();
+        if self
+            .open_since_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.last_probe_ms.store(now, Ordering::Relaxed);
+            tracing::warn!("Kafka is not acknowledging; new events go to the DLQ store");
+        }
+    }
+
+    /// True while Kafka is believed down, except for one caller per probe interval, which
+    /// is let through to try Kafka.
+    pub fn should_bypass(&self) -> bool {
+        if self.open_since_ms.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let now = crate::dlq::store::now_ms();
+        let last = self.last_probe_ms.load(Ordering::Relaxed);
+        let probe = now - last >= self.probe_interval_ms
+            && self
+                .last_probe_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        !probe
+    }
+
+    /// True while Kafka is believed down.
+    pub fn is_open(&self) -> bool {
+        self.open_since_ms.load(Ordering::Relaxed) != 0
     }
 }

@@ -1,0 +1,197 @@
+//! One test suite for the DLQ store, run against SQLite and against a real PostgreSQL
+//! (`COURIER_TEST_POSTGRES_URL`, started by `scripts/test.sh`). Each PostgreSQL test gets a
+//! database of its own, so the tests run in parallel.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use courier_proxy::dlq::store::now_ms;
+use courier_proxy::dlq::{DlqStore, NewEntry, State};
+use courier_shared::KafkaRecord;
+use sqlx::Connection as _;
+
+fn entry(id: &str, topic: &str, due_in_ms: i64) -> NewEntry {
+    NewEntry {
+        event_id: id.to_owned(),
+        topic: topic.to_owned(),
+        record: KafkaRecord {
+            key: Some(format!("key-{id}").into_bytes()),
+            value: Some(vec![0, 159, 146, 150, b'{']),
+            headers: vec![
+                ("ce_id".into(), id.as_bytes().to_vec()),
+                ("bin".into(), vec![0xff, 0, 1]),
+            ],
+        },
+        error: "no acknowledgement".to_owned(),
+        next_attempt_ms: now_ms() + due_in_ms,
+    }
+}
+
+async fn sqlite() -> (DlqStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
+    (DlqStore::open(&url, 64).await.unwrap(), dir)
+}
+
+async fn postgres() -> DlqStore {
+    let base = std::env::var("COURIER_TEST_POSTGRES_URL").expect(
+        "COURIER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
+    );
+    let name = format!("dlq_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    DlqStore::open(&format!("{prefix}/{name}"), 64).await.unwrap()
+}
+
+/// Runs `case` on a fresh SQLite store and a fresh PostgreSQL store.
+async fn on_both<F, Fut>(case: F)
+where
+    F: Fn(DlqStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (store, _dir) = sqlite().await;
+    case(store).await;
+    case(postgres().await).await;
+}
+
+#[tokio::test]
+async fn stored_events_come_back_intact_and_once() {
+    on_both(|store| async move {
+        store
+            .store(vec![entry("a", "t.events", 0), entry("b", "t.events", 0)])
+            .await
+            .unwrap();
+        // The same (topic, id) again is not a second copy.
+        store.store(vec![entry("a", "t.events", 0)]).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), (2, 0));
+        let claimed = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let a = claimed.iter().find(|e| e.event_id == "a").unwrap();
+        assert_eq!(a.record, entry("a", "t.events", 0).record);
+        assert_eq!(a.state, State::Pending);
+        assert_eq!(a.attempts, 0);
+        assert_eq!(a.last_error.as_deref(), Some("no acknowledgement"));
+        assert_eq!(store.get(a.seq).await.unwrap().unwrap().record, a.record);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_due_unclaimed_events_are_claimed() {
+    on_both(|store| async move {
+        store
+            .store(vec![entry("now", "t", 0), entry("later", "t", 60_000)])
+            .await
+            .unwrap();
+        let first = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(first.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["now"]);
+        // Claimed: not handed out again while the lease runs.
+        assert!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_releases_the_claim() {
+    on_both(|store| async move {
+        store.store(vec![entry("x", "t", 0)]).await.unwrap();
+        assert_eq!(store.claim_due(10, Duration::from_millis(1)).await.unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failures_reschedule_then_park_and_replay_brings_back() {
+    on_both(|store| async move {
+        store.store(vec![entry("p", "t", 0)]).await.unwrap();
+        let seq = store.claim_due(1, Duration::from_secs(30)).await.unwrap()[0].seq;
+        store
+            .record_failure(seq, "timed out", Some(now_ms() + 60_000))
+            .await
+            .unwrap();
+        let e = store.get(seq).await.unwrap().unwrap();
+        assert_eq!((e.state, e.attempts), (State::Pending, 1));
+        assert!(store.claim_due(1, Duration::from_secs(30)).await.unwrap().is_empty());
+
+        store.record_failure(seq, "too large", None).await.unwrap();
+        let e = store.get(seq).await.unwrap().unwrap();
+        assert_eq!((e.state, e.attempts), (State::Parked, 2));
+        assert_eq!(e.last_error.as_deref(), Some("too large"));
+        assert_eq!(store.counts().await.unwrap(), (0, 1));
+        assert_eq!(store.list(Some(State::Parked), 0, 10).await.unwrap().len(), 1);
+        assert!(store.claim_due(1, Duration::from_secs(30)).await.unwrap().is_empty(), "parked events are not retried");
+
+        assert_eq!(store.replay(None).await.unwrap(), 1);
+        let again = store.claim_due(1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again[0].seq, seq);
+        assert_eq!(again[0].attempts, 0);
+        assert_eq!(store.delete(&[seq]).await.unwrap(), 1);
+        assert_eq!(store.counts().await.unwrap(), (0, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_share_commits_and_lose_nothing() {
+    on_both(|store| async move {
+        let writers: Vec<_> = (0..50)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let batch = (0..40).map(|i| entry(&format!("{w}-{i}"), "t", 0)).collect();
+                    store.store(batch).await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.counts().await.unwrap(), (2_000, 0));
+        let mut ids = HashSet::new();
+        loop {
+            let claimed = store.claim_due(500, Duration::from_secs(30)).await.unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            ids.extend(claimed.into_iter().map(|e| e.event_id));
+        }
+        assert_eq!(ids.len(), 2_000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_claimers_never_get_the_same_event() {
+    on_both(|store| async move {
+        let batch = (0..1_000).map(|i| entry(&i.to_string(), "t", 0)).collect();
+        store.store(batch).await.unwrap();
+        let claim = |s: DlqStore| async move {
+            let mut got = Vec::new();
+            loop {
+                let c = s.claim_due(50, Duration::from_secs(30)).await.unwrap();
+                if c.is_empty() {
+                    return got;
+                }
+                got.extend(c.into_iter().map(|e| e.seq));
+            }
+        };
+        let (a, b) = tokio::join!(claim(store.clone()), claim(store.clone()));
+        let all: HashSet<i64> = a.iter().chain(&b).copied().collect();
+        assert_eq!(a.len() + b.len(), 1_000, "no event claimed twice");
+        assert_eq!(all.len(), 1_000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_url_is_a_clear_error() {
+    let err = DlqStore::open("mysql://x", 1).await.unwrap_err();
+    assert!(err.to_string().contains("unsupported"), "{err}");
+}
