@@ -40,6 +40,9 @@ pub fn unique(prefix: &str) -> String {
 pub struct TestProxy {
     /// Its address.
     pub addr: SocketAddr,
+    /// Its configuration (the DLQ store is a SQLite file of its own).
+    pub config: Config,
+    _dlq_dir: tempfile::TempDir,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), courier_proxy::server::ServerError>>,
 }
@@ -47,9 +50,11 @@ pub struct TestProxy {
 impl TestProxy {
     /// Starts a proxy against the test cluster, after `tweak` adjusted its configuration.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dlq_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.kafka.bootstrap_servers = bootstrap();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.dlq.url = format!("sqlite:{}", dlq_dir.path().join("dlq.db").display());
         tweak(&mut config);
         config.validate().expect("test configuration is valid");
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -57,9 +62,15 @@ impl TestProxy {
             .expect("bind an ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(courier_proxy::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(courier_proxy::run(
+            config.clone(),
+            listener,
+            shutdown.clone(),
+        ));
         Self {
             addr,
+            config,
+            _dlq_dir: dlq_dir,
             shutdown,
             task,
         }
@@ -68,6 +79,13 @@ impl TestProxy {
     /// `http://addr` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The proxy's DLQ store, opened beside it.
+    pub async fn dlq(&self) -> courier_proxy::dlq::DlqStore {
+        courier_proxy::dlq::DlqStore::open(&self.config.dlq.url, 16)
+            .await
+            .expect("open the proxy's DLQ store")
     }
 
     /// Shuts the proxy down gracefully and waits for it.

@@ -500,7 +500,11 @@ async fn a_write_kafka_refuses_for_good_is_422_and_not_written() {
 async fn no_acknowledgement_within_the_deadline_is_503_never_2xx() {
     // Kafka is up, but the proxy may wait only 1 ms: no acknowledgement can come that fast
     // (the producer lingers 20 ms), so every event meets the ack deadline.
-    let proxy = TestProxy::start(|c| c.delivery.ack_timeout_ms = 1).await;
+    let proxy = TestProxy::start(|c| {
+        c.delivery.ack_timeout_ms = 1;
+        c.dlq.enabled = false;
+    })
+    .await;
     let source = format!("/{}", unique("slow"));
     // The first event creates the topic; its outcome is a 503 as well.
     for i in 0..5 {
@@ -530,6 +534,7 @@ async fn kafka_unreachable_is_503_with_retry_after_never_2xx() {
         c.kafka.request_timeout_ms = 1_000;
         c.kafka.message_timeout_ms = 2_000;
         c.delivery.ack_timeout_ms = 1_500;
+        c.dlq.enabled = false;
     })
     .await;
     let body = event_json("d-1", "/down", json!({})).to_string();

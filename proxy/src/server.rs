@@ -36,7 +36,11 @@ pub async fn build_state(
     shutdown: CancellationToken,
 ) -> Result<AppState, ServerError> {
     let pipeline = Pipeline::new(&config.kafka, &config.delivery)?;
-    let topics = TopicManager::new(&config.topics, &config.kafka, pipeline.producer().clone())?;
+    let topics = Arc::new(TopicManager::new(
+        &config.topics,
+        &config.kafka,
+        pipeline.producer().clone(),
+    )?);
     let dlq = if config.dlq.enabled {
         Some(DlqStore::open(&config.dlq.url, config.dlq.write_queue).await?)
     } else {
@@ -69,6 +73,7 @@ pub async fn run(
         let scheduler = RetryScheduler::new(
             store.clone(),
             state.pipeline().clone(),
+            state.topics_handle(),
             config.dlq.clone(),
             state.wake_handle(),
         );
@@ -84,9 +89,11 @@ pub async fn run(
     // In-flight requests get the ack timeout and a margin to finish after shutdown began;
     // past that the connections are dropped. Nothing is lost by it: a request without an
     // answer was never promised anything.
-    let grace = Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
-        + Duration::from_secs(5);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grace =
+        Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
+            + Duration::from_secs(5);
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
         served = serve => served?,
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {

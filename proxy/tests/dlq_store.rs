@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use courier_proxy::dlq::store::now_ms;
+use courier_proxy::dlq::store::{Failure, now_ms};
 use courier_proxy::dlq::{DlqStore, NewEntry, State};
 use courier_shared::KafkaRecord;
 use sqlx::Connection as _;
@@ -45,7 +45,9 @@ async fn postgres() -> DlqStore {
         .await
         .unwrap();
     let (prefix, _) = base.rsplit_once('/').unwrap();
-    DlqStore::open(&format!("{prefix}/{name}"), 64).await.unwrap()
+    DlqStore::open(&format!("{prefix}/{name}"), 64)
+        .await
+        .unwrap()
 }
 
 /// Runs `case` on a fresh SQLite store and a fresh PostgreSQL store.
@@ -89,9 +91,21 @@ async fn only_due_unclaimed_events_are_claimed() {
             .await
             .unwrap();
         let first = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(first.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["now"]);
+        assert_eq!(
+            first
+                .iter()
+                .map(|e| e.event_id.as_str())
+                .collect::<Vec<_>>(),
+            ["now"]
+        );
         // Claimed: not handed out again while the lease runs.
-        assert!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().is_empty());
+        assert!(
+            store
+                .claim_due(10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }
@@ -100,9 +114,23 @@ async fn only_due_unclaimed_events_are_claimed() {
 async fn an_expired_lease_releases_the_claim() {
     on_both(|store| async move {
         store.store(vec![entry("x", "t", 0)]).await.unwrap();
-        assert_eq!(store.claim_due(10, Duration::from_millis(1)).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .claim_due(10, Duration::from_millis(1))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(store.claim_due(10, Duration::from_secs(30)).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .claim_due(10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     })
     .await;
 }
@@ -112,21 +140,45 @@ async fn failures_reschedule_then_park_and_replay_brings_back() {
     on_both(|store| async move {
         store.store(vec![entry("p", "t", 0)]).await.unwrap();
         let seq = store.claim_due(1, Duration::from_secs(30)).await.unwrap()[0].seq;
+        let fail = |error: &str, next| Failure {
+            seq,
+            error: error.into(),
+            next_attempt_ms: next,
+        };
         store
-            .record_failure(seq, "timed out", Some(now_ms() + 60_000))
+            .record_failures(&[fail("timed out", Some(now_ms() + 60_000))])
             .await
             .unwrap();
         let e = store.get(seq).await.unwrap().unwrap();
         assert_eq!((e.state, e.attempts), (State::Pending, 1));
-        assert!(store.claim_due(1, Duration::from_secs(30)).await.unwrap().is_empty());
+        assert!(
+            store
+                .claim_due(1, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
-        store.record_failure(seq, "too large", None).await.unwrap();
+        store
+            .record_failures(&[fail("too large", None)])
+            .await
+            .unwrap();
         let e = store.get(seq).await.unwrap().unwrap();
         assert_eq!((e.state, e.attempts), (State::Parked, 2));
         assert_eq!(e.last_error.as_deref(), Some("too large"));
         assert_eq!(store.counts().await.unwrap(), (0, 1));
-        assert_eq!(store.list(Some(State::Parked), 0, 10).await.unwrap().len(), 1);
-        assert!(store.claim_due(1, Duration::from_secs(30)).await.unwrap().is_empty(), "parked events are not retried");
+        assert_eq!(
+            store.list(Some(State::Parked), 0, 10).await.unwrap().len(),
+            1
+        );
+        assert!(
+            store
+                .claim_due(1, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty(),
+            "parked events are not retried"
+        );
 
         assert_eq!(store.replay(None).await.unwrap(), 1);
         let again = store.claim_due(1, Duration::from_secs(30)).await.unwrap();
@@ -145,7 +197,9 @@ async fn concurrent_writers_share_commits_and_lose_nothing() {
             .map(|w| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let batch = (0..40).map(|i| entry(&format!("{w}-{i}"), "t", 0)).collect();
+                    let batch = (0..40)
+                        .map(|i| entry(&format!("{w}-{i}"), "t", 0))
+                        .collect();
                     store.store(batch).await
                 })
             })

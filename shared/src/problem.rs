@@ -99,7 +99,9 @@ impl ProblemKind {
             Self::KafkaRejected => "Kafka refused the event; sending it again will not help",
             Self::KafkaUnavailable => "Kafka did not acknowledge the event; it was not accepted",
             Self::Overloaded => "The proxy is at capacity; retry later",
-            Self::StoreUnavailable => "Neither Kafka nor the DLQ store took the event; it was not accepted",
+            Self::StoreUnavailable => {
+                "Neither Kafka nor the DLQ store took the event; it was not accepted"
+            }
             Self::ShuttingDown => "The proxy is shutting down; retry on another instance",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
@@ -116,10 +118,7 @@ impl ProblemKind {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            Self::KafkaUnavailable
-                | Self::Overloaded
-                | Self::ShuttingDown
-                | Self::StoreUnavailable
+            Self::KafkaUnavailable | Self::Overloaded | Self::ShuttingDown | Self::StoreUnavailable
         )
     }
 }

@@ -32,7 +32,7 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     pipeline: Pipeline,
-    topics: TopicManager,
+    topics: Arc<TopicManager>,
     dlq: Option<DlqStore>,
     dlq_config: DlqConfig,
     wake_scheduler: Arc<tokio::sync::Notify>,
@@ -47,7 +47,7 @@ pub struct Parts {
     /// The delivery pipeline.
     pub pipeline: Pipeline,
     /// The topic manager.
-    pub topics: TopicManager,
+    pub topics: Arc<TopicManager>,
     /// The DLQ store, when enabled.
     pub dlq: Option<DlqStore>,
     /// Its configuration.
@@ -75,6 +75,11 @@ impl AppState {
             delivery: p.delivery,
             shutdown: p.shutdown,
         }))
+    }
+
+    /// A shared handle on the topic manager.
+    pub fn topics_handle(&self) -> Arc<TopicManager> {
+        self.0.topics.clone()
     }
 
     /// The DLQ store, when enabled.

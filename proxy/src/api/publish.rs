@@ -316,8 +316,16 @@ pub async fn process(
         .collect();
 
     let mut sendable = Vec::with_capacity(routed.len());
+    let mut to_store: Vec<(&Routed, String)> = Vec::new();
     for r in &routed {
         match unavailable.get(r.topic.as_str()) {
+            // Kafka cannot be asked about a routed topic right now: the event is still
+            // durable in the store, and the scheduler makes sure of the topic before sending.
+            Some(err)
+                if create && state.dlq().is_some() && err.kind == ProblemKind::KafkaUnavailable =>
+            {
+                to_store.push((r, err.detail.clone()));
+            }
             Some(err) => {
                 outcomes[r.index] = Some(Outcome::Refused {
                     id: Some(r.id.clone()),
@@ -342,7 +350,6 @@ pub async fn process(
         state.pipeline().deliver_all(&outgoing).await
     };
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    let mut to_store: Vec<(&Routed, DeliveryError)> = Vec::new();
     for (r, result) in sendable.iter().zip(results) {
         match result {
             Ok(at) => {
@@ -360,7 +367,7 @@ pub async fn process(
                     *failures.entry(e.to_string()).or_default() += 1;
                 }
                 if state.dlq().is_some() && e.is_storable() {
-                    to_store.push((r, e));
+                    to_store.push((r, e.to_string()));
                 } else {
                     outcomes[r.index] = Some(Outcome::Refused {
                         id: Some(r.id.clone()),
@@ -371,14 +378,15 @@ pub async fn process(
         }
     }
     if let Some(dlq) = state.dlq().filter(|_| !to_store.is_empty()) {
-        let first_attempt = now_ms() + i64::try_from(state.dlq_config().backoff_initial_ms).unwrap_or(0);
+        let first_attempt =
+            now_ms() + i64::try_from(state.dlq_config().backoff_initial_ms).unwrap_or(0);
         let entries = to_store
             .iter()
             .map(|(r, e)| NewEntry {
                 event_id: r.id.clone(),
                 topic: r.topic.clone(),
                 record: r.record.clone(),
-                error: e.to_string(),
+                error: e.clone(),
                 next_attempt_ms: first_attempt,
             })
             .collect();

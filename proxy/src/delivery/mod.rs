@@ -259,7 +259,10 @@ impl Pipeline {
         .await;
         if results.iter().any(Result::is_ok) {
             self.circuit.record_success();
-        } else if results.iter().any(|r| matches!(r, Err(e) if e.means_kafka_down())) {
+        } else if results
+            .iter()
+            .any(|r| matches!(r, Err(e) if e.means_kafka_down()))
+        {
             self.circuit.record_failure();
         }
         results

@@ -11,16 +11,20 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{DlqStore, Entry, now_ms};
+use super::store::{DlqStore, Entry, Failure, now_ms};
 use crate::config::DlqConfig;
 use crate::delivery::{Outgoing, Pipeline};
+use crate::topics::TopicManager;
 
 /// When to try an event again after `attempts` failed attempts, or `None` to park it.
 pub fn next_attempt(config: &DlqConfig, attempts: u32, now: i64, jitter: f64) -> Option<i64> {
     if attempts >= config.max_attempts {
         return None;
     }
-    let factor = config.backoff_factor.max(1.0).powi(i32::try_from(attempts).unwrap_or(i32::MAX) - 1);
+    let factor = config
+        .backoff_factor
+        .max(1.0)
+        .powi(i32::try_from(attempts).unwrap_or(i32::MAX) - 1);
     let base = (config.backoff_initial_ms as f64 * factor).min(config.backoff_max_ms as f64);
     // ±20 % so that events stored together do not all retry in the same instant.
     let delay = base * (0.8 + 0.4 * jitter.clamp(0.0, 1.0));
@@ -32,16 +36,24 @@ pub fn next_attempt(config: &DlqConfig, attempts: u32, now: i64, jitter: f64) ->
 pub struct RetryScheduler {
     store: DlqStore,
     pipeline: Pipeline,
+    topics: Arc<TopicManager>,
     config: DlqConfig,
     wake: Arc<Notify>,
 }
 
 impl RetryScheduler {
     /// A scheduler over `store`, sending through `pipeline`'s producer.
-    pub fn new(store: DlqStore, pipeline: Pipeline, config: DlqConfig, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: DlqStore,
+        pipeline: Pipeline,
+        topics: Arc<TopicManager>,
+        config: DlqConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             pipeline,
+            topics,
             config,
             wake,
         }
@@ -84,7 +96,28 @@ impl RetryScheduler {
         if entries.is_empty() {
             return Ok(0);
         }
-        let outgoing: Vec<Outgoing<'_>> = entries
+        // Events stored while Kafka was unreachable may name topics not created yet.
+        let mut topics: Vec<&str> = entries.iter().map(|e| e.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let mut missing = std::collections::HashMap::new();
+        for topic in topics {
+            if let Err(e) = self.topics.ensure(topic, true).await {
+                missing.insert(topic, e.to_string());
+            }
+        }
+        let (ready, blocked): (Vec<&Entry>, Vec<&Entry>) = entries
+            .iter()
+            .partition(|e| !missing.contains_key(e.topic.as_str()));
+        let mut failures: Vec<Failure> = blocked
+            .iter()
+            .map(|entry| Failure {
+                seq: entry.seq,
+                error: missing[entry.topic.as_str()].clone(),
+                next_attempt_ms: self.retry_at(entry),
+            })
+            .collect();
+        let outgoing: Vec<Outgoing<'_>> = ready
             .iter()
             .map(|e| Outgoing {
                 topic: &e.topic,
@@ -96,30 +129,31 @@ impl RetryScheduler {
             .redeliver(&outgoing, Duration::from_millis(self.config.ack_timeout_ms))
             .await;
         let mut delivered = Vec::new();
-        let mut failed = 0usize;
-        let mut parked = 0usize;
-        for (entry, result) in entries.iter().zip(results) {
+        for (entry, result) in ready.iter().zip(results) {
             match result {
                 Ok(_) => delivered.push(entry.seq),
-                Err(e) => {
-                    let next = if e.is_retriable() {
-                        next_attempt(&self.config, attempts_after(entry), now_ms(), rand::random::<f64>())
+                Err(e) => failures.push(Failure {
+                    seq: entry.seq,
+                    error: e.to_string(),
+                    next_attempt_ms: if e.is_retriable() {
+                        self.retry_at(entry)
                     } else {
                         None
-                    };
-                    if next.is_none() {
-                        parked += 1;
-                    }
-                    failed += 1;
-                    self.store
-                        .record_failure(entry.seq, &e.to_string(), next)
-                        .await?;
-                }
+                    },
+                }),
             }
         }
+        // Delivered rows go first: if the process dies between the two, the failures are
+        // retried after their lease, and nothing delivered is sent twice for that reason.
         if !delivered.is_empty() {
             self.store.delete(&delivered).await?;
         }
+        self.store.record_failures(&failures).await?;
+        let failed = failures.len();
+        let parked = failures
+            .iter()
+            .filter(|f| f.next_attempt_ms.is_none())
+            .count();
         tracing::info!(
             claimed = entries.len(),
             delivered = delivered.len(),
@@ -131,10 +165,20 @@ impl RetryScheduler {
     }
 }
 
+impl RetryScheduler {
+    fn retry_at(&self, entry: &Entry) -> Option<i64> {
+        next_attempt(
+            &self.config,
+            attempts_after(entry),
+            now_ms(),
+            rand::random::<f64>(),
+        )
+    }
+}
+
 fn attempts_after(entry: &Entry) -> u32 {
     u32::try_from(entry.attempts).unwrap_or(0).saturating_add(1)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -129,6 +129,17 @@ pub struct Entry {
     pub created_ms: i64,
 }
 
+/// A failed delivery attempt of a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The event's sequence number.
+    pub seq: i64,
+    /// What went wrong.
+    pub error: String,
+    /// When to try again; `None` parks the event.
+    pub next_attempt_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(SqlitePool),
@@ -256,24 +267,33 @@ impl DlqStore {
         Ok(removed)
     }
 
-    /// Records a failed attempt: the event is tried again at `next_attempt_ms`, or parked.
-    pub async fn record_failure(
-        &self,
-        seq: i64,
-        error: &str,
-        next: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let (state, next_ms) = match next {
-            Some(at) => (State::Pending, at),
-            None => (State::Parked, now_ms()),
-        };
+    /// Records failed attempts, in one transaction: each event is tried again at its
+    /// `next` time, or parked when that is `None`.
+    pub async fn record_failures(&self, failures: &[Failure]) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
         let sql = self.sql(
             "UPDATE dlq_events SET attempts = attempts + 1, last_error = ?, state = ?, \
              next_attempt_ms = ?, claimed_until_ms = 0 WHERE seq = ?",
         );
         on_pool!(self.backend, pool => {
-            sqlx::query(&sql).bind(error).bind(state.as_str()).bind(next_ms).bind(seq)
-                .execute(pool).await?.rows_affected()
+            let mut tx = pool.begin().await?;
+            for f in failures {
+                let (state, next_ms) = match f.next_attempt_ms {
+                    Some(at) => (State::Pending, at),
+                    None => (State::Parked, now),
+                };
+                sqlx::query(&sql)
+                    .bind(f.error.as_str())
+                    .bind(state.as_str())
+                    .bind(next_ms)
+                    .bind(f.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
