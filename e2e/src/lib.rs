@@ -5,6 +5,8 @@
 //! never start brokers themselves. Each test starts its own proxy in-process on an ephemeral
 //! port and uses unique service names, so tests run in parallel without sharing topics.
 
+pub mod chaos;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

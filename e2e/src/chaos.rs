@@ -1,0 +1,305 @@
+//! Tools for fault tests: the proxy as a real process (so it can be killed), a bounded load
+//! generator that records what each event was answered, the fault cluster's control script,
+//! and the accounting by event id that every scenario ends with.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Environment variable naming the directory of the cluster fault tests may break.
+pub const FAULT_KAFKA_DIR_ENV: &str = "COURIER_TEST_FAULT_KAFKA_DIR";
+
+/// The cluster that fault tests stop and kill (never the one other tests share).
+#[derive(Debug, Clone)]
+pub struct FaultCluster {
+    dir: PathBuf,
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+}
+
+impl FaultCluster {
+    /// The cluster named by `COURIER_TEST_FAULT_KAFKA_DIR`.
+    pub fn from_env() -> Self {
+        let dir = PathBuf::from(std::env::var(FAULT_KAFKA_DIR_ENV).unwrap_or_else(|_| {
+            panic!(
+                "{FAULT_KAFKA_DIR_ENV} is not set: run the suite with scripts/test.sh, which \
+                 starts a separate three-broker cluster for fault tests"
+            )
+        }));
+        let bootstrap = std::fs::read_to_string(dir.join("bootstrap"))
+            .expect("bootstrap file of the fault cluster")
+            .trim()
+            .to_owned();
+        Self { dir, bootstrap }
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka/cluster.sh")
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to broker `node` (1-based).
+    pub fn signal(&self, node: u8, signal: &str) {
+        self.run(&["kill-node", "--node", &node.to_string(), "--signal", signal]);
+    }
+
+    /// Starts broker `node` again and waits until it is up.
+    pub fn start_node(&self, node: u8) {
+        self.run(&["start-node", "--node", &node.to_string()]);
+    }
+
+    fn run(&self, args: &[&str]) {
+        let dir = self.dir.display().to_string();
+        let mut full = vec![args[0], "--dir", &dir];
+        full.extend_from_slice(&args[1..]);
+        let status = Command::new(Self::script())
+            .args(&full)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run cluster.sh");
+        assert!(status.success(), "cluster.sh {full:?} failed");
+    }
+}
+
+/// The `courier-proxy` binary built beside the test binary.
+pub fn proxy_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("courier-proxy");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (scripts/test.sh does, via cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A proxy running as its own process, with its DLQ store in `state_dir`.
+#[derive(Debug)]
+pub struct ProxyProcess {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// The DLQ store's URL.
+    pub dlq_url: String,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy on a free port and waits until it answers `/healthz`.
+    pub async fn start(bootstrap: &str, state_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dlq_url = format!("sqlite:{}", state_dir.join("dlq.db").display());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state_dir.join("proxy.log"))
+            .expect("proxy log");
+        let mut cmd = Command::new(proxy_binary());
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--bootstrap-servers", bootstrap])
+            .env("COURIER_DLQ__URL", &dlq_url)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start courier-proxy");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Self {
+                    child,
+                    base,
+                    dlq_url,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("courier-proxy did not answer on {base} within 30 s");
+    }
+
+    /// Sends a signal (`-9`, `-TERM`) and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args([signal, &pid]).status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for proxy") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not exit within {within:?} of {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the load generator saw, by event id.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Events sent.
+    pub sent: usize,
+    /// Ids answered 200 (in Kafka).
+    pub delivered: HashSet<String>,
+    /// Ids answered 202 (in the DLQ store).
+    pub stored: HashSet<String>,
+    /// Events refused (4xx/5xx) or without an answer: never promised.
+    pub refused: usize,
+}
+
+impl LoadReport {
+    /// Every id answered 2xx.
+    pub fn accepted(&self) -> HashSet<String> {
+        self.delivered.union(&self.stored).cloned().collect()
+    }
+}
+
+/// Sends batches of `batch` events from `source` to `base` until `stop` is set, `max_events`
+/// were sent or `max_time` passed; `concurrency` requests at a time. Every id is unique.
+pub async fn run_load(
+    bases: Vec<String>,
+    source: String,
+    batch: usize,
+    concurrency: usize,
+    max_events: usize,
+    max_time: Duration,
+    stop: Arc<AtomicBool>,
+) -> LoadReport {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + max_time;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let (client, source, next, stop) =
+            (client.clone(), source.clone(), next.clone(), stop.clone());
+        let base = bases[w % bases.len()].clone();
+        workers.spawn(async move {
+            let mut report = LoadReport::default();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let start = next.fetch_add(batch, Ordering::Relaxed);
+                if start >= max_events {
+                    break;
+                }
+                let ids: Vec<String> = (start..(start + batch).min(max_events))
+                    .map(|i| format!("{source}-{i}"))
+                    .collect();
+                let events: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"specversion": "1.0", "id": id, "source": source, "type": "chaos", "data": {"id": id}}))
+                    .collect();
+                report.sent += ids.len();
+                let answer = client
+                    .post(format!("{base}/v1/events"))
+                    .header("content-type", "application/cloudevents-batch+json")
+                    .json(&events)
+                    .send()
+                    .await;
+                let Ok(resp) = answer else {
+                    report.refused += ids.len();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                let results = body["results"].as_array().cloned().unwrap_or_default();
+                if results.len() != ids.len() {
+                    report.refused += ids.len();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                for (id, r) in ids.into_iter().zip(results) {
+                    match r["status"].as_str() {
+                        Some("delivered") => {
+                            report.delivered.insert(id);
+                        }
+                        Some("stored") => {
+                            report.stored.insert(id);
+                        }
+                        _ => report.refused += 1,
+                    }
+                }
+            }
+            report
+        });
+    }
+    let mut total = LoadReport::default();
+    while let Some(done) = workers.join_next().await {
+        let r = done.expect("load worker");
+        total.sent += r.sent;
+        total.refused += r.refused;
+        total.delivered.extend(r.delivered);
+        total.stored.extend(r.stored);
+    }
+    total
+}
+
+/// Reads `topic` and counts, for the accepted ids, which are there and how often.
+pub async fn account(
+    scenario: &str,
+    bootstrap: &str,
+    topic: &str,
+    report: &LoadReport,
+    within: Duration,
+) -> (usize, usize) {
+    let accepted = report.accepted();
+    let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique("chaos-reader-"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    rdkafka::consumer::Consumer::subscribe(&consumer, &[topic]).expect("subscribe");
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let deadline = Instant::now() + within;
+    while accepted.iter().any(|id| !counts.contains_key(id)) && Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            let m = m.detach();
+            if let Some(id) = crate::header(&m, "ce_id") {
+                *counts.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let lost = accepted
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .count();
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!(
+        "{scenario}: sent {}, 2xx {}, stored {}, delivered {}, lost {lost}, duplicates {duplicates}",
+        report.sent,
+        accepted.len(),
+        report.stored.len(),
+        accepted.len() - lost,
+    );
+    (lost, duplicates)
+}
