@@ -3,10 +3,11 @@
 #   1. install what is missing (scripts/setup.sh: build deps, Kafka jars),
 #   2. check formatting and lints,
 #   3. build every test once,
-#   4. start ONE three-broker Kafka cluster (RF 3, min.insync.replicas 2) on free loopback
-#      ports and hand its address to the tests through COURIER_TEST_BOOTSTRAP,
-#      and a throwaway PostgreSQL (scripts/postgres.sh) through COURIER_TEST_POSTGRES_URL,
-#   5. run every test of the workspace against it, then stop the cluster.
+#   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
+#      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
+#      stop and kill (COURIER_TEST_FAULT_KAFKA_DIR) — and a throwaway PostgreSQL
+#      (COURIER_TEST_POSTGRES_URL),
+#   5. run every test of the workspace against them, then stop them all.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,23 +27,37 @@ log "building tests"
 cargo test --workspace --locked --no-run
 
 cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-kafka.XXXXXX")
+fault_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-kafka-faults.XXXXXX")
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-pg.XXXXXX")
 cleanup() {
   "$here/kafka/cluster.sh" stop --dir "$cluster_dir" || true
+  "$here/kafka/cluster.sh" stop --dir "$fault_dir" || true
   "$here/postgres.sh" stop --dir "$pg_dir" || true
-  if [ "${COURIER_KEEP_LOGS:-}" = "" ]; then rm -rf "$cluster_dir" "$pg_dir"; else log "cluster logs kept in $cluster_dir, PostgreSQL's in $pg_dir"; fi
+  if [ "${COURIER_KEEP_LOGS:-}" = "" ]; then
+    rm -rf "$cluster_dir" "$fault_dir" "$pg_dir"
+  else
+    log "logs kept in $cluster_dir, $fault_dir and $pg_dir"
+  fi
 }
 trap cleanup EXIT
-"$here/kafka/cluster.sh" start --brokers 3 --dir "$cluster_dir"
+# Two clusters, started side by side: one shared by the ordinary tests, one that the fault
+# tests stop and kill without disturbing the others.
+"$here/kafka/cluster.sh" start --brokers 3 --dir "$cluster_dir" >/dev/null &
+shared_pid=$!
+"$here/kafka/cluster.sh" start --brokers 3 --dir "$fault_dir" >/dev/null &
+fault_pid=$!
+wait "$shared_pid" || die "the shared Kafka test cluster did not start"
+wait "$fault_pid" || die "the fault-test Kafka cluster did not start"
 # shellcheck disable=SC1091
 . "$cluster_dir/env"
 export COURIER_TEST_BOOTSTRAP COURIER_TEST_KAFKA_DIR
-log "Kafka test cluster at $COURIER_TEST_BOOTSTRAP"
+export COURIER_TEST_FAULT_KAFKA_DIR="$fault_dir"
+log "Kafka test cluster at $COURIER_TEST_BOOTSTRAP; fault-test cluster in $fault_dir"
 "$here/postgres.sh" start --dir "$pg_dir" >/dev/null
 # shellcheck disable=SC1091
 . "$pg_dir/env"
 export COURIER_TEST_POSTGRES_URL
-log "PostgreSQL test server at $COURIER_TEST_POSTGRES_URL"
+log "PostgreSQL at $COURIER_TEST_POSTGRES_URL"
 
 log "cargo test"
 cargo test --workspace --locked "$@"

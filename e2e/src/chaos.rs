@@ -114,26 +114,28 @@ impl ProxyProcess {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        // Owned by the returned value, or killed by its Drop if it never becomes healthy.
         let child = cmd.spawn().expect("start courier-proxy");
         let base = format!("http://127.0.0.1:{port}");
+        let proxy = Self {
+            child,
+            base,
+            dlq_url,
+        };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if client
-                .get(format!("{base}/healthz"))
+                .get(format!("{}/healthz", proxy.base))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Self {
-                    child,
-                    base,
-                    dlq_url,
-                };
+                return proxy;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("courier-proxy did not answer on {base} within 30 s");
+        panic!("courier-proxy did not answer on {} within 30 s", proxy.base);
     }
 
     /// Sends a signal (`-9`, `-TERM`) and waits (bounded) for the process to exit.

@@ -243,7 +243,7 @@ impl DlqStore {
         let rows = on_pool!(self.backend, pool => {
             sqlx::query(&sql).bind(until).bind(now).bind(now).bind(limit)
                 .fetch_all(pool).await?
-                .iter().map(|r| entry(r)).collect::<Result<Vec<_>, _>>()?
+                .iter().map(entry).collect::<Result<Vec<_>, _>>()?
         });
         Ok(rows)
     }
@@ -356,7 +356,7 @@ impl DlqStore {
         on_pool!(self.backend, pool => {
             sqlx::query(&sql).bind(after_seq).bind(state).bind(state).bind(limit)
                 .fetch_all(pool).await?
-                .iter().map(|r| entry(r)).collect()
+                .iter().map(entry).collect()
         })
     }
 
