@@ -121,13 +121,143 @@ async fn with_kafka_unreachable_events_are_stored_not_refused() {
         assert_eq!(resp.status(), 202, "event {i}");
     }
     let store = proxy.dlq().await;
-    let pending = store.list(None, 0, 100).await.unwrap();
+    let pending = store.list(&Default::default(), 0, 100).await.unwrap();
     let ids: HashSet<&str> = pending.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), 10, "every 202 is a row in the store");
     assert!(pending.iter().all(|e| e.topic == "outage.events"));
     eprintln!(
         "10 events stored with Kafka unreachable in {:?}",
         started.elapsed()
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
+    use rdkafka::admin::{
+        AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    };
+    use rdkafka::client::DefaultClientContext;
+
+    // A topic that takes at most 1 kB: the event below is refused for good (parked at once),
+    // until an operator raises the limit and replays it.
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", courier_e2e::bootstrap())
+        .create()
+        .unwrap();
+    let topic = unique("narrow.");
+    let new_topic =
+        NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("max.message.bytes", "1000");
+    let created = admin
+        .create_topics([&new_topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let proxy = TestProxy::start(|c| {
+        c.delivery.ack_timeout_ms = 1;
+        c.kafka.compression = "none".into();
+        c.dlq.backoff_initial_ms = 100;
+        c.admin.token = Some("s3cret".into());
+    })
+    .await;
+    let client = http();
+    let big = event_json("wide-1", "/narrow", json!({"data": "w".repeat(5_000)}));
+    let resp = client
+        .post(proxy.url(&format!("/v1/topics/{topic}/events")))
+        .header("content-type", CE_JSON)
+        .body(big.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        202,
+        "stored when no acknowledgement came in time"
+    );
+
+    let store = proxy.dlq().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.counts().await.unwrap() != (0, 1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        store.counts().await.unwrap(),
+        (0, 1),
+        "refused for good: parked, not dropped"
+    );
+
+    let list = proxy.url("/admin/api/dlq?state=parked");
+    assert_eq!(client.get(&list).send().await.unwrap().status(), 401);
+    let wrong = client.get(&list).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let v: Value = client
+        .get(&list)
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event_id"], "wide-1");
+    assert_eq!(events[0]["state"], "parked");
+    let seq = events[0]["seq"].as_i64().unwrap();
+    let one: Value = client
+        .get(proxy.url(&format!("/admin/api/dlq/{seq}")))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["topic"], topic.as_str());
+    assert!(
+        one["last_error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("too large"),
+        "{one}"
+    );
+
+    let no_reason = client
+        .post(proxy.url("/admin/api/dlq/discard"))
+        .bearer_auth("s3cret")
+        .json(&json!({"seqs": [seq]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_reason.status(), 400, "discarding needs a reason");
+
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", "100000");
+    let altered = admin
+        .alter_configs([&alter], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replayed: Value = client
+        .post(proxy.url("/admin/api/dlq/replay"))
+        .bearer_auth("s3cret")
+        .json(&json!({"filter": {"state": "parked"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["replayed"], 1);
+    assert_eq!(wait_drained(&store, Duration::from_secs(60)).await, (0, 0));
+    let (seen, _) = read_by_id(&[&topic], 1, Duration::from_secs(30)).await;
+    assert!(
+        seen.contains_key("wide-1"),
+        "the replayed event is in Kafka"
     );
     proxy.stop().await;
 }

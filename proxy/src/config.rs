@@ -77,6 +77,16 @@ pub struct Config {
     pub topics: TopicsConfig,
     /// The DLQ store and retry scheduler.
     pub dlq: DlqConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+}
+
+/// The admin API's credential.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/api`; unset disables the admin API.
+    pub token: Option<String>,
 }
 
 impl Default for Config {
@@ -88,6 +98,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             topics: TopicsConfig::default(),
             dlq: DlqConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`server::run`] serves on a given listener until a cancellation token fires, so tests start
 //! the real proxy in-process on an ephemeral port.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod delivery;

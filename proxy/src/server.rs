@@ -55,6 +55,7 @@ pub async fn build_state(
         wake_scheduler: Arc::new(tokio::sync::Notify::new()),
         limits: config.limits.clone(),
         delivery: config.delivery.clone(),
+        admin_token: config.admin.token.clone(),
         shutdown,
     }))
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use courier_proxy::dlq::store::{Failure, now_ms};
-use courier_proxy::dlq::{DlqStore, NewEntry, State};
+use courier_proxy::dlq::{DlqStore, Filter, NewEntry, State};
 use courier_shared::KafkaRecord;
 use sqlx::Connection as _;
 

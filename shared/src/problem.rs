@@ -37,6 +37,12 @@ pub enum ProblemKind {
     StoreUnavailable,
     /// The proxy is shutting down.
     ShuttingDown,
+    /// A request to the admin API that is not well-formed.
+    InvalidRequest,
+    /// No or wrong credentials.
+    Unauthorized,
+    /// The credentials do not allow this.
+    Forbidden,
     /// No such route.
     NotFound,
     /// The route exists but not with this method.
@@ -63,6 +69,9 @@ impl ProblemKind {
             Self::Overloaded => "overloaded",
             Self::StoreUnavailable => "store-unavailable",
             Self::ShuttingDown => "shutting-down",
+            Self::InvalidRequest => "invalid-request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Internal => "internal",
@@ -72,7 +81,9 @@ impl ProblemKind {
     /// HTTP status.
     pub fn status(self) -> u16 {
         match self {
-            Self::MalformedJson | Self::EmptyBatch => 400,
+            Self::MalformedJson | Self::EmptyBatch | Self::InvalidRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound | Self::UnknownTopic => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
@@ -103,6 +114,9 @@ impl ProblemKind {
                 "Neither Kafka nor the DLQ store took the event; it was not accepted"
             }
             Self::ShuttingDown => "The proxy is shutting down; retry on another instance",
+            Self::InvalidRequest => "The request is not well-formed",
+            Self::Unauthorized => "Authentication required",
+            Self::Forbidden => "Not allowed",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Internal => "Internal error",

@@ -38,6 +38,7 @@ struct Inner {
     wake_scheduler: Arc<tokio::sync::Notify>,
     limits: LimitsConfig,
     delivery: DeliveryConfig,
+    admin_token: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -58,6 +59,8 @@ pub struct Parts {
     pub limits: LimitsConfig,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
+    /// The admin API's bearer token.
+    pub admin_token: Option<String>,
     /// Fires when shutdown begins.
     pub shutdown: CancellationToken,
 }
@@ -73,6 +76,7 @@ impl AppState {
             wake_scheduler: p.wake_scheduler,
             limits: p.limits,
             delivery: p.delivery,
+            admin_token: p.admin_token,
             shutdown: p.shutdown,
         }))
     }
@@ -80,6 +84,11 @@ impl AppState {
     /// A shared handle on the topic manager.
     pub fn topics_handle(&self) -> Arc<TopicManager> {
         self.0.topics.clone()
+    }
+
+    /// The admin API's bearer token, when configured.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.0.admin_token.as_deref()
     }
 
     /// The DLQ store, when enabled.
@@ -141,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topics/{topic}/events", post(publish::publish_to_topic))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::admin::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

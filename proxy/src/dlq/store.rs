@@ -129,6 +129,18 @@ pub struct Entry {
     pub created_ms: i64,
 }
 
+/// Which stored events an operator means; every field narrows the set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Only pending or only parked events.
+    pub state: Option<State>,
+    /// Only this topic.
+    pub topic: Option<String>,
+    /// Only events whose last error contains this text.
+    pub error: Option<String>,
+}
+
 /// A failed delivery attempt of a stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -341,20 +353,30 @@ impl DlqStore {
         })
     }
 
-    /// Stored events by state, oldest first.
+    /// Stored events matching `filter`, oldest first, after `after_seq`.
     pub async fn list(
         &self,
-        state: Option<State>,
+        filter: &Filter,
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Entry>, StoreError> {
+        // `?` parameters in order: after, state (twice), topic (twice), error (twice), limit.
         let sql = self.sql(&format!(
-            "SELECT {COLUMNS} FROM dlq_events WHERE seq > ? AND (? = '' OR state = ?) \
+            "SELECT {COLUMNS} FROM dlq_events WHERE seq > ? \
+             AND (? = '' OR state = ?) AND (? = '' OR topic = ?) \
+             AND (? = '' OR last_error LIKE '%' || ? || '%') \
              ORDER BY seq LIMIT ?"
         ));
-        let state = state.map_or("", State::as_str);
+        let state = filter.state.map_or("", State::as_str);
+        let topic = filter.topic.as_deref().unwrap_or("");
+        let error = filter.error.as_deref().unwrap_or("");
         on_pool!(self.backend, pool => {
-            sqlx::query(&sql).bind(after_seq).bind(state).bind(state).bind(limit)
+            sqlx::query(&sql)
+                .bind(after_seq)
+                .bind(state).bind(state)
+                .bind(topic).bind(topic)
+                .bind(error).bind(error)
+                .bind(limit)
                 .fetch_all(pool).await?
                 .iter().map(entry).collect()
         })
