@@ -167,10 +167,22 @@ async fn failures_reschedule_then_park_and_replay_brings_back() {
         assert_eq!((e.state, e.attempts), (State::Parked, 2));
         assert_eq!(e.last_error.as_deref(), Some("too large"));
         assert_eq!(store.counts().await.unwrap(), (0, 1));
-        assert_eq!(
-            store.list(Some(State::Parked), 0, 10).await.unwrap().len(),
-            1
-        );
+        let parked = Filter {
+            state: Some(State::Parked),
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&parked, 0, 10).await.unwrap().len(), 1);
+        let by_error = Filter {
+            error: Some("too".into()),
+            topic: Some("t".into()),
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&by_error, 0, 10).await.unwrap().len(), 1);
+        let other_topic = Filter {
+            topic: Some("u".into()),
+            ..Filter::default()
+        };
+        assert!(store.list(&other_topic, 0, 10).await.unwrap().is_empty());
         assert!(
             store
                 .claim_due(1, Duration::from_secs(30))
