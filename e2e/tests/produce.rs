@@ -565,3 +565,54 @@ async fn ready_when_kafka_answers() {
     assert_eq!(v["brokers"], 3);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_event_gets_its_first_outcome_not_a_second_copy() {
+    let proxy = TestProxy::start(|_| {}).await;
+    let service = unique("retrying");
+    let source = format!("/{service}");
+    let body = event_json("same-id", &source, json!({})).to_string();
+    let first: Value = post(&proxy.url("/v1/events"), CE_JSON, body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let again = post(&proxy.url("/v1/events"), CE_JSON, body.clone()).await;
+        assert_eq!(again.status(), 200);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(
+            (&again["partition"], &again["offset"]),
+            (&first["partition"], &first["offset"])
+        );
+    }
+    // In a batch too, next to a new event.
+    let batch = serde_json::to_string(&vec![
+        event_json("same-id", &source, json!({})),
+        event_json("other-id", &source, json!({})),
+    ])
+    .unwrap();
+    let v: Value = post(&proxy.url("/v1/events"), CE_BATCH, batch)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["results"][0]["offset"], first["offset"]);
+    assert_eq!(v["delivered"], 2);
+
+    // The same id from another source is another event.
+    let other = event_json("same-id", &format!("{source}-b"), json!({})).to_string();
+    let o: Value = post(&proxy.url("/v1/events"), CE_JSON, other)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(o["topic"], format!("{service}-b.events"));
+
+    let topic = format!("{service}.events");
+    // Asks for one more id than exists, so it reads the topic to the end (10 s).
+    let (seen, duplicates) = read_by_id(&[&topic], 3, Duration::from_secs(10)).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(duplicates, 0, "a resent event is not written twice");
+    proxy.stop().await;
+}

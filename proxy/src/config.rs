@@ -190,6 +190,11 @@ pub struct DeliveryConfig {
     pub redelivery_in_flight: usize,
     /// While Kafka is down, one request per this interval still tries Kafka.
     pub probe_interval_ms: u64,
+    /// How long the proxy remembers an accepted event's outcome by (source, id), so that a
+    /// client's retry gets the first outcome, not a second copy. 0 disables it.
+    pub dedupe_window_secs: u64,
+    /// Most events remembered for deduplication.
+    pub dedupe_capacity: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -202,6 +207,8 @@ impl Default for DeliveryConfig {
             shutdown_flush_ms: 15_000,
             redelivery_in_flight: 20_000,
             probe_interval_ms: 1_000,
+            dedupe_window_secs: 600,
+            dedupe_capacity: 1_000_000,
         }
     }
 }

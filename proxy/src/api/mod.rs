@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, health endpoints and the problem+json fallbacks.
 
 pub mod body;
+pub mod dedupe;
 pub mod publish;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ struct Inner {
     limits: LimitsConfig,
     delivery: DeliveryConfig,
     admin_token: Option<String>,
+    dedupe: dedupe::DedupeWindow,
     shutdown: CancellationToken,
 }
 
@@ -68,6 +70,10 @@ pub struct Parts {
 impl AppState {
     /// Bundles the components.
     pub fn new(p: Parts) -> Self {
+        let dedupe = dedupe::DedupeWindow::new(
+            std::time::Duration::from_secs(p.delivery.dedupe_window_secs),
+            p.delivery.dedupe_capacity,
+        );
         Self(Arc::new(Inner {
             pipeline: p.pipeline,
             topics: p.topics,
@@ -77,6 +83,7 @@ impl AppState {
             limits: p.limits,
             delivery: p.delivery,
             admin_token: p.admin_token,
+            dedupe,
             shutdown: p.shutdown,
         }))
     }
@@ -84,6 +91,11 @@ impl AppState {
     /// A shared handle on the topic manager.
     pub fn topics_handle(&self) -> Arc<TopicManager> {
         self.0.topics.clone()
+    }
+
+    /// Recently accepted events, for idempotent publish.
+    pub fn dedupe(&self) -> &dedupe::DedupeWindow {
+        &self.0.dedupe
     }
 
     /// The admin API's bearer token, when configured.

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::body::{BodyFormat, Parsed, body_bytes, event_error, parse};
+use super::dedupe::Remembered;
 use crate::delivery::{Delivered, DeliveryError, Outgoing};
 use crate::dlq::NewEntry;
 use crate::dlq::store::now_ms;
@@ -251,6 +252,8 @@ fn batch_response(state: &AppState, outcomes: &[Outcome]) -> Response {
 struct Routed {
     index: usize,
     id: String,
+    /// The event's source when the client chose the id (only those are deduplicated).
+    dedupe_source: Option<String>,
     topic: String,
     record: KafkaRecord,
 }
@@ -274,6 +277,22 @@ pub async fn process(
                 continue;
             }
         };
+        if !event.id_assigned
+            && let Some(first) = state.dedupe().get(&event.source, &event.id)
+        {
+            outcomes[index] = Some(match first {
+                Remembered::Delivered { topic, at } => Outcome::Delivered {
+                    id: event.id,
+                    topic,
+                    at,
+                },
+                Remembered::Stored { topic } => Outcome::Stored {
+                    id: event.id,
+                    topic,
+                },
+            });
+            continue;
+        }
         let topic = match explicit_topic {
             Some(t) => t.to_owned(),
             None => match state.topics().route(&event) {
@@ -297,6 +316,7 @@ pub async fn process(
         }
         routed.push(Routed {
             index,
+            dedupe_source: (!event.id_assigned).then_some(event.source),
             id: event.id,
             topic,
             record,
@@ -414,6 +434,22 @@ pub async fn process(
                 }
             }
         }
+    }
+    for r in &routed {
+        let Some(source) = &r.dedupe_source else {
+            continue;
+        };
+        let remembered = match &outcomes[r.index] {
+            Some(Outcome::Delivered { topic, at, .. }) => Remembered::Delivered {
+                topic: topic.clone(),
+                at: *at,
+            },
+            Some(Outcome::Stored { topic, .. }) => Remembered::Stored {
+                topic: topic.clone(),
+            },
+            _ => continue,
+        };
+        state.dedupe().remember(source, &r.id, remembered);
     }
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
