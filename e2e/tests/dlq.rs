@@ -261,3 +261,108 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
     );
     proxy.stop().await;
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct TinyDisk(tempfile::TempDir);
+
+impl TinyDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI and scripts/test.sh run as root)"
+        );
+        Self(dir)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_disk_answers_503_and_keeps_every_202() {
+    let disk = TinyDisk::mount("400k");
+    let url = format!("sqlite:{}", disk.0.path().join("dlq.db").display());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = TestProxy::start(|c| {
+        c.kafka.bootstrap_servers = dead.to_string();
+        c.kafka.request_timeout_ms = 300;
+        c.delivery.ack_timeout_ms = 300;
+        c.dlq.url = url.clone();
+    })
+    .await;
+    let client = http();
+    let mut accepted = HashSet::new();
+    let mut refused_503 = 0;
+    for b in 0..400 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| {
+                event_json(
+                    &format!("f-{b}-{i}"),
+                    "/fulldisk",
+                    json!({"pad": "p".repeat(200)}),
+                )
+            })
+            .collect();
+        let resp = client
+            .post(proxy.url("/v1/events"))
+            .header("content-type", CE_BATCH)
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            202 => {
+                accepted.extend(events.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            }
+            503 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                let v: Value = resp.json().await.unwrap();
+                assert_eq!(v["failed"], 50, "nothing of a refused batch is accepted");
+                refused_503 += 1;
+                if refused_503 >= 3 {
+                    break;
+                }
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused_503 >= 3, "the disk never filled up");
+    assert!(!accepted.is_empty());
+    let health = client.get(proxy.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "the proxy still serves");
+
+    let store = courier_proxy::dlq::DlqStore::open(&url, 4).await.unwrap();
+    let mut stored = HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = store.list(&Default::default(), after, 1_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        stored.extend(page.into_iter().map(|e| e.event_id));
+    }
+    let lost: Vec<_> = accepted.difference(&stored).collect();
+    eprintln!(
+        "full disk: {} accepted (202), {refused_503} batches refused (503), lost {}",
+        accepted.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "answered 202 but not in the store: {lost:?}"
+    );
+    proxy.stop().await;
+}
