@@ -55,6 +55,10 @@ struct Args {
     /// Payload bytes per event (a JSON string of this length).
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
+    /// `produce`: proxy vs direct producer. `dlq`: intake into the DLQ store with Kafka
+    /// unreachable, then the drain rate once a proxy that reaches Kafka takes the store over.
+    #[arg(long, default_value = "produce")]
+    mode: String,
 }
 
 /// The figures of one scenario.
@@ -97,7 +101,7 @@ impl Drop for ProxyProcess {
     }
 }
 
-fn start_proxy(bootstrap: &str) -> anyhow::Result<(ProxyProcess, String)> {
+fn start_proxy(bootstrap: &str, env: &[(&str, String)]) -> anyhow::Result<(ProxyProcess, String)> {
     let bin = std::env::current_exe()?.with_file_name("courier-proxy");
     if !bin.exists() {
         bail!(
@@ -114,6 +118,7 @@ fn start_proxy(bootstrap: &str) -> anyhow::Result<(ProxyProcess, String)> {
             bootstrap,
         ])
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -144,6 +149,55 @@ async fn http_scenario(
     per_body: usize,
     concurrency: usize,
 ) -> Figures {
+    http_scenario_as(
+        name,
+        client,
+        url,
+        content_type,
+        bodies,
+        per_body,
+        concurrency,
+        200,
+    )
+    .await
+}
+
+async fn http_scenario_expecting(
+    name: &'static str,
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Vec<u8>>,
+    per_body: usize,
+    concurrency: usize,
+    expected: u16,
+) -> Figures {
+    let ct = "application/cloudevents-batch+json";
+    http_scenario_as(
+        name,
+        client,
+        url,
+        ct,
+        bodies,
+        per_body,
+        concurrency,
+        expected,
+    )
+    .await
+}
+
+/// Sends `bodies` with `concurrency` requests in flight; an answer other than `expected`
+/// counts the body's events as errors.
+#[allow(clippy::too_many_arguments)]
+async fn http_scenario_as(
+    name: &'static str,
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &'static str,
+    bodies: Vec<Vec<u8>>,
+    per_body: usize,
+    concurrency: usize,
+    expected: u16,
+) -> Figures {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -165,7 +219,7 @@ async fn http_scenario(
                     .send()
                     .await
                 {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Ok(r) => r.status() == expected && r.bytes().await.is_ok(),
                     Err(_) => false,
                 };
                 let us = t.elapsed().as_micros() as u64;
@@ -262,10 +316,15 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency.max(args.batch_concurrency))
         .timeout(Duration::from_secs(30))
         .build()?;
+    let state = tempfile::tempdir()?;
+    let dlq_url = format!("sqlite:{}", state.path().join("dlq.db").display());
+    if args.mode == "dlq" {
+        return dlq_bench(&args, &client, &dlq_url).await;
+    }
     let (_proxy, base) = match &args.proxy_url {
         Some(url) => (None, url.trim_end_matches('/').to_owned()),
         None => {
-            let (p, url) = start_proxy(&args.bootstrap)?;
+            let (p, url) = start_proxy(&args.bootstrap, &[("COURIER_DLQ__URL", dlq_url.clone())])?;
             (Some(p), url)
         }
     };
@@ -376,6 +435,105 @@ async fn main() -> anyhow::Result<()> {
     let failed: usize = results.iter().map(|f| f.errors).sum();
     if failed > 0 {
         bail!("{failed} events were not acknowledged");
+    }
+    Ok(())
+}
+
+/// Intake into the DLQ store with Kafka unreachable, then the drain rate when a proxy that
+/// reaches Kafka takes the same store over.
+async fn dlq_bench(args: &Args, client: &reqwest::Client, dlq_url: &str) -> anyhow::Result<()> {
+    let dead = free_port()?;
+    let outage_env = [
+        ("COURIER_DLQ__URL", dlq_url.to_owned()),
+        ("COURIER_KAFKA__REQUEST_TIMEOUT_MS", "300".to_owned()),
+        ("COURIER_DELIVERY__ACK_TIMEOUT_MS", "300".to_owned()),
+        ("COURIER_DLQ__BACKOFF_INITIAL_MS", "0".to_owned()),
+    ];
+    let (outage_proxy, base) = start_proxy(&format!("127.0.0.1:{dead}"), &outage_env)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("proxy did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let service = courier_e2e::unique("bench-dlq-");
+    let source = format!("/{service}");
+    let payload = "p".repeat(args.payload_bytes);
+    let batches: Vec<Vec<u8>> = (0..args.events)
+        .collect::<Vec<_>>()
+        .chunks(args.batch_size)
+        .map(|c| {
+            serde_json::to_vec(
+                &c.iter()
+                    .map(|i| event(&source, *i, &payload))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    eprintln!(
+        "running: intake into the DLQ store, Kafka unreachable ({} per batch, concurrency {})",
+        args.batch_size, args.batch_concurrency
+    );
+    let intake = http_scenario_expecting(
+        "DLQ intake (Kafka down)",
+        client,
+        &format!("{base}/v1/events"),
+        batches,
+        args.batch_size,
+        args.batch_concurrency,
+        202,
+    )
+    .await;
+    drop(outage_proxy);
+
+    let store = courier_proxy::dlq::DlqStore::open(dlq_url, 4).await?;
+    let (pending, _) = store.counts().await?;
+    eprintln!(
+        "running: drain of {pending} stored events into Kafka at {}",
+        args.bootstrap
+    );
+    let started = Instant::now();
+    let (_drainer, _) = start_proxy(&args.bootstrap, &[("COURIER_DLQ__URL", dlq_url.to_owned())])?;
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let (p, parked) = store.counts().await?;
+        if p == 0 || Instant::now() > deadline {
+            if p != 0 || parked != 0 {
+                bail!("drain incomplete: {p} pending, {parked} parked");
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "{:<26} {:>9} {:>7} {:>8} {:>11} {:>9} {:>9}",
+        "scenario", "events", "errors", "secs", "events/s", "p50 ms", "p99 ms"
+    );
+    println!(
+        "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9.2} {:>9.2}",
+        intake.name,
+        intake.events,
+        intake.errors,
+        intake.elapsed.as_secs_f64(),
+        intake.rate(),
+        intake.ms(0.50),
+        intake.ms(0.99)
+    );
+    println!(
+        "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9} {:>9}",
+        "DLQ drain (Kafka back)",
+        pending,
+        0,
+        drain_secs,
+        pending as f64 / drain_secs,
+        "-",
+        "-"
+    );
+    if intake.errors > 0 {
+        bail!("{} events were not stored", intake.errors);
     }
     Ok(())
 }
