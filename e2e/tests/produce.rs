@@ -616,3 +616,53 @@ async fn a_resent_event_gets_its_first_outcome_not_a_second_copy() {
     assert_eq!(duplicates, 0, "a resent event is not written twice");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_intake_queue_answers_429_with_retry_after_and_accepts_nothing_of_it() {
+    // Room for one batch of 10 at a time, and no patience: concurrent batches find the
+    // queue full while the first waits for its acknowledgements (the producer lingers 20 ms).
+    let proxy = TestProxy::start(|c| {
+        c.delivery.queue_capacity = 10;
+        c.delivery.enqueue_wait_ms = 1;
+        c.limits.max_batch_events = 10;
+    })
+    .await;
+    let source = format!("/{}", unique("busy"));
+    let url = proxy.url("/v1/events");
+    let sends = (0..16).map(|b| {
+        let (url, source) = (url.clone(), source.clone());
+        async move {
+            let events: Vec<Value> = (0..10)
+                .map(|i| event_json(&format!("q-{b}-{i}"), &source, json!({})))
+                .collect();
+            let resp = post(&url, CE_BATCH, serde_json::to_string(&events).unwrap()).await;
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().contains_key("retry-after");
+            let v: Value = resp.json().await.unwrap();
+            (status, retry_after, v)
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let overloaded: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert!(
+        !overloaded.is_empty(),
+        "some batch must meet the full queue"
+    );
+    for (_, retry_after, v) in &overloaded {
+        assert!(retry_after);
+        assert_eq!(v["failed"], 10, "nothing of a refused batch is accepted");
+        assert_eq!(
+            v["results"][0]["problem"]["type"],
+            "urn:courier:problem:overloaded"
+        );
+    }
+    assert!(answers.iter().all(|(s, _, _)| *s == 200 || *s == 429));
+    let after = post(
+        &url,
+        CE_JSON,
+        event_json("q-after", &source, json!({})).to_string(),
+    )
+    .await;
+    assert_eq!(after.status(), 200, "the queue frees up again");
+    proxy.stop().await;
+}

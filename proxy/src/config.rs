@@ -157,6 +157,9 @@ pub struct LimitsConfig {
     pub max_event_bytes: usize,
     /// Most events in one batch or NDJSON body.
     pub max_batch_events: usize,
+    /// Requests handled at once; more wait for a slot before their body is read, which bounds
+    /// the memory bodies take to about this many times `max_body_bytes`.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for LimitsConfig {
@@ -165,6 +168,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_event_bytes: 1_000_000,
             max_batch_events: 1_000,
+            max_concurrent_requests: 512,
         }
     }
 }

@@ -157,6 +157,7 @@ impl AppState {
 /// The router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits().max_body_bytes;
+    let concurrency = state.limits().max_concurrent_requests.max(1);
     Router::new()
         .route("/v1/events", post(publish::publish))
         .route("/v1/topics/{topic}/events", post(publish::publish_to_topic))
@@ -166,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let request_id = req
