@@ -305,3 +305,15 @@ pub async fn account(
     );
     (lost, duplicates)
 }
+
+/// Waits (at most `within`) until `store` holds no pending event; returns (pending, parked).
+pub async fn wait_drained(store: &courier_proxy::dlq::DlqStore, within: Duration) -> (i64, i64) {
+    let deadline = Instant::now() + within;
+    loop {
+        let counts = store.counts().await.expect("DLQ store counts");
+        if counts.0 == 0 || Instant::now() > deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use courier_e2e::chaos::wait_drained;
 use courier_e2e::{TestProxy, event_json, read_by_id, unique};
 use serde_json::{Value, json};
 
@@ -16,18 +17,6 @@ fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-/// Waits until the store holds nothing pending (bounded).
-async fn wait_drained(store: &courier_proxy::dlq::DlqStore, within: Duration) -> (i64, i64) {
-    let deadline = Instant::now() + within;
-    loop {
-        let counts = store.counts().await.unwrap();
-        if counts.0 == 0 || Instant::now() > deadline {
-            return counts;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

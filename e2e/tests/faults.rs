@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use courier_e2e::chaos::{FaultCluster, ProxyProcess, account, run_load};
+use courier_e2e::chaos::{FaultCluster, ProxyProcess, account, run_load, wait_drained};
 use courier_e2e::unique;
 use tokio::sync::Mutex;
 
@@ -69,12 +69,8 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
     let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while store.counts().await.unwrap() != (0, 0) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     assert_eq!(
-        store.counts().await.unwrap(),
+        wait_drained(&store, Duration::from_secs(120)).await,
         (0, 0),
         "store drained after the brokers came back"
     );
@@ -107,10 +103,7 @@ async fn one_broker_killed_under_load_loses_nothing() {
     let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while store.counts().await.unwrap().0 != 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_drained(&store, Duration::from_secs(120)).await;
     let (lost, _) = account(
         "one broker killed",
         &cluster.bootstrap,
@@ -144,10 +137,7 @@ async fn proxy_killed_under_load_and_restarted_loses_nothing_answered() {
     let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while store.counts().await.unwrap().0 != 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_drained(&store, Duration::from_secs(120)).await;
     let (lost, _) = account(
         "proxy kill -9",
         &cluster.bootstrap,
@@ -179,10 +169,7 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
     if pending > 0 {
         // Stored at shutdown: the next start delivers them.
         let _next = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while store.counts().await.unwrap().0 != 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        wait_drained(&store, Duration::from_secs(120)).await;
     }
     let (lost, _) = account(
         "SIGTERM",
