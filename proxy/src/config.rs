@@ -212,7 +212,7 @@ impl Default for DeliveryConfig {
             redelivery_in_flight: 20_000,
             probe_interval_ms: 1_000,
             dedupe_window_secs: 600,
-            dedupe_capacity: 1_000_000,
+            dedupe_capacity: 200_000,
         }
     }
 }
