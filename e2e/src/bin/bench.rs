@@ -93,6 +93,27 @@ fn event(source: &str, scenario: &str, i: usize, payload: &str) -> serde_json::V
     })
 }
 
+/// `events` events of `scenario` as JSON batch bodies of `batch_size`.
+fn batch_bodies(
+    source: &str,
+    scenario: &str,
+    events: usize,
+    batch_size: usize,
+    payload: &str,
+) -> serde_json::Result<Vec<Vec<u8>>> {
+    (0..events)
+        .collect::<Vec<_>>()
+        .chunks(batch_size)
+        .map(|c| {
+            let batch: Vec<_> = c
+                .iter()
+                .map(|i| event(source, scenario, *i, payload))
+                .collect();
+            serde_json::to_vec(&batch)
+        })
+        .collect()
+}
+
 struct ProxyProcess(Child);
 
 impl Drop for ProxyProcess {
@@ -359,17 +380,7 @@ async fn main() -> anyhow::Result<()> {
     let singles: Vec<Vec<u8>> = (0..args.events)
         .map(|i| serde_json::to_vec(&event(&source, "single", i, &payload)))
         .collect::<Result<_, _>>()?;
-    let batches: Vec<Vec<u8>> = (0..args.events)
-        .collect::<Vec<_>>()
-        .chunks(args.batch_size)
-        .map(|c| {
-            serde_json::to_vec(
-                &c.iter()
-                    .map(|i| event(&source, "batch", *i, &payload))
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let batches = batch_bodies(&source, "batch", args.events, args.batch_size, &payload)?;
     let parsed: Vec<Event> = singles
         .iter()
         .map(|b| Event::from_json(b))
@@ -463,17 +474,7 @@ async fn dlq_bench(args: &Args, client: &reqwest::Client, dlq_url: &str) -> anyh
     let service = courier_e2e::unique("bench-dlq-");
     let source = format!("/{service}");
     let payload = "p".repeat(args.payload_bytes);
-    let batches: Vec<Vec<u8>> = (0..args.events)
-        .collect::<Vec<_>>()
-        .chunks(args.batch_size)
-        .map(|c| {
-            serde_json::to_vec(
-                &c.iter()
-                    .map(|i| event(&source, "dlq", *i, &payload))
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let batches = batch_bodies(&source, "dlq", args.events, args.batch_size, &payload)?;
     eprintln!(
         "running: intake into the DLQ store, Kafka unreachable ({} per batch, concurrency {})",
         args.batch_size, args.batch_concurrency
