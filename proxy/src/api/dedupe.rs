@@ -1,5 +1,7 @@
 //! Idempotent publish: a client that sends an event again with the same `source` and `id`
-//! within the dedupe window gets the first outcome back instead of a second copy in Kafka.
+//! to the same topic within the dedupe window gets the first outcome back instead of a second
+//! copy in Kafka. The topic is part of the key: the same event sent to another explicit topic
+//! is a different write, checked and answered on its own.
 //!
 //! The window lives in memory (bounded, with time-to-live) and covers one proxy: retries
 //! through another proxy are deduplicated by consumers by event id, as the delivery contract
@@ -16,22 +18,17 @@ use crate::delivery::Delivered;
 pub enum Remembered {
     /// Acknowledged by Kafka at this position.
     Delivered {
-        /// Topic written to.
-        topic: String,
         /// Partition and offset.
         at: Delivered,
     },
     /// Committed to the DLQ store.
-    Stored {
-        /// Topic it will be written to.
-        topic: String,
-    },
+    Stored,
 }
 
-/// Outcomes of recently accepted events, by (source, id).
+/// Outcomes of recently accepted events, by (topic, source, id).
 #[derive(Debug, Clone)]
 pub struct DedupeWindow {
-    cache: Option<Cache<(String, String), Remembered>>,
+    cache: Option<Cache<(String, String, String), Remembered>>,
 }
 
 impl DedupeWindow {
@@ -47,16 +44,19 @@ impl DedupeWindow {
     }
 
     /// The first outcome of this event, if it was accepted within the window.
-    pub fn get(&self, source: &str, id: &str) -> Option<Remembered> {
+    pub fn get(&self, topic: &str, source: &str, id: &str) -> Option<Remembered> {
         self.cache
             .as_ref()?
-            .get(&(source.to_owned(), id.to_owned()))
+            .get(&(topic.to_owned(), source.to_owned(), id.to_owned()))
     }
 
     /// Remembers an accepted event's outcome.
-    pub fn remember(&self, source: &str, id: &str, outcome: Remembered) {
+    pub fn remember(&self, topic: &str, source: &str, id: &str, outcome: Remembered) {
         if let Some(cache) = &self.cache {
-            cache.insert((source.to_owned(), id.to_owned()), outcome);
+            cache.insert(
+                (topic.to_owned(), source.to_owned(), id.to_owned()),
+                outcome,
+            );
         }
     }
 }

@@ -277,22 +277,6 @@ pub async fn process(
                 continue;
             }
         };
-        if !event.id_assigned
-            && let Some(first) = state.dedupe().get(&event.source, &event.id)
-        {
-            outcomes[index] = Some(match first {
-                Remembered::Delivered { topic, at } => Outcome::Delivered {
-                    id: event.id,
-                    topic,
-                    at,
-                },
-                Remembered::Stored { topic } => Outcome::Stored {
-                    id: event.id,
-                    topic,
-                },
-            });
-            continue;
-        }
         let topic = match explicit_topic {
             Some(t) => t.to_owned(),
             None => match state.topics().route(&event) {
@@ -304,6 +288,22 @@ pub async fn process(
                 }
             },
         };
+        if !event.id_assigned
+            && let Some(first) = state.dedupe().get(&topic, &event.source, &event.id)
+        {
+            outcomes[index] = Some(match first {
+                Remembered::Delivered { at } => Outcome::Delivered {
+                    id: event.id,
+                    topic,
+                    at,
+                },
+                Remembered::Stored => Outcome::Stored {
+                    id: event.id,
+                    topic,
+                },
+            });
+            continue;
+        }
         let record = to_record(&event);
         let size = record_size(&record);
         if size > max_event_bytes {
@@ -440,16 +440,11 @@ pub async fn process(
             continue;
         };
         let remembered = match &outcomes[r.index] {
-            Some(Outcome::Delivered { topic, at, .. }) => Remembered::Delivered {
-                topic: topic.clone(),
-                at: *at,
-            },
-            Some(Outcome::Stored { topic, .. }) => Remembered::Stored {
-                topic: topic.clone(),
-            },
+            Some(Outcome::Delivered { at, .. }) => Remembered::Delivered { at: *at },
+            Some(Outcome::Stored { .. }) => Remembered::Stored,
             _ => continue,
         };
-        state.dedupe().remember(source, &r.id, remembered);
+        state.dedupe().remember(&r.topic, source, &r.id, remembered);
     }
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
