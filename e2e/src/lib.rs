@@ -31,6 +31,15 @@ pub fn bootstrap() -> String {
     })
 }
 
+/// An HTTP client for tests: 30 s per request, so a hung proxy fails the test instead of
+/// hanging it.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
 /// A name no other test (or earlier run against the same cluster) uses.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();

@@ -6,18 +6,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use courier_e2e::chaos::wait_drained;
-use courier_e2e::{TestProxy, event_json, read_by_id, unique};
+use courier_e2e::{TestProxy, event_json, http, read_by_id, unique};
 use serde_json::{Value, json};
 
 const CE_JSON: &str = "application/cloudevents+json";
 const CE_BATCH: &str = "application/cloudevents-batch+json";
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_events_are_stored_answered_202_and_delivered_later() {

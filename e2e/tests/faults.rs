@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use courier_e2e::chaos::{FaultCluster, ProxyProcess, account, run_load, wait_drained};
+use courier_e2e::chaos::{FaultCluster, LoadReport, ProxyProcess, account, run_load, wait_drained};
 use courier_e2e::unique;
 use tokio::sync::Mutex;
 
@@ -19,7 +19,7 @@ fn load(
     source: &str,
     secs: u64,
     stop: &Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<courier_e2e::chaos::LoadReport> {
+) -> tokio::task::JoinHandle<LoadReport> {
     tokio::spawn(run_load(
         vec![base.to_owned()],
         source.to_owned(),
@@ -29,6 +29,31 @@ fn load(
         Duration::from_secs(secs),
         stop.clone(),
     ))
+}
+
+/// Waits (bounded) for the proxy's store to drain, then accounts for every 2xx id of the
+/// scenario in `{service}.events`; returns the store's (pending, parked) and the lost count.
+async fn settle(
+    cluster: &FaultCluster,
+    dlq_url: &str,
+    service: &str,
+    report: &LoadReport,
+    scenario: &str,
+) -> ((i64, i64), usize) {
+    let store = courier_proxy::dlq::DlqStore::open(dlq_url, 4)
+        .await
+        .unwrap();
+    let left = wait_drained(&store, Duration::from_secs(120)).await;
+    let topic = format!("{service}.events");
+    let (lost, _) = account(
+        scenario,
+        &cluster.bootstrap,
+        &topic,
+        report,
+        Duration::from_secs(120),
+    )
+    .await;
+    (left, lost)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -66,22 +91,15 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
         "the outage must have sent events to the store"
     );
 
-    let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
-        .await
-        .unwrap();
-    assert_eq!(
-        wait_drained(&store, Duration::from_secs(120)).await,
-        (0, 0),
-        "store drained after the brokers came back"
-    );
-    let (lost, _) = account(
-        "all brokers stopped",
-        &cluster.bootstrap,
-        &format!("{service}.events"),
+    let (left, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
         &report,
-        Duration::from_secs(120),
+        "all brokers stopped",
     )
     .await;
+    assert_eq!(left, (0, 0), "store drained after the brokers came back");
     assert_eq!(lost, 0);
 }
 
@@ -100,16 +118,12 @@ async fn one_broker_killed_under_load_loses_nothing() {
     stop.store(true, Ordering::Relaxed);
     let report = running.await.unwrap();
     cluster.start_node(2);
-    let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
-        .await
-        .unwrap();
-    wait_drained(&store, Duration::from_secs(120)).await;
-    let (lost, _) = account(
-        "one broker killed",
-        &cluster.bootstrap,
-        &format!("{service}.events"),
+    let (_, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
         &report,
-        Duration::from_secs(120),
+        "one broker killed",
     )
     .await;
     assert_eq!(lost, 0);
@@ -134,18 +148,7 @@ async fn proxy_killed_under_load_and_restarted_loses_nothing_answered() {
 
     // Restarted on the same store: its scheduler resumes what was stored.
     let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-    let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
-        .await
-        .unwrap();
-    wait_drained(&store, Duration::from_secs(120)).await;
-    let (lost, _) = account(
-        "proxy kill -9",
-        &cluster.bootstrap,
-        &format!("{service}.events"),
-        &report,
-        Duration::from_secs(120),
-    )
-    .await;
+    let (_, lost) = settle(&cluster, &proxy.dlq_url, &service, &report, "proxy kill -9").await;
     assert_eq!(lost, 0);
 }
 
@@ -165,19 +168,12 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
     let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
         .await
         .unwrap();
-    let (pending, _) = store.counts().await.unwrap();
-    if pending > 0 {
-        // Stored at shutdown: the next start delivers them.
-        let _next = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-        wait_drained(&store, Duration::from_secs(120)).await;
-    }
-    let (lost, _) = account(
-        "SIGTERM",
-        &cluster.bootstrap,
-        &format!("{service}.events"),
-        &report,
-        Duration::from_secs(120),
-    )
-    .await;
+    // Stored at shutdown: the next start delivers them.
+    let _next = if store.counts().await.unwrap().0 > 0 {
+        Some(ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await)
+    } else {
+        None
+    };
+    let (_, lost) = settle(&cluster, &proxy.dlq_url, &service, &report, "SIGTERM").await;
     assert_eq!(lost, 0);
 }

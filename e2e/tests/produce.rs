@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use courier_e2e::{TestProxy, bootstrap, event_json, header, read_by_id, unique};
+use courier_e2e::{TestProxy, bootstrap, event_json, header, http, read_by_id, unique};
 use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -15,13 +15,6 @@ use serde_json::{Value, json};
 
 const CE_JSON: &str = "application/cloudevents+json";
 const CE_BATCH: &str = "application/cloudevents-batch+json";
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
     http()

@@ -361,9 +361,4 @@ impl Circuit {
                 .is_ok();
         !probe
     }
-
-    /// True while Kafka is believed down.
-    pub fn is_open(&self) -> bool {
-        self.open_since_ms.load(Ordering::Relaxed) != 0
-    }
 }
