@@ -7,10 +7,12 @@
 
 pub mod binding;
 pub mod envelope;
+pub mod policy;
 pub mod problem;
 pub mod topic;
 
 pub use binding::{KafkaRecord, from_record, to_record};
 pub use envelope::{Category, Data, Event, EventError, ExtensionValue};
+pub use policy::{CompiledPolicy, PolicyError, Refusal, TopicPolicy, TopicTemplate};
 pub use problem::{Problem, ProblemKind};
 pub use topic::{NamingPolicy, TopicError};

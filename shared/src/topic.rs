@@ -43,21 +43,31 @@ pub enum TopicError {
     },
 }
 
-/// Templates that turn an event into a topic name. Placeholders: `{service}`, `{category}`,
-/// `{errortype}`.
+/// Templates that turn an event into a topic name, one per category. Placeholders:
+/// `{service}`, `{category}`, `{errortype}`; each fills at most one `.`-separated segment of
+/// the name, so a name can be read back into its parts and two templates can be checked for
+/// overlap.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamingPolicy {
-    /// For `category: event` and `category: log`.
+    /// For `category: event`.
     pub event_template: String,
+    /// For `category: log`.
+    #[serde(default = "default_log_template")]
+    pub log_template: String,
     /// For `category: error`.
     pub error_template: String,
+}
+
+fn default_log_template() -> String {
+    "{service}.logs".to_owned()
 }
 
 impl Default for NamingPolicy {
     fn default() -> Self {
         Self {
-            event_template: "{service}.{category}s".to_owned(),
+            event_template: "{service}.events".to_owned(),
+            log_template: default_log_template(),
             error_template: "{service}.error.{errortype}".to_owned(),
         }
     }
@@ -66,50 +76,182 @@ impl Default for NamingPolicy {
 const PLACEHOLDERS: [&str; 3] = ["service", "category", "errortype"];
 
 impl NamingPolicy {
-    /// Checks that both templates use known placeholders and render legal names.
+    /// Checks every template: known placeholders, at most one per `.`-segment, legal names
+    /// even for the longest service and error type, and no error topic that could share a
+    /// name with an event or log topic.
     pub fn validate(&self) -> Result<(), TopicError> {
-        for template in [&self.event_template, &self.error_template] {
-            let mut rest = template.as_str();
-            while let Some(start) = rest.find('{') {
-                let after = &rest[start + 1..];
-                let end = after.find('}').ok_or_else(|| TopicError::Illegal {
-                    name: template.clone(),
-                    reason: "unclosed `{` in template",
-                })?;
-                let placeholder = &after[..end];
-                if !PLACEHOLDERS.contains(&placeholder) {
-                    return Err(TopicError::UnknownPlaceholder {
-                        template: template.clone(),
-                        placeholder: placeholder.to_owned(),
-                    });
-                }
-                rest = &after[end + 1..];
+        let longest = "x".repeat(MAX_COMPONENT_LEN);
+        for (template, category) in self.templates() {
+            let segments = segments(template)?;
+            if segments.is_empty() {
+                return Err(illegal_template(template, "empty template"));
             }
-            validate_topic_name(&render(template, "svc", "event", "kind"))?;
+            validate_topic_name(&render(template, "svc", category.as_str(), "kind"))?;
+            let longest_name = render(template, &longest, category.as_str(), &longest);
+            if longest_name.len() > MAX_TOPIC_LEN {
+                return Err(illegal_template(
+                    template,
+                    "renders names longer than 249 characters for a 64-character service or error type",
+                ));
+            }
+        }
+        let error = category_segments(&self.error_template, Category::Error)?;
+        for (template, category) in [
+            (&self.event_template, Category::Event),
+            (&self.log_template, Category::Log),
+        ] {
+            if may_overlap(&error, &category_segments(template, category)?) {
+                return Err(illegal_template(
+                    &self.error_template,
+                    "the error template can render the same name as the event or log template",
+                ));
+            }
         }
         Ok(())
+    }
+
+    fn templates(&self) -> [(&String, Category); 3] {
+        [
+            (&self.event_template, Category::Event),
+            (&self.log_template, Category::Log),
+            (&self.error_template, Category::Error),
+        ]
+    }
+
+    /// The template for a category.
+    pub fn template(&self, category: Category) -> &str {
+        match category {
+            Category::Event => &self.event_template,
+            Category::Log => &self.log_template,
+            Category::Error => &self.error_template,
+        }
     }
 
     /// The topic for this event.
     pub fn topic_for(&self, event: &Event) -> Result<String, TopicError> {
         let service = service_of(&event.source)?;
-        let (template, errortype) = match event.category {
-            Category::Error => (
-                &self.error_template,
-                normalise_component(event.errortype.as_deref().unwrap_or("unknown")),
-            ),
-            Category::Event | Category::Log => (&self.event_template, String::new()),
+        let errortype = if event.category == Category::Error {
+            let errortype = normalise_component(event.errortype.as_deref().unwrap_or("unknown"));
+            if errortype.is_empty() {
+                return Err(TopicError::Illegal {
+                    name: event.errortype.clone().unwrap_or_default(),
+                    reason: "errortype has no letters or digits to name a topic with",
+                });
+            }
+            errortype
+        } else {
+            String::new()
         };
-        if event.category == Category::Error && errortype.is_empty() {
-            return Err(TopicError::Illegal {
-                name: event.errortype.clone().unwrap_or_default(),
-                reason: "errortype has no letters or digits to name a topic with",
-            });
-        }
+        let template = self.template(event.category);
         let name = render(template, &service, event.category.as_str(), &errortype);
         validate_topic_name(&name)?;
         Ok(name)
     }
+}
+
+/// Longest service or error type component [`normalise_component`] produces.
+pub const MAX_COMPONENT_LEN: usize = 64;
+
+fn illegal_template(template: &str, reason: &'static str) -> TopicError {
+    TopicError::Illegal {
+        name: template.chars().take(80).collect(),
+        reason,
+    }
+}
+
+/// One `.`-separated segment of a template: literal text, or a placeholder with literal text
+/// around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Slot { prefix: String, suffix: String },
+}
+
+/// Splits a template into segments, refusing unknown placeholders and segments with two.
+fn segments(template: &str) -> Result<Vec<(String, Option<String>, String)>, TopicError> {
+    template
+        .split('.')
+        .map(|segment| {
+            let Some(start) = segment.find('{') else {
+                if segment.contains('}') {
+                    return Err(illegal_template(template, "unmatched `}` in template"));
+                }
+                return Ok((segment.to_owned(), None, String::new()));
+            };
+            let after = &segment[start + 1..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| illegal_template(template, "unclosed `{` in template"))?;
+            let placeholder = &after[..end];
+            if !PLACEHOLDERS.contains(&placeholder) {
+                return Err(TopicError::UnknownPlaceholder {
+                    template: template.to_owned(),
+                    placeholder: placeholder.to_owned(),
+                });
+            }
+            let suffix = &after[end + 1..];
+            if suffix.contains(['{', '}']) {
+                return Err(illegal_template(
+                    template,
+                    "at most one placeholder per `.`-separated segment",
+                ));
+            }
+            Ok((
+                segment[..start].to_owned(),
+                Some(placeholder.to_owned()),
+                suffix.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The segments of `template` as it renders for `category` (`{category}` is then literal).
+fn category_segments(template: &str, category: Category) -> Result<Vec<Segment>, TopicError> {
+    Ok(segments(template)?
+        .into_iter()
+        .map(|(prefix, placeholder, suffix)| match placeholder.as_deref() {
+            None => Segment::Literal(prefix),
+            Some("category") => Segment::Literal(format!("{prefix}{}{suffix}", category.as_str())),
+            Some(_) => Segment::Slot { prefix, suffix },
+        })
+        .collect())
+}
+
+/// Whether two templates might render the same name. Conservative: `true` unless some
+/// segment proves them apart.
+fn may_overlap(a: &[Segment], b: &[Segment]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| segments_may_match(x, y))
+}
+
+fn segments_may_match(a: &Segment, b: &Segment) -> bool {
+    match (a, b) {
+        (Segment::Literal(x), Segment::Literal(y)) => x == y,
+        (Segment::Literal(text), Segment::Slot { prefix, suffix })
+        | (Segment::Slot { prefix, suffix }, Segment::Literal(text)) => {
+            text.len() > prefix.len() + suffix.len()
+                && text.starts_with(prefix.as_str())
+                && text.ends_with(suffix.as_str())
+                && is_component(&text[prefix.len()..text.len() - suffix.len()])
+        }
+        (
+            Segment::Slot {
+                prefix: p1,
+                suffix: s1,
+            },
+            Segment::Slot {
+                prefix: p2,
+                suffix: s2,
+            },
+        ) => {
+            (p1.starts_with(p2.as_str()) || p2.starts_with(p1.as_str()))
+                && (s1.ends_with(s2.as_str()) || s2.ends_with(s1.as_str()))
+        }
+    }
+}
+
+/// Whether `s` is something [`normalise_component`] can produce.
+fn is_component(s: &str) -> bool {
+    !s.is_empty() && normalise_component(s) == s
 }
 
 fn render(template: &str, service: &str, category: &str, errortype: &str) -> String {
@@ -170,7 +312,7 @@ pub fn normalise_component(s: &str) -> String {
             out.push('-');
             dash = true;
         }
-        if out.len() >= 64 {
+        if out.len() >= MAX_COMPONENT_LEN {
             break;
         }
     }
@@ -325,6 +467,41 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         NamingPolicy::default().validate().unwrap();
+    }
+
+    #[test]
+    fn overlapping_templates_are_refused() {
+        let overlapping = [
+            ("{service}.events", "{service}.{errortype}"),
+            ("{service}.{category}s", "{service}.{errortype}s"),
+            ("all.{service}", "all.{errortype}"),
+        ];
+        for (event_template, error_template) in overlapping {
+            let p = NamingPolicy {
+                event_template: event_template.into(),
+                error_template: error_template.into(),
+                ..NamingPolicy::default()
+            };
+            assert!(p.validate().is_err(), "{event_template} / {error_template}");
+        }
+        let apart = NamingPolicy {
+            event_template: "{service}.{category}s".into(),
+            log_template: "logs.{service}".into(),
+            error_template: "{service}.failures.{errortype}".into(),
+        };
+        apart.validate().unwrap();
+        for (template, reason) in [
+            ("{service}-{errortype}", "two placeholders in one segment"),
+            ("{service}.error.{errortype}}", "stray brace"),
+            ("{service}.error.{errortype", "unclosed brace"),
+            (&format!("{{service}}.{}.{{errortype}}", "x".repeat(120)), "too long"),
+        ] {
+            let p = NamingPolicy {
+                error_template: template.into(),
+                ..NamingPolicy::default()
+            };
+            assert!(p.validate().is_err(), "{reason}");
+        }
     }
 
     proptest! {

@@ -1,0 +1,767 @@
+//! The topic policy: which topic an event gets ([`NamingPolicy`]), who may publish to which
+//! topic (ownership, allow and deny patterns) and how a topic is created on first use
+//! (templates chosen by pattern).
+//!
+//! A [`TopicPolicy`] is plain data — what the configuration file and the admin API carry. It
+//! is checked and compiled once into a [`CompiledPolicy`], whose decisions are what the proxy
+//! consults per event. Patterns are globs over the whole topic name: `*` matches any run of
+//! characters (dots included), `?` one character, `[a-z]` a class.
+
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Event;
+use crate::topic::{NamingPolicy, TopicError, service_of, validate_topic_name};
+
+/// Most templates and patterns a policy may hold.
+pub const MAX_RULES: usize = 256;
+
+/// The topic policy as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicPolicy {
+    /// Create topics the naming policy routes to on first publish.
+    pub auto_create: bool,
+    /// Templates that name a topic for an event.
+    pub naming: NamingPolicy,
+    /// A service may publish only to topics named `{service}.…`, besides the `shared` ones.
+    pub ownership: bool,
+    /// Topics any service may publish to, whatever `ownership` says.
+    pub shared: Vec<String>,
+    /// When not empty, only topics matching one of these may be published to.
+    pub allow: Vec<String>,
+    /// Topics nobody may publish to (checked before `allow` and `shared`).
+    pub deny: Vec<String>,
+    /// How topics are created, the first template whose pattern matches wins.
+    pub templates: Vec<TopicTemplate>,
+}
+
+impl Default for TopicPolicy {
+    fn default() -> Self {
+        Self {
+            auto_create: true,
+            naming: NamingPolicy::default(),
+            ownership: true,
+            shared: Vec::new(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            templates: vec![
+                TopicTemplate {
+                    name: "errors".into(),
+                    pattern: "*.error.*".into(),
+                    partitions: 3,
+                    retention_ms: Some(14 * 24 * 3_600_000),
+                    ..TopicTemplate::default()
+                },
+                TopicTemplate::default(),
+            ],
+        }
+    }
+}
+
+/// How a topic whose name matches `pattern` is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicTemplate {
+    /// Name shown to operators and used to pick the template when creating a topic by hand.
+    pub name: String,
+    /// Topics this template applies to.
+    pub pattern: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// Replication factor; unset means min(3, brokers).
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas`; unset means 2 when the replication factor is ≥ 3, else 1.
+    pub min_insync_replicas: Option<i32>,
+    /// `retention.ms` (`-1`: keep for ever); unset means the broker's default.
+    pub retention_ms: Option<i64>,
+    /// `compression.type`; unset means the broker's default (`producer`).
+    pub compression_type: Option<String>,
+    /// `cleanup.policy`: `delete`, `compact` or both; unset means the broker's default.
+    pub cleanup_policy: Option<String>,
+    /// Any other topic config, e.g. `max.message.bytes`.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl Default for TopicTemplate {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            pattern: "*".into(),
+            partitions: 6,
+            replication_factor: None,
+            min_insync_replicas: None,
+            retention_ms: None,
+            compression_type: None,
+            cleanup_policy: None,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a policy is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// A naming template is wrong.
+    #[error("naming: {0}")]
+    Naming(#[from] TopicError),
+    /// A pattern is not a glob.
+    #[error("{field}: pattern `{pattern}`: {reason}")]
+    Pattern {
+        /// Which list it is in.
+        field: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A template is wrong.
+    #[error("template `{template}`: {reason}")]
+    Template {
+        /// The template's name.
+        template: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The policy as a whole does not hold together.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Why the policy refuses a service a topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The topic matches a deny pattern.
+    #[error("topic `{topic}` is denied by the policy (pattern `{pattern}`)")]
+    Denied {
+        /// The topic.
+        topic: String,
+        /// The deny pattern it matches.
+        pattern: String,
+    },
+    /// An allow list exists and the topic is not on it.
+    #[error("topic `{0}` matches none of the policy's allow patterns")]
+    NotAllowed(String),
+    /// The topic belongs to another service.
+    #[error("service `{service}` may publish only to topics named `{service}.…`, not `{topic}`")]
+    NotOwner {
+        /// The publishing service.
+        service: String,
+        /// The topic.
+        topic: String,
+    },
+    /// No template applies, so the topic cannot be created.
+    #[error("no topic template matches `{0}`: add one (pattern `*` matches every topic)")]
+    NoTemplate(String),
+}
+
+/// A checked policy, ready to decide.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    policy: TopicPolicy,
+    shared: GlobSet,
+    allow: GlobSet,
+    deny: GlobSet,
+    templates: Vec<GlobMatcher>,
+}
+
+/// What the policy does with one event: the admin page's preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    /// The publishing service, from `source`.
+    pub service: String,
+    /// The topic the event is routed to.
+    pub topic: String,
+    /// The template a new topic would be created from.
+    pub template: Option<String>,
+    /// Why the event would be refused, if it would.
+    pub refusal: Option<String>,
+}
+
+const VALUE_CONFIGS: [&str; 4] = [
+    "min.insync.replicas",
+    "retention.ms",
+    "compression.type",
+    "cleanup.policy",
+];
+const COMPRESSION_TYPES: [&str; 6] = ["uncompressed", "producer", "gzip", "snappy", "lz4", "zstd"];
+const CLEANUP_POLICIES: [&str; 4] = ["delete", "compact", "compact,delete", "delete,compact"];
+/// Kafka refuses more partitions per topic than this in one request by default.
+const MAX_PARTITIONS: i32 = 10_000;
+
+fn glob(field: &'static str, pattern: &str) -> Result<Glob, PolicyError> {
+    let bad = |reason: String| PolicyError::Pattern {
+        field,
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    if pattern.is_empty() {
+        return Err(bad("empty".into()));
+    }
+    if !pattern.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'*' | b'?' | b'[' | b']')
+    }) {
+        return Err(bad(
+            "only topic-name characters and the wildcards `*`, `?`, `[…]` are allowed".into(),
+        ));
+    }
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(false)
+        .build()
+        .map_err(|e| bad(e.kind().to_string()))
+}
+
+fn glob_set(field: &'static str, patterns: &[String]) -> Result<GlobSet, PolicyError> {
+    if patterns.len() > MAX_RULES {
+        return Err(PolicyError::Inconsistent(format!(
+            "{field}: at most {MAX_RULES} patterns"
+        )));
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        set.add(glob(field, p)?);
+    }
+    set.build().map_err(|e| PolicyError::Pattern {
+        field,
+        pattern: patterns.join(", "),
+        reason: e.to_string(),
+    })
+}
+
+impl TopicTemplate {
+    fn validate(&self) -> Result<(), PolicyError> {
+        let bad = |reason: String| PolicyError::Template {
+            template: self.name.clone(),
+            reason,
+        };
+        if self.name.trim().is_empty() || self.name.len() > 64 {
+            return Err(bad("a name of 1 to 64 characters is required".into()));
+        }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(bad(format!("partitions must be 1 to {MAX_PARTITIONS}")));
+        }
+        if let Some(rf) = self.replication_factor
+            && !(1..=i32::from(i16::MAX)).contains(&rf)
+        {
+            return Err(bad("replication_factor must be ≥ 1".into()));
+        }
+        if let Some(min_isr) = self.min_insync_replicas {
+            if min_isr < 1 {
+                return Err(bad("min_insync_replicas must be ≥ 1".into()));
+            }
+            if let Some(rf) = self.replication_factor
+                && min_isr > rf
+            {
+                return Err(bad(format!(
+                    "min_insync_replicas ({min_isr}) above the replication factor ({rf}) \
+                     would refuse every write"
+                )));
+            }
+        }
+        if let Some(ms) = self.retention_ms
+            && ms < -1
+        {
+            return Err(bad("retention_ms must be -1 (for ever) or ≥ 0".into()));
+        }
+        if let Some(c) = &self.compression_type
+            && !COMPRESSION_TYPES.contains(&c.as_str())
+        {
+            return Err(bad(format!(
+                "compression_type must be one of {}",
+                COMPRESSION_TYPES.join(", ")
+            )));
+        }
+        if let Some(c) = &self.cleanup_policy
+            && !CLEANUP_POLICIES.contains(&c.as_str())
+        {
+            return Err(bad(
+                "cleanup_policy must be `delete`, `compact` or `compact,delete`".into(),
+            ));
+        }
+        for key in self.configs.keys() {
+            if VALUE_CONFIGS.contains(&key.as_str()) {
+                return Err(bad(format!(
+                    "set `{key}` with its own field, not in `configs`"
+                )));
+            }
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.')
+            {
+                return Err(bad(format!("`{key}` is not a topic config name")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The replication factor for a cluster of `brokers`.
+    pub fn replication_for(&self, brokers: usize) -> i32 {
+        self.replication_factor
+            .unwrap_or_else(|| i32::try_from(brokers.clamp(1, 3)).unwrap_or(3))
+    }
+
+    /// Topic configs of a new topic whose replication factor is `rf`.
+    pub fn topic_configs(&self, rf: i32) -> BTreeMap<String, String> {
+        let mut configs = self.configs.clone();
+        let min_isr = self
+            .min_insync_replicas
+            .unwrap_or(if rf >= 3 { 2 } else { 1 });
+        configs.insert("min.insync.replicas".into(), min_isr.to_string());
+        if let Some(ms) = self.retention_ms {
+            configs.insert("retention.ms".into(), ms.to_string());
+        }
+        if let Some(c) = &self.compression_type {
+            configs.insert("compression.type".into(), c.clone());
+        }
+        if let Some(c) = &self.cleanup_policy {
+            configs.insert("cleanup.policy".into(), c.clone());
+        }
+        configs
+    }
+}
+
+impl TopicPolicy {
+    /// Checks the policy and compiles its patterns.
+    pub fn compile(self) -> Result<CompiledPolicy, PolicyError> {
+        self.naming.validate()?;
+        if self.ownership {
+            for (template, _) in [
+                (&self.naming.event_template, "event"),
+                (&self.naming.log_template, "log"),
+                (&self.naming.error_template, "error"),
+            ] {
+                if !template.starts_with("{service}.") {
+                    return Err(PolicyError::Inconsistent(format!(
+                        "with `ownership` on, every naming template must start with \
+                         `{{service}}.` (`{template}` does not)"
+                    )));
+                }
+            }
+        }
+        if self.templates.is_empty() {
+            return Err(PolicyError::Inconsistent(
+                "at least one topic template is needed".into(),
+            ));
+        }
+        if self.templates.len() > MAX_RULES {
+            return Err(PolicyError::Inconsistent(format!(
+                "at most {MAX_RULES} templates"
+            )));
+        }
+        let mut templates = Vec::with_capacity(self.templates.len());
+        for (i, t) in self.templates.iter().enumerate() {
+            t.validate()?;
+            if self.templates[..i].iter().any(|o| o.name == t.name) {
+                return Err(PolicyError::Template {
+                    template: t.name.clone(),
+                    reason: "two templates have this name".into(),
+                });
+            }
+            templates.push(glob("templates", &t.pattern)?.compile_matcher());
+        }
+        Ok(CompiledPolicy {
+            shared: glob_set("shared", &self.shared)?,
+            allow: glob_set("allow", &self.allow)?,
+            deny: glob_set("deny", &self.deny)?,
+            templates,
+            policy: self,
+        })
+    }
+}
+
+impl CompiledPolicy {
+    /// The policy as configured.
+    pub fn policy(&self) -> &TopicPolicy {
+        &self.policy
+    }
+
+    /// The topic the naming policy gives this event.
+    pub fn route(&self, event: &Event) -> Result<String, TopicError> {
+        self.policy.naming.topic_for(event)
+    }
+
+    /// Whether routed topics are created on first use.
+    pub fn auto_create(&self) -> bool {
+        self.policy.auto_create
+    }
+
+    /// Whether `service` may publish to `topic`: not denied, allowed when an allow list
+    /// exists, and owned by the service (or shared) when ownership is on.
+    pub fn check(&self, service: &str, topic: &str) -> Result<(), Refusal> {
+        if let Some(&i) = self.deny.matches(topic).first() {
+            return Err(Refusal::Denied {
+                topic: topic.to_owned(),
+                pattern: self.policy.deny[i].clone(),
+            });
+        }
+        if !self.policy.allow.is_empty() && !self.allow.is_match(topic) {
+            return Err(Refusal::NotAllowed(topic.to_owned()));
+        }
+        if self.policy.ownership && !owns(service, topic) && !self.shared.is_match(topic) {
+            return Err(Refusal::NotOwner {
+                service: service.to_owned(),
+                topic: topic.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a topic may be created by hand (admin): not denied, and allowed when an
+    /// allow list exists. Ownership does not apply to operators.
+    pub fn check_admin(&self, topic: &str) -> Result<(), Refusal> {
+        validate_topic_name(topic).map_err(|e| Refusal::NotAllowed(e.to_string()))?;
+        if let Some(&i) = self.deny.matches(topic).first() {
+            return Err(Refusal::Denied {
+                topic: topic.to_owned(),
+                pattern: self.policy.deny[i].clone(),
+            });
+        }
+        if !self.policy.allow.is_empty() && !self.allow.is_match(topic) {
+            return Err(Refusal::NotAllowed(topic.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The template a new topic of this name is created from.
+    pub fn template_for(&self, topic: &str) -> Result<&TopicTemplate, Refusal> {
+        self.templates
+            .iter()
+            .position(|m| m.is_match(topic))
+            .map(|i| &self.policy.templates[i])
+            .ok_or_else(|| Refusal::NoTemplate(topic.to_owned()))
+    }
+
+    /// A template by name.
+    pub fn template_named(&self, name: &str) -> Option<&TopicTemplate> {
+        self.policy.templates.iter().find(|t| t.name == name)
+    }
+
+    /// What the policy does with `event`.
+    pub fn preview(&self, event: &Event) -> Result<Preview, TopicError> {
+        let service = service_of(&event.source)?;
+        let topic = self.route(event)?;
+        let refusal = self
+            .check(&service, &topic)
+            .err()
+            .or_else(|| self.template_for(&topic).err());
+        Ok(Preview {
+            template: self.template_for(&topic).ok().map(|t| t.name.clone()),
+            refusal: refusal.map(|r| r.to_string()),
+            service,
+            topic,
+        })
+    }
+}
+
+/// Whether `topic` is under `service`'s prefix (`{service}.…`).
+pub fn owns(service: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(service)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topic::{MAX_TOPIC_LEN, check_collision, collision_key};
+    use proptest::prelude::*;
+
+    fn event(source: &str, extra: &str) -> Event {
+        Event::from_json(
+            format!(r#"{{"specversion":"1.0","source":"{source}","type":"t"{extra}}}"#).as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn compiled() -> CompiledPolicy {
+        TopicPolicy::default().compile().unwrap()
+    }
+
+    #[test]
+    fn default_policy_routes_and_picks_templates() {
+        let p = compiled();
+        let preview = p
+            .preview(&event("/billing", r#","errortype":"Declined""#))
+            .unwrap();
+        assert_eq!(preview.topic, "billing.error.declined");
+        assert_eq!(preview.template.as_deref(), Some("errors"));
+        assert_eq!(preview.refusal, None);
+        assert_eq!(p.template_for("billing.events").unwrap().name, "default");
+        let errors = p.template_for("x.error.y").unwrap();
+        assert_eq!(
+            errors.topic_configs(3).get("retention.ms").map(String::as_str),
+            Some("1209600000")
+        );
+        assert_eq!(
+            errors
+                .topic_configs(3)
+                .get("min.insync.replicas")
+                .map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(
+            errors
+                .topic_configs(1)
+                .get("min.insync.replicas")
+                .map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn ownership_allow_and_deny() {
+        let p = TopicPolicy {
+            shared: vec!["audit.*".into()],
+            allow: vec!["*.events".into(), "*.error.*".into(), "audit.*".into()],
+            deny: vec!["*.error.secret*".into()],
+            ..TopicPolicy::default()
+        }
+        .compile()
+        .unwrap();
+        assert_eq!(p.check("billing", "billing.events"), Ok(()));
+        assert_eq!(p.check("billing", "audit.trail"), Ok(()));
+        assert!(matches!(
+            p.check("billing", "shipping.events"),
+            Err(Refusal::NotOwner { .. })
+        ));
+        // A prefix of another service's name is not ownership.
+        assert!(p.check("bill", "billing.events").is_err());
+        assert!(matches!(
+            p.check("billing", "billing.logs"),
+            Err(Refusal::NotAllowed(_))
+        ));
+        assert!(matches!(
+            p.check("billing", "billing.error.secret-leak"),
+            Err(Refusal::Denied { .. })
+        ));
+        assert!(p.check_admin("shipping.events").is_ok());
+        assert!(p.check_admin("x.error.secrets").is_err());
+        let open = TopicPolicy {
+            ownership: false,
+            ..TopicPolicy::default()
+        }
+        .compile()
+        .unwrap();
+        assert_eq!(open.check("billing", "shipping.events"), Ok(()));
+    }
+
+    #[test]
+    fn invalid_policies_are_refused_with_reasons() {
+        let cases: Vec<(TopicPolicy, &str)> = vec![
+            (
+                TopicPolicy {
+                    templates: vec![],
+                    ..TopicPolicy::default()
+                },
+                "at least one",
+            ),
+            (
+                TopicPolicy {
+                    deny: vec!["a b".into()],
+                    ..TopicPolicy::default()
+                },
+                "deny: pattern",
+            ),
+            (
+                TopicPolicy {
+                    allow: vec!["[a".into()],
+                    ..TopicPolicy::default()
+                },
+                "allow: pattern",
+            ),
+            (
+                TopicPolicy {
+                    naming: NamingPolicy {
+                        event_template: "events.{service}".into(),
+                        ..NamingPolicy::default()
+                    },
+                    ..TopicPolicy::default()
+                },
+                "ownership",
+            ),
+            (
+                TopicPolicy {
+                    templates: vec![TopicTemplate {
+                        partitions: 0,
+                        ..TopicTemplate::default()
+                    }],
+                    ..TopicPolicy::default()
+                },
+                "partitions",
+            ),
+            (
+                TopicPolicy {
+                    templates: vec![TopicTemplate {
+                        replication_factor: Some(2),
+                        min_insync_replicas: Some(3),
+                        ..TopicTemplate::default()
+                    }],
+                    ..TopicPolicy::default()
+                },
+                "refuse every write",
+            ),
+            (
+                TopicPolicy {
+                    templates: vec![TopicTemplate {
+                        compression_type: Some("brotli".into()),
+                        ..TopicTemplate::default()
+                    }],
+                    ..TopicPolicy::default()
+                },
+                "compression_type",
+            ),
+            (
+                TopicPolicy {
+                    templates: vec![TopicTemplate {
+                        configs: [("retention.ms".into(), "1".into())].into(),
+                        ..TopicTemplate::default()
+                    }],
+                    ..TopicPolicy::default()
+                },
+                "own field",
+            ),
+            (
+                TopicPolicy {
+                    templates: vec![TopicTemplate::default(), TopicTemplate::default()],
+                    ..TopicPolicy::default()
+                },
+                "two templates",
+            ),
+        ];
+        for (policy, expected) in cases {
+            let error = policy.compile().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error} lacks {expected}");
+        }
+    }
+
+    #[test]
+    fn no_template_means_no_creation() {
+        let p = TopicPolicy {
+            templates: vec![TopicTemplate {
+                pattern: "*.events".into(),
+                ..TopicTemplate::default()
+            }],
+            ..TopicPolicy::default()
+        }
+        .compile()
+        .unwrap();
+        let preview = p.preview(&event("/a", r#","category":"log""#)).unwrap();
+        assert_eq!(preview.topic, "a.logs");
+        assert!(preview.refusal.unwrap().contains("no topic template"));
+    }
+
+    #[test]
+    fn policy_round_trips_through_json() {
+        let p = TopicPolicy::default();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<TopicPolicy>(&json).unwrap(), p);
+        assert!(serde_json::from_str::<TopicPolicy>(r#"{"ownershp":true}"#).is_err());
+    }
+
+    fn component() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"
+    }
+
+    fn source() -> impl Strategy<Value = String> {
+        "\\PC{0,80}"
+    }
+
+    proptest! {
+        /// Whatever the event, a routed name is legal for Kafka, and the service it is
+        /// checked against owns it.
+        #[test]
+        fn routed_names_are_legal_and_owned(
+            source in source(),
+            errortype in "\\PC{1,100}",
+            category in prop_oneof![Just("event"), Just("log"), Just("error")],
+        ) {
+            let p = compiled();
+            let json = serde_json::json!({
+                "specversion": "1.0", "source": source, "type": "t",
+                "category": category, "errortype": (category == "error").then_some(errortype),
+            });
+            let Ok(e) = Event::from_json(json.to_string().as_bytes()) else { return Ok(()) };
+            if let Ok(preview) = p.preview(&e) {
+                prop_assert!(validate_topic_name(&preview.topic).is_ok());
+                prop_assert!(preview.topic.len() <= MAX_TOPIC_LEN);
+                prop_assert_eq!(preview.refusal, None);
+                prop_assert!(owns(&preview.service, &preview.topic));
+            }
+        }
+
+        /// Two different (service, category, error type) never get the same topic, nor two
+        /// topics Kafka would consider colliding.
+        #[test]
+        fn routed_names_never_collide(
+            a in (component(), 0..3usize, component()),
+            b in (component(), 0..3usize, component()),
+        ) {
+            let p = compiled();
+            let render = |(service, category, errortype): &(String, usize, String)| {
+                let category = ["event", "log", "error"][*category];
+                let json = serde_json::json!({
+                    "specversion": "1.0", "source": format!("/{service}"), "type": "t",
+                    "category": category, "errortype": (category == "error").then_some(errortype),
+                });
+                let e = Event::from_json(json.to_string().as_bytes()).unwrap();
+                let key = (service.clone(), category, if category == "error" { errortype.clone() } else { String::new() });
+                (key, p.route(&e).unwrap())
+            };
+            let (ka, ta) = render(&a);
+            let (kb, tb) = render(&b);
+            if ka != kb {
+                prop_assert_ne!(&ta, &tb);
+                prop_assert_ne!(collision_key(&ta), collision_key(&tb));
+                prop_assert!(check_collision(&ta, [tb.as_str()]).is_ok());
+            }
+        }
+
+        /// Any template set that passes validation never routes an error and an event of
+        /// any services to the same topic.
+        #[test]
+        fn validated_templates_keep_errors_apart(
+            event_template in prop_oneof![
+                Just("{service}.events".to_owned()),
+                Just("{service}.{category}s".to_owned()),
+                Just("{service}.{category}".to_owned()),
+                Just("{service}.stream".to_owned()),
+                Just("{service}".to_owned()),
+            ],
+            error_template in prop_oneof![
+                Just("{service}.error.{errortype}".to_owned()),
+                Just("{service}.{errortype}".to_owned()),
+                Just("{service}.{errortype}s".to_owned()),
+                Just("{service}.err-{errortype}".to_owned()),
+                Just("{service}.{category}.{errortype}".to_owned()),
+            ],
+            service_a in component(), service_b in component(), errortype in component(),
+        ) {
+            let naming = NamingPolicy { event_template, log_template: "{service}.logs".into(), error_template };
+            if naming.validate().is_err() { return Ok(()) }
+            let ev = |s: &str, extra: &str| event(&format!("/{s}"), extra);
+            let event_topic = naming.topic_for(&ev(&service_a, "")).unwrap();
+            let error_topic = naming
+                .topic_for(&ev(&service_b, &format!(r#","errortype":"{errortype}""#)))
+                .unwrap();
+            prop_assert_ne!(event_topic, error_topic);
+        }
+
+        /// Bad patterns and templates are refused, never panic.
+        #[test]
+        fn arbitrary_patterns_never_panic(pattern in "\\PC{0,40}", partitions in -5i32..20_000) {
+            let p = TopicPolicy {
+                deny: vec![pattern.clone()],
+                templates: vec![TopicTemplate { pattern, partitions, ..TopicTemplate::default() }],
+                ..TopicPolicy::default()
+            };
+            if let Ok(c) = p.compile() {
+                let _ = c.check("svc", "svc.events");
+                let _ = c.template_for("svc.events");
+            }
+        }
+    }
+}
