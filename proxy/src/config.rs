@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use courier_shared::NamingPolicy;
+use courier_shared::TopicPolicy;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -74,7 +74,7 @@ pub struct Config {
     /// The delivery pipeline.
     pub delivery: DeliveryConfig,
     /// Topic naming and auto-creation.
-    pub topics: TopicsConfig,
+    pub topics: TopicPolicy,
     /// The DLQ store and retry scheduler.
     pub dlq: DlqConfig,
     /// The admin API.
@@ -96,7 +96,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             limits: LimitsConfig::default(),
             delivery: DeliveryConfig::default(),
-            topics: TopicsConfig::default(),
+            topics: TopicPolicy::default(),
             dlq: DlqConfig::default(),
             admin: AdminConfig::default(),
         }
@@ -217,37 +217,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Topic naming and the template topics are created from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopicsConfig {
-    /// Create topics the naming policy routes to on first publish.
-    pub auto_create: bool,
-    /// Templates that name a topic for an event.
-    pub naming: NamingPolicy,
-    /// Partitions of a created topic.
-    pub partitions: i32,
-    /// Replication factor of a created topic; unset means min(3, brokers).
-    pub replication_factor: Option<i32>,
-    /// `min.insync.replicas` of a created topic; unset means 2 when RF ≥ 3, else 1.
-    pub min_insync_replicas: Option<i32>,
-    /// Other topic configs of a created topic (e.g. `retention.ms`).
-    pub configs: BTreeMap<String, String>,
-}
-
-impl Default for TopicsConfig {
-    fn default() -> Self {
-        Self {
-            auto_create: true,
-            naming: NamingPolicy::default(),
-            partitions: 6,
-            replication_factor: None,
-            min_insync_replicas: None,
-            configs: BTreeMap::new(),
-        }
-    }
-}
-
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -298,13 +267,11 @@ impl Config {
         if self.dlq.batch > self.delivery.redelivery_in_flight {
             return invalid("dlq.batch exceeds delivery.redelivery_in_flight");
         }
-        if self.topics.partitions < 1 {
-            return invalid("topics.partitions must be ≥ 1");
-        }
         self.topics
-            .naming
-            .validate()
-            .map_err(|e| ConfigError::Invalid(format!("topics.naming: {e}")))
+            .clone()
+            .compile()
+            .map(drop)
+            .map_err(|e| ConfigError::Invalid(format!("topics: {e}")))
     }
 }
 

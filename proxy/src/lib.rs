@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod dlq;
 pub mod error;
 pub mod server;
+pub mod stats;
 pub mod topics;
 
 pub use config::Config;

@@ -27,6 +27,9 @@ pub enum ServerError {
     /// The DLQ store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The topic policy is not valid.
+    #[error("topic policy: {0}")]
+    Policy(#[from] courier_shared::PolicyError),
 }
 
 /// Builds the application state: pipeline, topic manager and (when enabled) the DLQ store,
@@ -36,17 +39,18 @@ pub async fn build_state(
     shutdown: CancellationToken,
 ) -> Result<AppState, ServerError> {
     let pipeline = Pipeline::new(&config.kafka, &config.delivery)?;
-    let topics = Arc::new(TopicManager::new(
-        &config.topics,
-        &config.kafka,
-        pipeline.producer().clone(),
-    )?);
     let dlq = if config.dlq.enabled {
         Some(DlqStore::open(&config.dlq.url, config.dlq.write_queue).await?)
     } else {
         tracing::warn!("DLQ store disabled: events Kafka does not acknowledge in time get 503");
         None
     };
+    let (policy, policy_version) = crate::admin::policy::initial(config, dlq.as_ref()).await?;
+    let topics = Arc::new(TopicManager::new(
+        policy,
+        &config.kafka,
+        pipeline.producer().clone(),
+    )?);
     Ok(AppState::new(Parts {
         pipeline,
         topics,
@@ -56,6 +60,7 @@ pub async fn build_state(
         limits: config.limits.clone(),
         delivery: config.delivery.clone(),
         admin_token: config.admin.token.clone(),
+        policy_version,
         shutdown,
     }))
 }
@@ -80,6 +85,13 @@ pub async fn run(
         );
         tokio::spawn(scheduler.run(shutdown.clone()))
     });
+    tokio::spawn(state.pipeline().stats().clone().sample(shutdown.clone()));
+    if state.dlq().is_some() {
+        tokio::spawn(crate::admin::policy::follow(
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
     let app = api::router(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -493,7 +493,10 @@ mod tests {
         assert_eq!(p.template_for("billing.events").unwrap().name, "default");
         let errors = p.template_for("x.error.y").unwrap();
         assert_eq!(
-            errors.topic_configs(3).get("retention.ms").map(String::as_str),
+            errors
+                .topic_configs(3)
+                .get("retention.ms")
+                .map(String::as_str),
             Some("1209600000")
         );
         assert_eq!(

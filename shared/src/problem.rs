@@ -43,6 +43,10 @@ pub enum ProblemKind {
     Unauthorized,
     /// The credentials do not allow this.
     Forbidden,
+    /// The topic policy refuses this service this topic (ownership, allow/deny, no template).
+    TopicNotAllowed,
+    /// The request conflicts with the current state (e.g. the topic exists already).
+    Conflict,
     /// No such route.
     NotFound,
     /// The route exists but not with this method.
@@ -72,6 +76,8 @@ impl ProblemKind {
             Self::InvalidRequest => "invalid-request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::TopicNotAllowed => "topic-not-allowed",
+            Self::Conflict => "conflict",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Internal => "internal",
@@ -83,7 +89,8 @@ impl ProblemKind {
         match self {
             Self::MalformedJson | Self::EmptyBatch | Self::InvalidRequest => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Forbidden | Self::TopicNotAllowed => 403,
+            Self::Conflict => 409,
             Self::NotFound | Self::UnknownTopic => 404,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
@@ -117,6 +124,8 @@ impl ProblemKind {
             Self::InvalidRequest => "The request is not well-formed",
             Self::Unauthorized => "Authentication required",
             Self::Forbidden => "Not allowed",
+            Self::TopicNotAllowed => "The topic policy does not allow this topic",
+            Self::Conflict => "The request conflicts with the current state",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Internal => "Internal error",

@@ -209,11 +209,15 @@ fn segments(template: &str) -> Result<Vec<(String, Option<String>, String)>, Top
 fn category_segments(template: &str, category: Category) -> Result<Vec<Segment>, TopicError> {
     Ok(segments(template)?
         .into_iter()
-        .map(|(prefix, placeholder, suffix)| match placeholder.as_deref() {
-            None => Segment::Literal(prefix),
-            Some("category") => Segment::Literal(format!("{prefix}{}{suffix}", category.as_str())),
-            Some(_) => Segment::Slot { prefix, suffix },
-        })
+        .map(
+            |(prefix, placeholder, suffix)| match placeholder.as_deref() {
+                None => Segment::Literal(prefix),
+                Some("category") => {
+                    Segment::Literal(format!("{prefix}{}{suffix}", category.as_str()))
+                }
+                Some(_) => Segment::Slot { prefix, suffix },
+            },
+        )
         .collect())
 }
 
@@ -494,7 +498,10 @@ mod tests {
             ("{service}-{errortype}", "two placeholders in one segment"),
             ("{service}.error.{errortype}}", "stray brace"),
             ("{service}.error.{errortype", "unclosed brace"),
-            (&format!("{{service}}.{}.{{errortype}}", "x".repeat(120)), "too long"),
+            (
+                &format!("{{service}}.{}.{{errortype}}", "x".repeat(120)),
+                "too long",
+            ),
         ] {
             let p = NamingPolicy {
                 error_template: template.into(),

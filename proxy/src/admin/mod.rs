@@ -1,44 +1,73 @@
-//! The admin API under `/admin/api`, behind its own bearer token (`admin.token`): the DLQ
-//! store's events — list and filter, inspect, replay, discard with a reason — and their counts.
-//! Without a configured token the admin API refuses every request.
+//! The admin API under `/admin/api`, behind its own bearer token (`admin.token`), and the
+//! admin page at `/admin` that drives it. Without a configured token the admin API refuses
+//! every request.
+//!
+//! - topics: list with health and offsets, detail with partitions, configs and consumer-group
+//!   lag, create (from a template or custom), alter configs, delete with a confirmation token;
+//! - the topic policy: read, update (persisted, in force at once on every proxy sharing the
+//!   store), preview of the topic a sample event gets;
+//! - the DLQ store's events: list and filter, inspect, replay, discard with a reason;
+//! - live stats and the audit log of every admin action (who, what, when, before/after).
+//!
+//! Who acted is the `X-Courier-Actor` header (the page asks the operator for a name), or
+//! `admin`; there is one admin credential, so the name is a label the operator gives, not an
+//! identity the proxy verifies.
 
-use axum::extract::{Path, Query, Request, State as AxumState};
+pub mod dlq;
+pub mod page;
+pub mod policy;
+pub mod topics;
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use courier_shared::ProblemKind;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
 use crate::api::AppState;
-use crate::dlq::{DlqStore, Entry, Filter, State};
+use crate::dlq::{AuditEntry, DlqStore, StoreError};
 use crate::error::ApiError;
 
-/// Most events one list or bulk action touches.
-const MAX_PAGE: i64 = 1_000;
-/// Most events one replay or discard by filter touches.
-const MAX_BULK: i64 = 10_000;
+/// Most entries one list request returns.
+pub(crate) const MAX_PAGE: i64 = 1_000;
 
 /// The admin routes (merged into the main router).
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/admin/api/dlq", get(list))
-        .route("/admin/api/dlq/counts", get(counts))
-        .route("/admin/api/dlq/replay", post(replay))
-        .route("/admin/api/dlq/discard", post(discard))
-        .route("/admin/api/dlq/{seq}", get(inspect))
-        .route_layer(middleware::from_fn_with_state(state, require_token))
+    let api = Router::new()
+        .route("/admin/api/dlq", get(dlq::list))
+        .route("/admin/api/dlq/counts", get(dlq::counts))
+        .route("/admin/api/dlq/replay", post(dlq::replay))
+        .route("/admin/api/dlq/discard", post(dlq::discard))
+        .route("/admin/api/dlq/{seq}", get(dlq::inspect))
+        .route("/admin/api/topics", get(topics::list).post(topics::create))
+        .route(
+            "/admin/api/topics/{name}",
+            get(topics::detail).delete(topics::delete),
+        )
+        .route(
+            "/admin/api/topics/{name}/configs",
+            axum::routing::patch(topics::alter),
+        )
+        .route(
+            "/admin/api/topics/{name}/delete-token",
+            post(topics::delete_token),
+        )
+        .route("/admin/api/policy", get(policy::get).put(policy::put))
+        .route("/admin/api/policy/preview", post(policy::preview))
+        .route("/admin/api/stats", get(stats))
+        .route("/admin/api/audit", get(audit_log))
+        .route_layer(middleware::from_fn_with_state(state, require_token));
+    api.merge(page::router())
 }
 
-async fn require_token(
-    AxumState(state): AxumState<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = state.admin_token() else {
         return ApiError::new(
             ProblemKind::Forbidden,
@@ -63,176 +92,148 @@ async fn require_token(
     }
 }
 
-fn store(state: &AppState) -> Result<&DlqStore, ApiError> {
+/// Who performs an admin action: the `X-Courier-Actor` header, or `admin`.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let name: String = parts
+            .headers
+            .get("x-courier-actor")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        let name = name.trim();
+        Ok(Self(if name.is_empty() {
+            "admin".to_owned()
+        } else {
+            name.to_owned()
+        }))
+    }
+}
+
+/// A JSON body whose rejection is a problem+json 400, like every other admin error.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError::new(
+                ProblemKind::InvalidRequest,
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// A query string whose rejection is a problem+json 400.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError::new(
+                ProblemKind::InvalidRequest,
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+pub(crate) fn store(state: &AppState) -> Result<&DlqStore, ApiError> {
     state
         .dlq()
         .ok_or_else(|| ApiError::new(ProblemKind::NotFound, "the DLQ store is disabled"))
 }
 
-fn store_error(e: crate::dlq::StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     ApiError::new(ProblemKind::StoreUnavailable, e.to_string()).retry_after(1)
 }
 
-/// Query of `GET /admin/api/dlq`.
+/// Writes an audit entry. An action already done is not undone when the audit write fails;
+/// the failure is logged with the whole entry, so the log still has it.
+pub(crate) async fn audit(
+    state: &AppState,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    outcome: Result<(), &str>,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms: 0,
+        actor: actor.0.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.err().unwrap_or("ok").to_owned(),
+        before,
+        after,
+    };
+    tracing::info!(actor = %entry.actor, action, target, outcome = %entry.outcome, "admin action");
+    if let Some(store) = state.dlq()
+        && let Err(e) = store.audit(&entry).await
+    {
+        tracing::error!(error = %e, ?entry, "could not write the audit log");
+    }
+}
+
+/// `GET /admin/api/stats`: counters, the last five minutes of samples, queue depth, stored
+/// and parked events.
+async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let stats = state.pipeline().stats();
+    let (pending, parked) = match state.dlq() {
+        Some(store) => store.counts().await.unwrap_or((-1, -1)),
+        None => (0, 0),
+    };
+    Json(json!({
+        "now": stats.snapshot(),
+        "history": stats.history(),
+        "queue_depth": state.pipeline().queue_depth(),
+        "dlq": { "pending": pending, "parked": parked },
+        "policy_version": state.policy_version(),
+    }))
+}
+
+/// Query of `GET /admin/api/audit`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
-    state: Option<State>,
-    topic: Option<String>,
-    error: Option<String>,
+struct AuditQuery {
     #[serde(default)]
-    after: i64,
+    before: i64,
+    action: Option<String>,
     limit: Option<i64>,
 }
 
-/// A stored event as the admin API shows it: key, value and headers as text when they are
-/// UTF-8, base64 (`*_base64`) otherwise.
-#[derive(Debug, Serialize)]
-struct EntryView {
-    seq: i64,
-    event_id: String,
-    topic: String,
-    state: State,
-    attempts: i32,
-    last_error: Option<String>,
-    next_attempt_ms: i64,
-    created_ms: i64,
-    key: Option<serde_json::Value>,
-    value: Option<serde_json::Value>,
-    headers: Vec<serde_json::Value>,
-}
-
-fn bytes_view(bytes: &[u8]) -> serde_json::Value {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => json!({ "text": text }),
-        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
-    }
-}
-
-impl From<Entry> for EntryView {
-    fn from(e: Entry) -> Self {
-        Self {
-            seq: e.seq,
-            event_id: e.event_id,
-            topic: e.topic,
-            state: e.state,
-            attempts: e.attempts,
-            last_error: e.last_error,
-            next_attempt_ms: e.next_attempt_ms,
-            created_ms: e.created_ms,
-            key: e.record.key.as_deref().map(bytes_view),
-            value: e.record.value.as_deref().map(bytes_view),
-            headers: e
-                .record
-                .headers
-                .iter()
-                .map(|(k, v)| json!({ "name": k, "value": bytes_view(v) }))
-                .collect(),
-        }
-    }
-}
-
-async fn list(
-    AxumState(state): AxumState<AppState>,
-    Query(q): Query<ListQuery>,
+/// `GET /admin/api/audit`: newest first; page with `before` = the last `seq` seen.
+async fn audit_log(
+    State(state): State<AppState>,
+    Params(q): Params<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let filter = Filter {
-        state: q.state,
-        topic: q.topic,
-        error: q.error,
-    };
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let entries = store(&state)?
-        .list(&filter, q.after, limit)
+        .audit_log(q.before, q.action.as_deref(), limit)
         .await
         .map_err(store_error)?;
-    let next_after = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq));
-    let events: Vec<EntryView> = entries.into_iter().map(EntryView::from).collect();
+    let next_before = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
     Ok(Json(
-        json!({ "events": events, "next_after": next_after.flatten() }),
+        json!({ "entries": entries, "next_before": next_before }),
     ))
-}
-
-async fn counts(
-    AxumState(state): AxumState<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (pending, parked) = store(&state)?.counts().await.map_err(store_error)?;
-    Ok(Json(json!({ "pending": pending, "parked": parked })))
-}
-
-async fn inspect(
-    AxumState(state): AxumState<AppState>,
-    Path(seq): Path<i64>,
-) -> Result<Json<EntryView>, ApiError> {
-    store(&state)?
-        .get(seq)
-        .await
-        .map_err(store_error)?
-        .map(|e| Json(EntryView::from(e)))
-        .ok_or_else(|| ApiError::new(ProblemKind::NotFound, format!("no stored event {seq}")))
-}
-
-/// Which events a bulk action means: explicit sequence numbers, or a filter.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Selection {
-    #[serde(default)]
-    seqs: Vec<i64>,
-    filter: Option<Filter>,
-    /// Required by discard: why the events are thrown away.
-    reason: Option<String>,
-}
-
-async fn selected(store: &DlqStore, s: &Selection) -> Result<Vec<i64>, ApiError> {
-    match (&s.filter, s.seqs.is_empty()) {
-        (Some(_), false) => Err(ApiError::new(
-            ProblemKind::InvalidRequest,
-            "give `seqs` or `filter`, not both",
-        )),
-        (None, true) => Err(ApiError::new(
-            ProblemKind::InvalidRequest,
-            "give `seqs` (a list of sequence numbers) or `filter` (state, topic, error)",
-        )),
-        (None, false) => Ok(s.seqs.clone()),
-        (Some(filter), true) => Ok(store
-            .list(filter, 0, MAX_BULK)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|e| e.seq)
-            .collect()),
-    }
-}
-
-async fn replay(
-    AxumState(state): AxumState<AppState>,
-    Json(selection): Json<Selection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let store = store(&state)?;
-    let seqs = selected(store, &selection).await?;
-    let replayed = store.replay(Some(&seqs)).await.map_err(store_error)?;
-    state.wake_scheduler();
-    tracing::info!(replayed, "admin: DLQ events replayed");
-    Ok(Json(json!({ "replayed": replayed })))
-}
-
-async fn discard(
-    AxumState(state): AxumState<AppState>,
-    Json(selection): Json<Selection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let reason = selection
-        .reason
-        .clone()
-        .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                ProblemKind::InvalidRequest,
-                "discarding events needs a `reason`",
-            )
-        })?;
-    let store = store(&state)?;
-    let seqs = selected(store, &selection).await?;
-    let discarded = store.delete(&seqs).await.map_err(store_error)?;
-    tracing::warn!(discarded, reason = %reason, seqs = ?seqs, "admin: DLQ events discarded");
-    Ok(Json(json!({ "discarded": discarded })))
 }

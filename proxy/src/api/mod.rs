@@ -40,6 +40,7 @@ struct Inner {
     limits: LimitsConfig,
     delivery: DeliveryConfig,
     admin_token: Option<String>,
+    policy_version: std::sync::atomic::AtomicI64,
     dedupe: dedupe::DedupeWindow,
     shutdown: CancellationToken,
 }
@@ -63,6 +64,8 @@ pub struct Parts {
     pub delivery: DeliveryConfig,
     /// The admin API's bearer token.
     pub admin_token: Option<String>,
+    /// Version of the topic policy in force (0: from the configuration).
+    pub policy_version: i64,
     /// Fires when shutdown begins.
     pub shutdown: CancellationToken,
 }
@@ -83,6 +86,7 @@ impl AppState {
             limits: p.limits,
             delivery: p.delivery,
             admin_token: p.admin_token,
+            policy_version: std::sync::atomic::AtomicI64::new(p.policy_version),
             dedupe,
             shutdown: p.shutdown,
         }))
@@ -101,6 +105,20 @@ impl AppState {
     /// The admin API's bearer token, when configured.
     pub fn admin_token(&self) -> Option<&str> {
         self.0.admin_token.as_deref()
+    }
+
+    /// Version of the topic policy in force (0: from the configuration).
+    pub fn policy_version(&self) -> i64 {
+        self.0
+            .policy_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records the version of the policy just put in force.
+    pub fn set_policy_version(&self, version: i64) {
+        self.0
+            .policy_version
+            .store(version, std::sync::atomic::Ordering::Release);
     }
 
     /// The DLQ store, when enabled.

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use courier_shared::topic::service_of;
 use courier_shared::{Event, EventError, KafkaRecord, Problem, ProblemKind, to_record};
 use futures::future::join_all;
 use serde::Serialize;
@@ -267,6 +268,8 @@ pub async fn process(
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
     let mut routed: Vec<Routed> = Vec::with_capacity(events.len());
     let max_event_bytes = state.limits().max_event_bytes;
+    // One policy for the whole request, even if an operator changes it meanwhile.
+    let policy = state.topics().policy();
     for (index, event) in events.into_iter().enumerate() {
         outcomes.push(None);
         let refuse = |id: Option<String>, error: ApiError| Some(Outcome::Refused { id, error });
@@ -279,7 +282,7 @@ pub async fn process(
         };
         let topic = match explicit_topic {
             Some(t) => t.to_owned(),
-            None => match state.topics().route(&event) {
+            None => match policy.route(&event) {
                 Ok(t) => t,
                 Err(e) => {
                     let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
@@ -288,6 +291,17 @@ pub async fn process(
                 }
             },
         };
+        let allowed = service_of(&event.source)
+            .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))
+            .and_then(|service| {
+                policy
+                    .check(&service, &topic)
+                    .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()))
+            });
+        if let Err(err) = allowed {
+            outcomes[index] = refuse(Some(event.id), err);
+            continue;
+        }
         if !event.id_assigned
             && let Some(first) = state.dedupe().get(&topic, &event.source, &event.id)
         {
@@ -449,6 +463,19 @@ pub async fn process(
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
     }
+    let (mut delivered, mut stored) = (0, 0);
+    for o in outcomes.iter().flatten() {
+        match o {
+            Outcome::Delivered { .. } => delivered += 1,
+            Outcome::Stored { .. } => stored += 1,
+            Outcome::Refused { .. } => {}
+        }
+    }
+    state.pipeline().stats().record_requests(
+        delivered,
+        stored,
+        outcomes.len() - delivered - stored,
+    );
     outcomes
         .into_iter()
         .map(|o| {
@@ -474,6 +501,7 @@ fn record_size(r: &KafkaRecord) -> usize {
 fn ensure_error(state: &AppState, e: EnsureError) -> ApiError {
     match e {
         EnsureError::Name(e) => ApiError::new(ProblemKind::InvalidTopic, e.to_string()),
+        EnsureError::Policy(r) => ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()),
         EnsureError::Unknown(t) => ApiError::new(
             ProblemKind::UnknownTopic,
             format!("topic `{t}` does not exist; create it first or publish to /v1/events"),

@@ -21,6 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::Semaphore;
 
 use crate::config::{DeliveryConfig, KafkaConfig};
+use crate::stats::Stats;
 
 /// Kafka's acknowledgement of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +123,7 @@ pub struct Pipeline {
     redelivery: Arc<Semaphore>,
     config: DeliveryConfig,
     circuit: Arc<Circuit>,
+    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -172,6 +174,7 @@ impl Pipeline {
             redelivery: Arc::new(Semaphore::new(delivery.redelivery_in_flight)),
             config: delivery.clone(),
             circuit: Arc::new(Circuit::new(delivery.probe_interval_ms)),
+            stats: Arc::default(),
         })
     }
 
@@ -183,6 +186,11 @@ impl Pipeline {
     /// What the pipeline currently believes about Kafka's health.
     pub fn circuit(&self) -> &Circuit {
         &self.circuit
+    }
+
+    /// What happened to events so far.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// Events in the intake queue (handed to the producer, not yet acknowledged).

@@ -6,4 +6,4 @@ pub mod scheduler;
 pub mod store;
 
 pub use scheduler::RetryScheduler;
-pub use store::{DlqStore, Entry, Filter, NewEntry, State, StoreError};
+pub use store::{AuditEntry, DlqStore, Entry, Filter, NewEntry, Setting, State, StoreError};

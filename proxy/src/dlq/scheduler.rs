@@ -154,6 +154,9 @@ impl RetryScheduler {
             .iter()
             .filter(|f| f.next_attempt_ms.is_none())
             .count();
+        self.pipeline
+            .stats()
+            .record_redelivery(delivered.len(), parked);
         tracing::info!(
             claimed = entries.len(),
             delivered = delivered.len(),

@@ -75,7 +75,7 @@ pub enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Parked => "parked",
@@ -518,4 +518,171 @@ async fn insert_all(backend: &Backend, batch: &[WriteRequest]) -> Result<(), Sto
         tx.commit().await?;
     });
     Ok(())
+}
+
+/// A setting saved by the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// Its value (JSON).
+    pub value: String,
+    /// Incremented on every change; proxies sharing a store poll it.
+    pub version: i64,
+    /// When it was last changed (ms since the epoch).
+    pub updated_ms: i64,
+    /// Who changed it.
+    pub updated_by: String,
+}
+
+/// One admin action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Store-wide sequence number (0 before it is written).
+    pub seq: i64,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// Who.
+    pub actor: String,
+    /// What, e.g. `topic.create`.
+    pub action: String,
+    /// On what, e.g. the topic name.
+    pub target: String,
+    /// `ok`, or the error.
+    pub outcome: String,
+    /// The state before (JSON), when there was one.
+    pub before: Option<serde_json::Value>,
+    /// The state after (JSON), when there is one.
+    pub after: Option<serde_json::Value>,
+}
+
+impl DlqStore {
+    /// A setting, if it was ever saved.
+    pub async fn setting(&self, name: &str) -> Result<Option<Setting>, StoreError> {
+        let sql =
+            self.sql("SELECT value, version, updated_ms, updated_by FROM settings WHERE name = ?");
+        on_pool!(self.backend, pool => {
+            let Some(row) = sqlx::query(&sql).bind(name).fetch_optional(pool).await? else {
+                return Ok(None);
+            };
+            Ok(Some(Setting {
+                value: row.try_get("value")?,
+                version: row.try_get("version")?,
+                updated_ms: row.try_get("updated_ms")?,
+                updated_by: row.try_get("updated_by")?,
+            }))
+        })
+    }
+
+    /// Saves a setting and its audit entry in one transaction, provided its version is still
+    /// `expected_version` (0: never saved). Returns the new version, or `None` when someone
+    /// else changed it first.
+    pub async fn save_setting(
+        &self,
+        name: &str,
+        value: &str,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = now_ms();
+        let version = expected_version + 1;
+        let update = self.sql(
+            "UPDATE settings SET value = ?, version = ?, updated_ms = ?, updated_by = ? \
+             WHERE name = ? AND version = ?",
+        );
+        let insert = self.sql(
+            "INSERT INTO settings (name, value, version, updated_ms, updated_by) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        );
+        let audit_sql = self.sql(AUDIT_INSERT);
+        on_pool!(self.backend, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = if expected_version == 0 {
+                sqlx::query(&insert)
+                    .bind(name).bind(value).bind(version).bind(now).bind(&audit.actor)
+                    .execute(&mut *tx).await?.rows_affected()
+            } else {
+                sqlx::query(&update)
+                    .bind(value).bind(version).bind(now).bind(&audit.actor)
+                    .bind(name).bind(expected_version)
+                    .execute(&mut *tx).await?.rows_affected()
+            };
+            if changed == 0 {
+                return Ok(None);
+            }
+            bind_audit(sqlx::query(&audit_sql), audit, now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Some(version))
+        })
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let sql = self.sql(AUDIT_INSERT);
+        on_pool!(self.backend, pool => {
+            bind_audit(sqlx::query(&sql), entry, now_ms()).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Audit entries, newest first, before `before_seq` (0: from the newest), optionally
+    /// only those whose action starts with `action`.
+    pub async fn audit_log(
+        &self,
+        before_seq: i64,
+        action: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = self.sql(
+            "SELECT seq, at_ms, actor, action, target, outcome, before_json, after_json \
+             FROM audit_log WHERE (? = 0 OR seq < ?) AND action LIKE ? || '%' \
+             ORDER BY seq DESC LIMIT ?",
+        );
+        let action = action.unwrap_or("");
+        on_pool!(self.backend, pool => {
+            sqlx::query(&sql)
+                .bind(before_seq).bind(before_seq).bind(action).bind(limit)
+                .fetch_all(pool).await?
+                .iter()
+                .map(|row| {
+                    let json = |column: &str| -> Result<Option<serde_json::Value>, StoreError> {
+                        let text: Option<String> = row.try_get(column)?;
+                        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+                    };
+                    Ok(AuditEntry {
+                        seq: row.try_get("seq")?,
+                        at_ms: row.try_get("at_ms")?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        target: row.try_get("target")?,
+                        outcome: row.try_get("outcome")?,
+                        before: json("before_json")?,
+                        after: json("after_json")?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+const AUDIT_INSERT: &str = "INSERT INTO audit_log \
+    (at_ms, actor, action, target, outcome, before_json, after_json) \
+    VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+fn bind_audit<'q, DB: sqlx::Database>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    e: &'q AuditEntry,
+    now: i64,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    q.bind(now)
+        .bind(e.actor.as_str())
+        .bind(e.action.as_str())
+        .bind(e.target.as_str())
+        .bind(e.outcome.as_str())
+        .bind(text(&e.before))
+        .bind(text(&e.after))
 }

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+use courier_shared::policy::{CompiledPolicy, Refusal};
 use courier_shared::topic::{check_collision, validate_topic_name};
-use courier_shared::{Event, NamingPolicy, TopicError};
+use courier_shared::{Event, TopicError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -21,7 +23,9 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::config::{KafkaConfig, TopicsConfig};
+pub mod admin;
+
+use crate::config::KafkaConfig;
 use crate::delivery::producer_config;
 
 /// Why a topic is not available for publishing.
@@ -33,6 +37,9 @@ pub enum EnsureError {
     /// The topic does not exist and this request may not create it.
     #[error("topic `{0}` does not exist")]
     Unknown(String),
+    /// The policy does not let it be created.
+    #[error(transparent)]
+    Policy(#[from] Refusal),
     /// Kafka could not be asked or refused to create it.
     #[error("Kafka: {0}")]
     Kafka(String),
@@ -47,10 +54,11 @@ pub struct ClusterInfo {
 
 /// Routes events to topics and creates topics on demand.
 pub struct TopicManager {
-    policy: NamingPolicy,
-    config: TopicsConfig,
+    policy: ArcSwap<CompiledPolicy>,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
+    offsets: Arc<rdkafka::consumer::BaseConsumer>,
+    kafka: KafkaConfig,
     timeout: Duration,
     known: RwLock<HashSet<String>>,
     pending: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Failure>>>>>,
@@ -72,8 +80,7 @@ const MAX_PENDING: usize = 1_024;
 impl std::fmt::Debug for TopicManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopicManager")
-            .field("policy", &self.policy)
-            .field("config", &self.config)
+            .field("policy", &self.policy.load().policy())
             .finish_non_exhaustive()
     }
 }
@@ -81,17 +88,18 @@ impl std::fmt::Debug for TopicManager {
 impl TopicManager {
     /// Uses `producer` for metadata and a separate admin client for creation.
     pub fn new(
-        config: &TopicsConfig,
+        policy: CompiledPolicy,
         kafka: &KafkaConfig,
         producer: FutureProducer,
     ) -> Result<Self, KafkaError> {
         let mut admin_config = producer_config(kafka, &Default::default());
         admin_config.set("client.id", format!("{}-admin", kafka.client_id));
         Ok(Self {
-            policy: config.naming.clone(),
-            config: config.clone(),
+            policy: ArcSwap::from_pointee(policy),
             producer,
             admin: admin_config.create()?,
+            offsets: Arc::new(admin::offsets_client(kafka)?),
+            kafka: kafka.clone(),
             timeout: kafka.request_timeout(),
             known: RwLock::new(HashSet::new()),
             pending: Mutex::new(HashMap::new()),
@@ -99,9 +107,20 @@ impl TopicManager {
         })
     }
 
+    /// The policy in force. Hold the snapshot for a whole request, so one request sees one
+    /// policy.
+    pub fn policy(&self) -> Arc<CompiledPolicy> {
+        self.policy.load_full()
+    }
+
+    /// Puts a new policy in force for every following request.
+    pub fn set_policy(&self, policy: CompiledPolicy) {
+        self.policy.store(Arc::new(policy));
+    }
+
     /// The topic the naming policy gives this event.
     pub fn route(&self, event: &Event) -> Result<String, TopicError> {
-        self.policy.topic_for(event)
+        self.policy.load().route(event)
     }
 
     /// Makes sure `topic` exists. Routed topics are created when auto-creation is on;
@@ -131,15 +150,13 @@ impl TopicManager {
         let deadline = self.timeout * 2;
         let outcome = tokio::time::timeout(
             deadline,
-            self.check_or_create(topic, create && self.config.auto_create),
+            self.check_or_create(topic, create && self.policy.load().auto_create()),
         )
         .await
         .unwrap_or_else(|_| Err(EnsureError::Kafka(format!("no answer within {deadline:?}"))));
         match outcome {
             Ok(()) => {
-                if let Ok(mut known) = self.known.write() {
-                    known.insert(topic.to_owned());
-                }
+                self.remember(topic);
                 drop(last_failure);
                 if let Ok(mut pending) = self.pending.lock() {
                     pending.remove(topic);
@@ -147,7 +164,9 @@ impl TopicManager {
                 Ok(())
             }
             // "Does not exist" was a quick, definite answer: asking again is cheap.
-            Err(error @ (EnsureError::Unknown(_) | EnsureError::Name(_))) => Err(error),
+            Err(
+                error @ (EnsureError::Unknown(_) | EnsureError::Name(_) | EnsureError::Policy(_)),
+            ) => Err(error),
             Err(error) => {
                 *last_failure = Some(Failure {
                     at: Instant::now(),
@@ -155,6 +174,12 @@ impl TopicManager {
                 });
                 Err(error)
             }
+        }
+    }
+
+    fn remember(&self, topic: &str) {
+        if let Ok(mut known) = self.known.write() {
+            known.insert(topic.to_owned());
         }
     }
 
@@ -187,26 +212,40 @@ impl TopicManager {
     }
 
     async fn create(&self, topic: &str, live_brokers: usize) -> Result<(), EnsureError> {
-        // The most brokers ever seen, not the live count: a topic created while one broker is
-        // down must still get three replicas (creation then fails and is retried) instead of
-        // being under-replicated for good.
-        let brokers = self
-            .most_brokers_seen
+        let policy = self.policy();
+        let template = policy.template_for(topic)?;
+        let rf = template.replication_for(self.brokers_for_creation(live_brokers));
+        self.create_topic(topic, template.partitions, rf, &template.topic_configs(rf))
+            .await?;
+        tracing::info!(
+            topic,
+            template = %template.name,
+            partitions = template.partitions,
+            replication_factor = rf,
+            "created topic"
+        );
+        Ok(())
+    }
+
+    /// The most brokers ever seen, not the live count: a topic created while one broker is
+    /// down must still get three replicas (creation then fails and is retried) instead of
+    /// being under-replicated for good.
+    fn brokers_for_creation(&self, live_brokers: usize) -> usize {
+        self.most_brokers_seen
             .fetch_max(live_brokers, Ordering::Relaxed)
-            .max(live_brokers);
-        let rf = self
-            .config
-            .replication_factor
-            .unwrap_or_else(|| i32::try_from(brokers.clamp(1, 3)).unwrap_or(3));
-        let min_isr = self
-            .config
-            .min_insync_replicas
-            .unwrap_or(if rf >= 3 { 2 } else { 1 })
-            .to_string();
-        let mut new_topic =
-            NewTopic::new(topic, self.config.partitions, TopicReplication::Fixed(rf))
-                .set("min.insync.replicas", &min_isr);
-        for (k, v) in &self.config.configs {
+            .max(live_brokers)
+    }
+
+    /// Creates one topic; an existing topic of that name counts as success.
+    async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        rf: i32,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), EnsureError> {
+        let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+        for (k, v) in configs {
             new_topic = new_topic.set(k, v);
         }
         let options = AdminOptions::new().operation_timeout(Some(self.timeout));
@@ -223,12 +262,6 @@ impl TopicManager {
                 }
             }
         }
-        tracing::info!(
-            topic,
-            partitions = self.config.partitions,
-            replication_factor = rf,
-            "created topic"
-        );
         Ok(())
     }
 

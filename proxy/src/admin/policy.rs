@@ -1,0 +1,209 @@
+//! The topic policy at runtime: where it comes from at startup, how a change made through
+//! the admin API is persisted and put in force, and how proxies sharing a store follow it.
+//!
+//! The configuration file gives the first policy. Once an operator saves one through the
+//! admin API it lives in the store (`settings`, with a version), and wins over the file on
+//! the next start; every proxy on the store polls the version and switches within
+//! [`FOLLOW_INTERVAL`]. Saving names the version it edits, so two operators editing at once
+//! cannot overwrite each other unseen (409).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use courier_shared::policy::{CompiledPolicy, TopicPolicy};
+use courier_shared::{Event, ProblemKind};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Actor, Body, audit, store, store_error};
+use crate::api::AppState;
+use crate::config::Config;
+use crate::dlq::{AuditEntry, DlqStore};
+use crate::error::ApiError;
+
+/// The settings row the policy is saved under.
+pub const SETTING: &str = "topic_policy";
+/// How often a proxy looks for a policy saved by another proxy.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The policy to start with, and its version (0: the configuration file's).
+pub async fn initial(
+    config: &Config,
+    store: Option<&DlqStore>,
+) -> Result<(CompiledPolicy, i64), crate::server::ServerError> {
+    if let Some(store) = store
+        && let Some(saved) = store.setting(SETTING).await?
+    {
+        match serde_json::from_str::<TopicPolicy>(&saved.value)
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.compile().map_err(|e| e.to_string()))
+        {
+            Ok(policy) => {
+                tracing::info!(
+                    version = saved.version,
+                    updated_by = %saved.updated_by,
+                    "topic policy: the one saved through the admin API, not the configuration file's"
+                );
+                return Ok((policy, saved.version));
+            }
+            Err(e) => tracing::error!(
+                version = saved.version,
+                error = %e,
+                "topic policy saved in the store is not valid; using the configuration file's"
+            ),
+        }
+    }
+    Ok((config.topics.clone().compile()?, 0))
+}
+
+/// Puts in force any newer policy another proxy saved, until `shutdown`.
+pub async fn follow(state: AppState, shutdown: CancellationToken) {
+    let Some(store) = state.dlq().cloned() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let saved = match store.setting(SETTING).await {
+            Ok(Some(saved)) if saved.version > state.policy_version() => saved,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the topic policy");
+                continue;
+            }
+        };
+        match serde_json::from_str::<TopicPolicy>(&saved.value)
+            .map_err(|e| e.to_string())
+            .and_then(|p| p.compile().map_err(|e| e.to_string()))
+        {
+            Ok(policy) => {
+                state.topics().set_policy(policy);
+                state.set_policy_version(saved.version);
+                tracing::info!(version = saved.version, updated_by = %saved.updated_by, "topic policy changed");
+            }
+            Err(e) => {
+                tracing::error!(version = saved.version, error = %e, "saved topic policy is not valid; keeping the current one");
+                state.set_policy_version(saved.version);
+            }
+        }
+    }
+}
+
+/// `GET /admin/api/policy`.
+pub(super) async fn get(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "version": state.policy_version(),
+        "policy": state.topics().policy().policy(),
+        "persisted": state.dlq().is_some(),
+    }))
+}
+
+/// Body of `PUT /admin/api/policy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PolicyUpdate {
+    /// The version being edited, as `GET` returned it.
+    version: i64,
+    policy: TopicPolicy,
+}
+
+/// `PUT /admin/api/policy`: validates, saves with its audit entry, puts in force.
+pub(super) async fn put(
+    State(state): State<AppState>,
+    actor: Actor,
+    Body(update): Body<PolicyUpdate>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = store(&state)?;
+    let before = serde_json::to_value(state.topics().policy().policy()).ok();
+    let after = serde_json::to_value(&update.policy).ok();
+    let compiled = match update.policy.clone().compile() {
+        Ok(compiled) => compiled,
+        Err(e) => {
+            let message = format!("policy: {e}");
+            audit(
+                &state,
+                &actor,
+                "policy.update",
+                SETTING,
+                Err(&message),
+                before,
+                after,
+            )
+            .await;
+            return Err(ApiError::new(ProblemKind::InvalidRequest, message));
+        }
+    };
+    let value = serde_json::to_string(&update.policy)
+        .map_err(|e| ApiError::new(ProblemKind::Internal, e.to_string()))?;
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms: 0,
+        actor: actor.0.clone(),
+        action: "policy.update".into(),
+        target: SETTING.into(),
+        outcome: "ok".into(),
+        before,
+        after,
+    };
+    let current = state.policy_version();
+    if update.version != current {
+        return Err(conflict(current, update.version));
+    }
+    let version = store
+        .save_setting(SETTING, &value, current, &entry)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| conflict(current + 1, update.version))?;
+    state.topics().set_policy(compiled);
+    state.set_policy_version(version);
+    tracing::info!(version, actor = %actor.0, "topic policy changed");
+    Ok(Json(json!({ "version": version, "policy": update.policy })))
+}
+
+fn conflict(current: i64, edited: i64) -> ApiError {
+    ApiError::new(
+        ProblemKind::Conflict,
+        format!(
+            "the policy changed since it was read (version {edited}, now {current} or later): \
+             reload it and apply the edit again"
+        ),
+    )
+}
+
+/// Body of `POST /admin/api/policy/preview`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PreviewRequest {
+    /// A sample CloudEvent.
+    event: serde_json::Value,
+    /// A policy to try instead of the one in force.
+    policy: Option<TopicPolicy>,
+}
+
+/// `POST /admin/api/policy/preview`: the topic a sample event gets, the template it would be
+/// created from, and whether the policy lets its service publish there.
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    Body(request): Body<PreviewRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let policy = match request.policy {
+        Some(p) => std::sync::Arc::new(
+            p.compile()
+                .map_err(|e| ApiError::new(ProblemKind::InvalidRequest, format!("policy: {e}")))?,
+        ),
+        None => state.topics().policy(),
+    };
+    let event = Event::from_json(request.event.to_string().as_bytes())
+        .map_err(|e| ApiError::new(ProblemKind::InvalidEvent, e.to_string()))?;
+    let preview = policy
+        .preview(&event)
+        .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))?;
+    let template = policy.template_for(&preview.topic).ok().cloned();
+    Ok(Json(json!({ "preview": preview, "template": template })))
+}
