@@ -235,6 +235,18 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
         .await
         .unwrap();
     assert_eq!(replayed["replayed"], 1);
+    let audit: Value = client
+        .get(proxy.url("/admin/api/audit?action=dlq."))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["action"], "dlq.replay", "{audit}");
+    assert_eq!(entry["after"]["seqs"], json!([seq]));
     assert_eq!(wait_drained(&store, Duration::from_secs(60)).await, (0, 0));
     let (seen, _) = read_by_id(&[&topic], 1, Duration::from_secs(30)).await;
     assert!(

@@ -183,8 +183,9 @@ async fn error_event_creates_its_topic_replicated_three_times() {
         .inner()
         .fetch_metadata(Some(&topic), Duration::from_secs(10))
         .unwrap();
+    // Created from the default policy's `errors` template (`*.error.*`): 3 partitions, 14 days.
     let t = &metadata.topics()[0];
-    assert_eq!(t.partitions().len(), 6);
+    assert_eq!(t.partitions().len(), 3);
     for p in t.partitions() {
         assert_eq!(p.replicas().len(), 3, "partition {} replicas", p.id());
     }
@@ -197,6 +198,8 @@ async fn error_event_creates_its_topic_replicated_three_times() {
         .get("min.insync.replicas")
         .and_then(|e| e.value.clone());
     assert_eq!(min_isr.as_deref(), Some("2"));
+    let retention = config.get("retention.ms").and_then(|e| e.value.clone());
+    assert_eq!(retention.as_deref(), Some("1209600000"));
 
     let (seen, _) = read_by_id(&[&topic], 1, Duration::from_secs(60)).await;
     let m = seen.get(&id).expect("the error event is in its topic");
@@ -220,6 +223,7 @@ async fn every_bad_input_gets_its_problem_and_harms_nothing() {
     let source = format!("/{service}");
     let valid = event_json("ok", &source, json!({})).to_string();
     let big = "x".repeat(20 * 1024);
+    let unknown_path = format!("/v1/topics/{service}.no-such-topic/events");
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         (
             "/v1/events",
@@ -316,12 +320,14 @@ async fn every_bad_input_gets_its_problem_and_harms_nothing() {
             422,
             "invalid-topic",
         ),
+        (&unknown_path, CE_JSON, valid.clone(), 404, "unknown-topic"),
         (
-            "/v1/topics/no-such-topic-here/events",
+            // Another service's topic: refused whether or not it exists.
+            "/v1/topics/someone-else.events/events",
             CE_JSON,
             valid.clone(),
-            404,
-            "unknown-topic",
+            403,
+            "topic-not-allowed",
         ),
         ("/v1/nothing", CE_JSON, valid.clone(), 404, "not-found"),
     ];
@@ -411,9 +417,10 @@ async fn a_batch_answers_per_event_and_delivers_the_valid_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_topics_must_exist() {
     let proxy = TestProxy::start(|_| {}).await;
+    // Under the default policy a service owns the topics named `{service}.…`.
     let topic = unique("explicit.topic_");
     let url = proxy.url(&format!("/v1/topics/{topic}/events"));
-    let body = event_json("x-1", "/anyone", json!({})).to_string();
+    let body = event_json("x-1", "/explicit", json!({})).to_string();
     assert_eq!(post(&url, CE_JSON, body.clone()).await.status(), 404);
 
     let new_topic = NewTopic::new(&topic, 2, TopicReplication::Fixed(3));

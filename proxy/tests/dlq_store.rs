@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use courier_proxy::dlq::store::{Failure, now_ms};
-use courier_proxy::dlq::{DlqStore, Filter, NewEntry, State};
+use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewEntry, State};
 use courier_shared::KafkaRecord;
 use sqlx::Connection as _;
 
@@ -260,4 +260,86 @@ async fn two_claimers_never_get_the_same_event() {
 async fn a_bad_url_is_a_clear_error() {
     let err = DlqStore::open("mysql://x", 1).await.unwrap_err();
     assert!(err.to_string().contains("unsupported"), "{err}");
+}
+
+fn audit_entry(action: &str, target: &str) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at_ms: 0,
+        actor: "alice".into(),
+        action: action.into(),
+        target: target.into(),
+        outcome: "ok".into(),
+        before: Some(serde_json::json!({"v": 1})),
+        after: None,
+    }
+}
+
+#[tokio::test]
+async fn settings_are_versioned_and_saved_with_their_audit_entry() {
+    on_both(|store| async move {
+        assert_eq!(store.setting("policy").await.unwrap(), None);
+        let entry = audit_entry("policy.update", "policy");
+        assert_eq!(
+            store
+                .save_setting("policy", "{\"a\":1}", 0, &entry)
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        // A second writer editing version 0 lost the race: refused, nothing audited.
+        assert_eq!(
+            store
+                .save_setting("policy", "{\"a\":2}", 0, &entry)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .save_setting("policy", "{\"a\":3}", 1, &entry)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            store
+                .save_setting("policy", "{\"a\":4}", 1, &entry)
+                .await
+                .unwrap(),
+            None
+        );
+        let saved = store.setting("policy").await.unwrap().unwrap();
+        assert_eq!((saved.value.as_str(), saved.version), ("{\"a\":3}", 2));
+        assert_eq!(saved.updated_by, "alice");
+        let log = store.audit_log(0, Some("policy."), 10).await.unwrap();
+        assert_eq!(log.len(), 2, "one audit entry per saved version");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_and_filters_by_action() {
+    on_both(|store| async move {
+        for i in 0..5 {
+            store
+                .audit(&audit_entry("topic.create", &format!("t{i}")))
+                .await
+                .unwrap();
+        }
+        store.audit(&audit_entry("dlq.replay", "x")).await.unwrap();
+        let topics = store.audit_log(0, Some("topic."), 3).await.unwrap();
+        let targets: Vec<&str> = topics.iter().map(|e| e.target.as_str()).collect();
+        assert_eq!(targets, ["t4", "t3", "t2"]);
+        assert_eq!(topics[0].before, Some(serde_json::json!({"v": 1})));
+        assert!(topics[0].at_ms > 0);
+        let rest = store
+            .audit_log(topics[2].seq, Some("topic."), 10)
+            .await
+            .unwrap();
+        let targets: Vec<&str> = rest.iter().map(|e| e.target.as_str()).collect();
+        assert_eq!(targets, ["t1", "t0"]);
+        assert_eq!(store.audit_log(0, None, 100).await.unwrap().len(), 6);
+    })
+    .await;
 }
