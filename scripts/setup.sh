@@ -7,7 +7,20 @@
 # package may create Debian's default cluster `main` on 5432, which we never
 # use), then the Kafka jars. Idempotent and non-interactive (CI=true, no stdin,
 # root); a second run installs nothing and needs no network.
+#
+# Usage: scripts/setup.sh [--elasticsearch]
+#   --elasticsearch  also build the Elasticsearch 9 home that scripts/elasticsearch/node.sh
+#                    runs (scripts/elasticsearch/fetch.sh; needs the Temurin 25 JDK, no
+#                    further system packages).
 set -euo pipefail
+
+with_es=0
+for arg in "$@"; do
+  case "$arg" in
+    --elasticsearch) with_es=1 ;;
+    *) echo "usage: $0 [--elasticsearch]" >&2; exit 2 ;;
+  esac
+done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -48,4 +61,7 @@ java_major="$(java -XshowSettings:properties -version 2>&1 |
 ((${java_major:-0} >= 17)) || die "java ${java_major:-?} found; Kafka 4.x needs Java 17 or newer"
 
 "$here/kafka/fetch.sh" >/dev/null
+if ((with_es)); then
+  "$here/elasticsearch/fetch.sh" >/dev/null
+fi
 log "done"
