@@ -5,7 +5,8 @@
 # SASL, curl), plus Java + Maven for the local Kafka cluster, the PostgreSQL
 # server + client for the tests' throwaway database (scripts/postgres.sh; the
 # package may create Debian's default cluster `main` on 5432, which we never
-# use), then the Kafka jars. Idempotent and non-interactive (CI=true, no stdin,
+# use), Chromium and Node.js for the admin page's browser tests, then the
+# Kafka jars. Idempotent and non-interactive (CI=true, no stdin,
 # root); a second run installs nothing and needs no network.
 #
 # Usage: scripts/setup.sh [--elasticsearch]
@@ -30,7 +31,7 @@ LOG_TAG=setup
 PACKAGES=(
   build-essential pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev
   libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
-  postgresql postgresql-client
+  postgresql postgresql-client chromium fonts-dejavu-core
 )
 
 # dpkg -s is local and fast; only packages not fully installed are missing.
@@ -40,6 +41,11 @@ for pkg in "${PACKAGES[@]}"; do
     missing+=("$pkg")
   fi
 done
+
+# Node.js may come from elsewhere than Debian (a newer release); any node with npm will do.
+if ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
 if ((${#missing[@]})); then
   ((EUID == 0)) || die "missing packages (${missing[*]}) and not root; install them with apt-get"

@@ -7,8 +7,11 @@
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
 #      stop and kill (COURIER_TEST_FAULT_KAFKA_DIR) — and a throwaway PostgreSQL
 #      (COURIER_TEST_POSTGRES_URL),
-#   5. run every test of the workspace against them, then stop them all.
-# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`).
+#   5. run every test of the workspace against them,
+#   6. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
+#      process on the shared cluster, then stop everything.
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`) and skip the
+# browser tests.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -61,3 +64,10 @@ log "PostgreSQL at $COURIER_TEST_POSTGRES_URL"
 
 log "cargo test"
 cargo test --workspace --locked "$@"
+
+if (($# == 0)); then
+  log "admin page in headless Chromium"
+  npm ci --prefix e2e/browser --no-audit --no-fund --loglevel=error
+  # The proxy binary the browser tests start was built with the tests (debug profile).
+  (cd e2e/browser && node --test --test-concurrency=1 admin.test.mjs)
+fi
