@@ -28,8 +28,12 @@ if [ -f "$run_dir/proxy.pid" ] && kill -0 "$(cat "$run_dir/proxy.pid")" 2>/dev/n
   kill -TERM "$(cat "$run_dir/proxy.pid")" || true
   wait_for 30 "old proxy to exit" sh -c "! kill -0 $(cat "$run_dir/proxy.pid") 2>/dev/null"
 fi
-COURIER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092 COURIER_DLQ__URL="sqlite:$run_dir/dlq.db" nohup "$root/target/release/courier-proxy" \
+# A local admin token for the admin page; set COURIER_ADMIN__TOKEN to choose another.
+admin_token="${COURIER_ADMIN__TOKEN:-courier-admin}"
+COURIER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092 COURIER_DLQ__URL="sqlite:$run_dir/dlq.db" \
+  COURIER_ADMIN__TOKEN="$admin_token" nohup "$root/target/release/courier-proxy" \
   --listen 127.0.0.1:8080 >>"$run_dir/proxy.log" 2>&1 &
 echo $! >"$run_dir/proxy.pid"
 wait_for 60 "proxy ready on 127.0.0.1:8080" curl -fsS -o /dev/null http://127.0.0.1:8080/readyz
 log "Courier is up: proxy http://127.0.0.1:8080, Kafka 127.0.0.1:9092 (logs in .run/, stop with scripts/down.sh)"
+log "admin page: http://127.0.0.1:8080/admin (admin token: $admin_token)"

@@ -159,6 +159,9 @@ test("an operator creates a topic from a template and sees it listed with its pa
   assert.equal((await row.locator("td").nth(2).textContent()).trim(), "3", "replicas");
   await page.waitForSelector(`#detail-name:text("${topic}")`);
   assert.equal(await page.locator("#detail-partitions tbody tr").count(), 3);
+  // The filter narrows the table to this test's topics (the cluster is shared).
+  await page.fill("#topic-filter", service);
+  assert.equal(await page.locator("#topics-table tbody tr").count(), 2);
   await page.screenshot({ path: join(shots, "admin-topics.png"), fullPage: true });
 
   // The API agrees with the page.

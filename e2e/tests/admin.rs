@@ -274,6 +274,28 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
         "{problem}"
     );
 
+    // Auto-creation off: an existing topic still takes events, a new one is not created.
+    policy["auto_create"] = json!(false);
+    let (status, saved) = call(
+        &proxy,
+        reqwest::Method::PUT,
+        "/admin/api/policy",
+        Some(json!({"version": 1, "policy": policy})),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    let fresh = event_json(
+        "e-2",
+        &format!("/{service}"),
+        json!({"errortype": "brand-new"}),
+    );
+    let (status, problem) = publish(&proxy, "/v1/events", &fresh).await;
+    assert_eq!(status, 404, "{problem}");
+    assert_eq!(problem["type"], "urn:courier:problem:unknown-topic");
+    assert_eq!(partitions_of(&format!("{service}.error.brand-new")), 0);
+    let (status, _) = publish(&proxy, "/v1/events", &log("l-2b")).await;
+    assert_eq!(status, 200, "an existing topic still takes events");
+
     // The peer sharing the store follows within its polling interval.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut topic = Value::Null;
@@ -292,8 +314,8 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
     peer.stop().await;
 
     let entries = audit(&proxy, "policy.").await;
-    assert_eq!(entries.len(), 2, "{entries:?}");
-    let (ok, failed) = (&entries[0], &entries[1]);
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    let (ok, failed) = (&entries[1], &entries[2]);
     assert_eq!(ok["actor"], "alice");
     assert_eq!(ok["outcome"], "ok");
     assert_eq!(ok["before"]["naming"]["log_template"], "{service}.logs");
@@ -304,7 +326,7 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
     // A restart keeps the saved policy over the configuration file's.
     let restarted = TestProxy::start(settings).await;
     let (_, v) = call(&restarted, reqwest::Method::GET, "/admin/api/policy", None).await;
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     let (status, again) = publish(&restarted, "/v1/events", &log("l-3")).await;
     assert_eq!(status, 200);
     assert_eq!(again["topic"], new_topic.as_str());
