@@ -16,3 +16,17 @@ pub use envelope::{Category, Data, Event, EventError, ExtensionValue};
 pub use policy::{CompiledPolicy, PolicyError, Refusal, TopicPolicy, TopicTemplate};
 pub use problem::{Problem, ProblemKind};
 pub use topic::{NamingPolicy, TopicError};
+
+/// Helpers for the unit tests of this crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::Event;
+
+    /// An event from `source` with extra attributes (`extra` starts with a comma).
+    pub fn event(source: &str, extra: &str) -> Event {
+        Event::from_json(
+            format!(r#"{{"specversion":"1.0","source":"{source}","type":"t"{extra}}}"#).as_bytes(),
+        )
+        .unwrap()
+    }
+}

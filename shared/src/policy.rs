@@ -467,15 +467,9 @@ pub fn owns(service: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::event;
     use crate::topic::{MAX_TOPIC_LEN, check_collision, collision_key};
     use proptest::prelude::*;
-
-    fn event(source: &str, extra: &str) -> Event {
-        Event::from_json(
-            format!(r#"{{"specversion":"1.0","source":"{source}","type":"t"{extra}}}"#).as_bytes(),
-        )
-        .unwrap()
-    }
 
     fn compiled() -> CompiledPolicy {
         TopicPolicy::default().compile().unwrap()

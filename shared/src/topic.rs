@@ -381,14 +381,8 @@ pub fn check_collision<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::event;
     use proptest::prelude::*;
-
-    fn event(source: &str, extra: &str) -> Event {
-        Event::from_json(
-            format!(r#"{{"specversion":"1.0","source":"{source}","type":"t"{extra}}}"#).as_bytes(),
-        )
-        .unwrap()
-    }
 
     #[test]
     fn default_templates() {

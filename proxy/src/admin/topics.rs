@@ -154,12 +154,12 @@ async fn create_topic(
     let brokers = metadata.brokers().len();
     let rf = request
         .replication_factor
-        .unwrap_or_else(|| template.replication_for(brokers));
+        .unwrap_or_else(|| template.replication_for(state.topics().brokers_for_creation(brokers)));
     let mut configs = template.topic_configs(rf);
     configs.extend(request.configs);
-    let rf = state
+    state
         .topics()
-        .create_topic_exact(name, partitions, Some(rf), &configs)
+        .create_topic_exact(name, partitions, rf, &configs)
         .await
         .map_err(admin_error)?;
     Ok((

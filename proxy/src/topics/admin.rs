@@ -8,9 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use rdkafka::admin::{
-    AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminOptions, AlterConfig, ConfigSource, ResourceSpecifier};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::{Metadata, MetadataTopic};
@@ -487,33 +485,23 @@ impl TopicManager {
         &self,
         name: &str,
         partitions: i32,
-        replication_factor: Option<i32>,
+        rf: i32,
         configs: &BTreeMap<String, String>,
-    ) -> Result<i32, TopicAdminError> {
-        let brokers = self.cluster_info().await?.brokers;
-        let rf = replication_factor.unwrap_or_else(|| {
-            i32::try_from(self.brokers_for_creation(brokers).clamp(1, 3)).unwrap_or(3)
-        });
-        let mut new_topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
-        for (k, v) in configs {
-            new_topic = new_topic.set(k, v);
-        }
-        let results = self
-            .admin
-            .create_topics([&new_topic], &self.options())
+    ) -> Result<(), TopicAdminError> {
+        match self
+            .request_creation(name, partitions, rf, configs)
             .await
-            .map_err(|e| TopicAdminError::Unavailable(e.to_string()))?;
-        for result in results {
-            match result {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    return Err(TopicAdminError::Exists(name.to_owned()));
-                }
-                Err((_, code)) => return Err(TopicAdminError::Refused(code.to_string())),
+            .map_err(TopicAdminError::Unavailable)?
+        {
+            None => {
+                self.remember(name);
+                Ok(())
             }
+            Some(RDKafkaErrorCode::TopicAlreadyExists) => {
+                Err(TopicAdminError::Exists(name.to_owned()))
+            }
+            Some(code) => Err(TopicAdminError::Refused(code.to_string())),
         }
-        self.remember(name);
-        Ok(rf)
     }
 
     /// Sets (`Some`) or resets to the default (`None`) topic configs; returns the topic's own

@@ -230,7 +230,7 @@ impl TopicManager {
     /// The most brokers ever seen, not the live count: a topic created while one broker is
     /// down must still get three replicas (creation then fails and is retried) instead of
     /// being under-replicated for good.
-    fn brokers_for_creation(&self, live_brokers: usize) -> usize {
+    pub(crate) fn brokers_for_creation(&self, live_brokers: usize) -> usize {
         self.most_brokers_seen
             .fetch_max(live_brokers, Ordering::Relaxed)
             .max(live_brokers)
@@ -244,25 +244,41 @@ impl TopicManager {
         rf: i32,
         configs: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), EnsureError> {
+        match self
+            .request_creation(topic, partitions, rf, configs)
+            .await
+            .map_err(EnsureError::Kafka)?
+        {
+            None | Some(RDKafkaErrorCode::TopicAlreadyExists) => Ok(()),
+            Some(code) => Err(EnsureError::Kafka(format!("creating `{topic}`: {code}"))),
+        }
+    }
+
+    /// Asks Kafka to create one topic. `Err` when Kafka could not be asked, `Ok(Some(code))`
+    /// when it refused.
+    async fn request_creation(
+        &self,
+        topic: &str,
+        partitions: i32,
+        rf: i32,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Option<RDKafkaErrorCode>, String> {
         let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
         for (k, v) in configs {
             new_topic = new_topic.set(k, v);
         }
-        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(self.timeout))
+            .request_timeout(Some(self.timeout));
         let results = self
             .admin
             .create_topics([&new_topic], &options)
             .await
-            .map_err(|e| EnsureError::Kafka(e.to_string()))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(EnsureError::Kafka(format!("creating `{name}`: {code}")));
-                }
-            }
-        }
-        Ok(())
+            .map_err(|e| e.to_string())?;
+        Ok(results
+            .into_iter()
+            .find_map(|r| r.err())
+            .map(|(_, code)| code))
     }
 
     /// Metadata of the whole cluster, fetched off the runtime.
