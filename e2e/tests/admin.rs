@@ -99,6 +99,7 @@ async fn a_service_outside_its_prefix_is_refused_with_403() {
     let proxy = TestProxy::start(|c| {
         c.topics.shared = vec!["shared-audit.*".into()];
         c.admin.token = Some(TOKEN.into());
+        c.kafka.statistics_interval_ms = 200;
     })
     .await;
     let service = unique("owner");
@@ -178,6 +179,44 @@ async fn a_service_outside_its_prefix_is_refused_with_403() {
     assert_eq!(
         v["results"][1]["problem"]["type"],
         "urn:courier:problem:topic-not-allowed"
+    );
+    // The same counts, by service and reason, in the Prometheus metrics; librdkafka's
+    // statistics come every 200 ms here.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = http()
+            .get(proxy.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("courier_kafka_broker_up{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        text.contains(&format!(
+            r#"courier_events_refused_total{{service="{other}",reason="topic-not-allowed"}} 2"#
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        r#"courier_events_total{{service="{service}",topic="{service}.orders",outcome="delivered"}} 2"#
+    )), "{text}");
+    assert!(text.contains(r#"courier_http_requests_total{route="/v1/topics/{topic}/events",method="POST",status="403"} 1"#), "{text}");
+    assert!(text.contains("courier_kafka_ack_seconds_count"), "{text}");
+    assert!(
+        text.contains(r#"courier_dlq_events{state="pending"} 0"#),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("courier_kafka_broker_up{").count(),
+        3,
+        "one line per broker of the three: {text}"
     );
     let stats = call(&proxy, reqwest::Method::GET, "/admin/api/stats", None)
         .await

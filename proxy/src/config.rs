@@ -121,6 +121,8 @@ pub struct KafkaConfig {
     pub message_timeout_ms: u64,
     /// Timeout of metadata and admin requests.
     pub request_timeout_ms: u64,
+    /// How often librdkafka reports the producer's statistics to the metrics; 0: never.
+    pub statistics_interval_ms: u64,
     /// Extra librdkafka properties, applied last (e.g. `security.protocol`).
     pub properties: BTreeMap<String, String>,
 }
@@ -134,6 +136,7 @@ impl Default for KafkaConfig {
             linger_ms: 20,
             message_timeout_ms: 30_000,
             request_timeout_ms: 5_000,
+            statistics_interval_ms: 5_000,
             properties: BTreeMap::new(),
         }
     }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod stats;
 pub mod topics;

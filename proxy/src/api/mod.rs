@@ -181,9 +181,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topics/{topic}/events", post(publish::publish_to_topic))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(crate::admin::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
         .layer(
@@ -225,6 +227,69 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         Ok(_) => Err(state.retriable(ProblemKind::KafkaUnavailable, "no broker in metadata")),
         Err(e) => Err(state.retriable(ProblemKind::KafkaUnavailable, e.to_string())),
     }
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics text).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let metrics = state.pipeline().metrics();
+    metrics
+        .queue_depth
+        .set(i64::try_from(state.pipeline().queue_depth()).unwrap_or(i64::MAX));
+    if let Some(store) = state.dlq()
+        && let Ok((pending, parked)) = store.counts().await
+    {
+        for (name, n) in [("pending", pending), ("parked", parked)] {
+            metrics
+                .dlq_events
+                .get_or_create(&crate::metrics::StateLabels { state: name.into() })
+                .set(n);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Counts every request and its duration by route pattern, method and status.
+async fn count_requests(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    // Only the methods the API knows; anything else is one label value, not one per spelling.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let metrics = state.pipeline().metrics();
+    metrics
+        .http_duration
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .get_or_create(&crate::metrics::HttpLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 async fn not_found() -> Response {

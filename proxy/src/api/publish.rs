@@ -22,6 +22,7 @@ use crate::delivery::{Delivered, DeliveryError, Outgoing};
 use crate::dlq::NewEntry;
 use crate::dlq::store::now_ms;
 use crate::error::ApiError;
+use crate::metrics::EventOutcome;
 use crate::topics::EnsureError;
 
 /// What happened to one event.
@@ -266,12 +267,15 @@ pub async fn process(
     explicit_topic: Option<&str>,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
+    // (service, topic) of each event, as far as it got: the metrics' labels.
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(events.len());
     let mut routed: Vec<Routed> = Vec::with_capacity(events.len());
     let max_event_bytes = state.limits().max_event_bytes;
     // One policy for the whole request, even if an operator changes it meanwhile.
     let policy = state.topics().policy();
     for (index, event) in events.into_iter().enumerate() {
         outcomes.push(None);
+        labels.push(("unknown".to_owned(), String::new()));
         let refuse = |id: Option<String>, error: ApiError| Some(Outcome::Refused { id, error });
         let event = match event {
             Ok(e) => e,
@@ -291,12 +295,15 @@ pub async fn process(
                 }
             },
         };
+        labels[index].1.clone_from(&topic);
         let allowed = service_of(&event.source)
             .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))
             .and_then(|service| {
-                policy
+                let checked = policy
                     .check(&service, &topic)
-                    .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()))
+                    .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()));
+                labels[index].0 = service;
+                checked
             });
         if let Err(err) = allowed {
             outcomes[index] = refuse(Some(event.id), err);
@@ -464,12 +471,24 @@ pub async fn process(
         tracing::warn!(%error, count, "events not delivered");
     }
     let (mut delivered, mut stored) = (0, 0);
-    for o in outcomes.iter().flatten() {
-        match o {
-            Outcome::Delivered { .. } => delivered += 1,
-            Outcome::Stored { .. } => stored += 1,
-            Outcome::Refused { .. } => {}
-        }
+    let metrics = state.pipeline().metrics();
+    for (o, (service, topic)) in outcomes.iter().zip(&labels) {
+        let outcome = match o {
+            Some(Outcome::Delivered { .. }) => {
+                delivered += 1;
+                EventOutcome::Delivered
+            }
+            Some(Outcome::Stored { .. }) => {
+                stored += 1;
+                EventOutcome::Stored
+            }
+            Some(Outcome::Refused { error, .. }) => {
+                metrics.record_refusal(service, error.kind.code());
+                EventOutcome::Refused
+            }
+            None => EventOutcome::Refused,
+        };
+        metrics.record_event(service, topic, outcome);
     }
     state.pipeline().stats().record_requests(
         delivered,

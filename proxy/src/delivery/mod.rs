@@ -17,10 +17,11 @@ use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::Semaphore;
 
 use crate::config::{DeliveryConfig, KafkaConfig};
+use crate::metrics::{Metrics, StatsContext};
 use crate::stats::Stats;
 
 /// Kafka's acknowledgement of one event.
@@ -115,15 +116,19 @@ pub struct Outgoing<'a> {
     pub record: &'a KafkaRecord,
 }
 
+/// The producer: its librdkafka statistics feed the metrics.
+pub type Producer = FutureProducer<StatsContext>;
+
 /// The shared producer and its intake queue.
 #[derive(Clone)]
 pub struct Pipeline {
-    producer: FutureProducer,
+    producer: Producer,
     permits: Arc<Semaphore>,
     redelivery: Arc<Semaphore>,
     config: DeliveryConfig,
     circuit: Arc<Circuit>,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -167,7 +172,13 @@ pub fn producer_config(kafka: &KafkaConfig, delivery: &DeliveryConfig) -> Client
 impl Pipeline {
     /// Creates the producer. Connecting is lazy: this succeeds with Kafka down.
     pub fn new(kafka: &KafkaConfig, delivery: &DeliveryConfig) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = producer_config(kafka, delivery).create()?;
+        let metrics = Arc::new(Metrics::default());
+        let mut config = producer_config(kafka, delivery);
+        config.set(
+            "statistics.interval.ms",
+            kafka.statistics_interval_ms.to_string(),
+        );
+        let producer: Producer = config.create_with_context(StatsContext(metrics.clone()))?;
         Ok(Self {
             producer,
             permits: Arc::new(Semaphore::new(delivery.queue_capacity)),
@@ -175,17 +186,23 @@ impl Pipeline {
             config: delivery.clone(),
             circuit: Arc::new(Circuit::new(delivery.probe_interval_ms)),
             stats: Arc::default(),
+            metrics,
         })
     }
 
     /// The producer, for metadata requests.
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &Producer {
         &self.producer
     }
 
     /// What the pipeline currently believes about Kafka's health.
     pub fn circuit(&self) -> &Circuit {
         &self.circuit
+    }
+
+    /// The proxy's Prometheus metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// What happened to events so far.
@@ -242,6 +259,8 @@ impl Pipeline {
         // Every send is issued before any acknowledgement is awaited. Each event carries its
         // own permit until librdkafka reports on it, even past the ack timeout, so the queue
         // capacity bounds what librdkafka holds, not just what requests wait for.
+        let started = std::time::Instant::now();
+        let ack_latency = &self.metrics.ack_latency;
         let pending: Vec<_> = events
             .iter()
             .map(|e| (self.send(e), permits.split(1)))
@@ -257,10 +276,13 @@ impl Pipeline {
                     Err(DeliveryError::Timeout(ack_timeout))
                 }
                 Ok(Err(_canceled)) => Err(DeliveryError::ShuttingDown),
-                Ok(Ok(Ok(d))) => Ok(Delivered {
-                    partition: d.partition,
-                    offset: d.offset,
-                }),
+                Ok(Ok(Ok(d))) => {
+                    ack_latency.observe(started.elapsed().as_secs_f64());
+                    Ok(Delivered {
+                        partition: d.partition,
+                        offset: d.offset,
+                    })
+                }
                 Ok(Ok(Err((e, _message)))) => Err(DeliveryError::Kafka(e)),
             }
         }))

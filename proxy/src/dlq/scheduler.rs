@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::store::{DlqStore, Entry, Failure, now_ms};
 use crate::config::DlqConfig;
 use crate::delivery::{Outgoing, Pipeline};
+use crate::metrics::Metrics;
 use crate::topics::TopicManager;
 
 /// When to try an event again after `attempts` failed attempts, or `None` to park it.
@@ -157,6 +158,20 @@ impl RetryScheduler {
         self.pipeline
             .stats()
             .record_redelivery(delivered.len(), parked);
+        let metrics = self.pipeline.metrics();
+        let topic_of: std::collections::HashMap<i64, &str> =
+            entries.iter().map(|e| (e.seq, e.topic.as_str())).collect();
+        let topic = |seq: &i64| topic_of.get(seq).copied().unwrap_or("unknown");
+        for seq in &delivered {
+            Metrics::count_topic(&metrics.redelivered, topic(seq));
+        }
+        for f in &failures {
+            let topic = topic(&f.seq);
+            Metrics::count_topic(&metrics.redelivery_failures, topic);
+            if f.next_attempt_ms.is_none() {
+                Metrics::count_topic(&metrics.parked, topic);
+            }
+        }
         tracing::info!(
             claimed = entries.len(),
             delivered = delivered.len(),

@@ -20,7 +20,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaRespErr;
 
 pub mod admin;
@@ -55,7 +55,7 @@ pub struct ClusterInfo {
 /// Routes events to topics and creates topics on demand.
 pub struct TopicManager {
     policy: ArcSwap<CompiledPolicy>,
-    producer: FutureProducer,
+    producer: crate::delivery::Producer,
     admin: AdminClient<DefaultClientContext>,
     offsets: Arc<rdkafka::consumer::BaseConsumer>,
     kafka: KafkaConfig,
@@ -90,7 +90,7 @@ impl TopicManager {
     pub fn new(
         policy: CompiledPolicy,
         kafka: &KafkaConfig,
-        producer: FutureProducer,
+        producer: crate::delivery::Producer,
     ) -> Result<Self, KafkaError> {
         let mut admin_config = producer_config(kafka, &Default::default());
         admin_config.set("client.id", format!("{}-admin", kafka.client_id));
