@@ -277,25 +277,25 @@ impl Metrics {
         );
     }
 
-    /// Counts one event's outcome.
-    pub fn record_event(&self, service: &str, topic: &str, outcome: EventOutcome) {
+    /// Counts `n` events of one service and topic with the same outcome.
+    pub fn record_events(&self, service: &str, topic: &str, outcome: EventOutcome, n: u64) {
         self.events
             .get_or_create(&EventLabels {
                 service: service.to_owned(),
                 topic: topic.to_owned(),
                 outcome,
             })
-            .inc();
+            .inc_by(n);
     }
 
-    /// Counts one refusal.
-    pub fn record_refusal(&self, service: &str, reason: &str) {
+    /// Counts `n` refusals of one service for one reason.
+    pub fn record_refusals(&self, service: &str, reason: &str, n: u64) {
         self.refused
             .get_or_create(&RefusedLabels {
                 service: service.to_owned(),
                 reason: reason.to_owned(),
             })
-            .inc();
+            .inc_by(n);
     }
 
     /// Counts a topic-labelled event of the retry scheduler.
@@ -374,9 +374,9 @@ mod tests {
     #[test]
     fn counts_appear_in_the_exposition() {
         let m = Metrics::default();
-        m.record_event("billing", "billing.events", EventOutcome::Delivered);
-        m.record_event("billing", "billing.events", EventOutcome::Delivered);
-        m.record_refusal("billing", "topic-not-allowed");
+        m.record_events("billing", "billing.events", EventOutcome::Delivered, 1);
+        m.record_events("billing", "billing.events", EventOutcome::Delivered, 1);
+        m.record_refusals("billing", "topic-not-allowed", 1);
         m.ack_latency.observe(0.003);
         let text = m.encode();
         assert!(

@@ -470,8 +470,10 @@ pub async fn process(
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
     }
+    // Counted per distinct label set, not per event: a batch to one topic is one update.
     let (mut delivered, mut stored) = (0, 0);
-    let metrics = state.pipeline().metrics();
+    let mut counts: HashMap<(&str, &str, EventOutcome), u64> = HashMap::new();
+    let mut refusals: HashMap<(&str, &'static str), u64> = HashMap::new();
     for (o, (service, topic)) in outcomes.iter().zip(&labels) {
         let outcome = match o {
             Some(Outcome::Delivered { .. }) => {
@@ -483,12 +485,19 @@ pub async fn process(
                 EventOutcome::Stored
             }
             Some(Outcome::Refused { error, .. }) => {
-                metrics.record_refusal(service, error.kind.code());
+                *refusals.entry((service, error.kind.code())).or_default() += 1;
                 EventOutcome::Refused
             }
             None => EventOutcome::Refused,
         };
-        metrics.record_event(service, topic, outcome);
+        *counts.entry((service, topic, outcome)).or_default() += 1;
+    }
+    let metrics = state.pipeline().metrics();
+    for ((service, topic, outcome), n) in counts {
+        metrics.record_events(service, topic, outcome, n);
+    }
+    for ((service, reason), n) in refusals {
+        metrics.record_refusals(service, reason, n);
     }
     state.pipeline().stats().record_requests(
         delivered,
