@@ -70,7 +70,11 @@ fn init_tracing() {
     if std::io::stdout().is_terminal() {
         builder.init();
     } else {
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .init();
     }
 }
 

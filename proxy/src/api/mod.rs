@@ -195,7 +195,7 @@ pub fn router(state: AppState) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
             }),
         )
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
