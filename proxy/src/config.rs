@@ -163,6 +163,20 @@ pub struct LimitsConfig {
     /// Requests handled at once; more wait for a slot before their body is read, which bounds
     /// the memory bodies take to about this many times `max_body_bytes`.
     pub max_concurrent_requests: usize,
+    /// Open connections at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Most header fields in one request (HTTP/1); beyond: 431.
+    pub max_headers: usize,
+    /// Largest request head (HTTP/1 read buffer, HTTP/2 header list), in bytes.
+    pub max_header_bytes: usize,
+    /// Time to receive a request's head, and an idle connection's next one.
+    pub header_read_timeout_ms: u64,
+    /// Time to receive a whole request body; beyond: 408. Slow-body clients hold a request
+    /// slot at most this long.
+    pub body_read_timeout_ms: u64,
+    /// Events per second one service may publish (bursts up to as many); beyond: 429 with
+    /// `Retry-After`. 0: no limit.
+    pub service_events_per_sec: u32,
 }
 
 impl Default for LimitsConfig {
@@ -172,6 +186,12 @@ impl Default for LimitsConfig {
             max_event_bytes: 1_000_000,
             max_batch_events: 1_000,
             max_concurrent_requests: 512,
+            max_connections: 4_096,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            service_events_per_sec: 0,
         }
     }
 }

@@ -9,8 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
+
 use crate::api::{self, AppState, Parts};
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 use crate::delivery::Pipeline;
 use crate::dlq::{DlqStore, RetryScheduler, StoreError};
 use crate::topics::TopicManager;
@@ -86,6 +92,22 @@ pub async fn run(
         tokio::spawn(scheduler.run(shutdown.clone()))
     });
     tokio::spawn(state.pipeline().stats().clone().sample(shutdown.clone()));
+    if state.rate_limits().is_some() {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Some(limits) = state.rate_limits() {
+                    limits.forget_idle();
+                }
+            }
+        });
+    }
     if state.dlq().is_some() {
         tokio::spawn(crate::admin::policy::follow(
             state.clone(),
@@ -105,13 +127,15 @@ pub async fn run(
     let grace =
         Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
             + Duration::from_secs(5);
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        served = serve => served?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_ms = elapsed_ms(grace), "requests still open after the grace period; closing them");
-        }
+    let connections = serve(listener, app, &config.limits, &shutdown).await;
+    if tokio::time::timeout(grace, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = elapsed_ms(grace),
+            "requests still open after the grace period; closing them"
+        );
     }
     tracing::info!(
         queue_depth = state.pipeline().queue_depth(),
@@ -131,6 +155,70 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "producer flush incomplete"),
     }
     Ok(())
+}
+
+/// Accepts connections until `shutdown`, each served by hyper (HTTP/1.1 and HTTP/2) within
+/// the connection limits: at most `max_connections` open (more wait in the listen backlog),
+/// heads within `max_headers`, `max_header_bytes` and `header_read_timeout_ms` (slow or idle
+/// clients are cut off). Returns the open connections, to be drained.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: &LimitsConfig,
+    shutdown: &CancellationToken,
+) -> GracefulShutdown {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8_192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Duration::from_secs(30));
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(app.clone()),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    graceful
 }
 
 fn elapsed_ms(d: Duration) -> u64 {

@@ -33,6 +33,10 @@ pub enum ProblemKind {
     KafkaUnavailable,
     /// The intake queue is full.
     Overloaded,
+    /// The service sent more events per second than its limit.
+    RateLimited,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     /// Kafka did not acknowledge and the DLQ store could not take the event either.
     StoreUnavailable,
     /// The proxy is shutting down.
@@ -71,6 +75,8 @@ impl ProblemKind {
             Self::KafkaRejected => "kafka-rejected",
             Self::KafkaUnavailable => "kafka-unavailable",
             Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate-limited",
+            Self::RequestTimeout => "request-timeout",
             Self::StoreUnavailable => "store-unavailable",
             Self::ShuttingDown => "shutting-down",
             Self::InvalidRequest => "invalid-request",
@@ -96,7 +102,8 @@ impl ProblemKind {
             Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
             Self::UnsupportedMediaType => 415,
             Self::InvalidEvent | Self::InvalidTopic | Self::KafkaRejected => 422,
-            Self::Overloaded => 429,
+            Self::Overloaded | Self::RateLimited => 429,
+            Self::RequestTimeout => 408,
             Self::KafkaUnavailable | Self::ShuttingDown | Self::StoreUnavailable => 503,
             Self::Internal => 500,
         }
@@ -117,6 +124,8 @@ impl ProblemKind {
             Self::KafkaRejected => "Kafka refused the event; sending it again will not help",
             Self::KafkaUnavailable => "Kafka did not acknowledge the event; it was not accepted",
             Self::Overloaded => "The proxy is at capacity; retry later",
+            Self::RateLimited => "The service is over its event rate; retry later",
+            Self::RequestTimeout => "The request body did not arrive in time",
             Self::StoreUnavailable => {
                 "Neither Kafka nor the DLQ store took the event; it was not accepted"
             }
@@ -141,7 +150,12 @@ impl ProblemKind {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            Self::KafkaUnavailable | Self::Overloaded | Self::ShuttingDown | Self::StoreUnavailable
+            Self::KafkaUnavailable
+                | Self::Overloaded
+                | Self::RateLimited
+                | Self::RequestTimeout
+                | Self::ShuttingDown
+                | Self::StoreUnavailable
         )
     }
 }

@@ -2,8 +2,10 @@
 //! whole-request refusals (wrong media type, unreadable or oversized body, empty or oversized
 //! batch). Per-event refusals are left to the caller, so one bad event does not sink a batch.
 
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use courier_shared::{Event, EventError, ProblemKind};
 
@@ -64,22 +66,38 @@ pub enum Parsed {
     Batch(Vec<Result<Event, EventError>>),
 }
 
-/// Maps axum's body rejection to a problem: too large is 413, anything else (a client that
-/// hung up, a broken chunked encoding) is 400.
-pub fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ProblemKind::PayloadTooLarge,
-                format!("the body exceeds {limit} bytes"),
-            )
-        } else {
-            ApiError::new(
-                ProblemKind::MalformedJson,
-                format!("the body could not be read: {rejection}"),
-            )
+/// Reads the whole body within `timeout` and `limit`: too slow is 408, too large is 413,
+/// anything else (a client that hung up, a broken chunked encoding) is 400.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_elapsed) => Err(ApiError::new(
+            ProblemKind::RequestTimeout,
+            format!(
+                "the body did not arrive within {} ms; nothing was accepted",
+                timeout.as_millis()
+            ),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body exceeds {limit} bytes"),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            ProblemKind::MalformedJson,
+            format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
-    })
+        source = err.source();
+    }
+    false
 }
 
 /// Parses `body` as `format`, refusing what cannot be answered per event.

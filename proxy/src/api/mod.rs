@@ -3,6 +3,7 @@
 pub mod body;
 pub mod dedupe;
 pub mod publish;
+pub mod rate;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ struct Inner {
     admin_token: Option<String>,
     policy_version: std::sync::atomic::AtomicI64,
     dedupe: dedupe::DedupeWindow,
+    rate_limits: Option<rate::ServiceLimits>,
     shutdown: CancellationToken,
 }
 
@@ -73,6 +75,7 @@ pub struct Parts {
 impl AppState {
     /// Bundles the components.
     pub fn new(p: Parts) -> Self {
+        let rate_limits = rate::ServiceLimits::new(p.limits.service_events_per_sec);
         let dedupe = dedupe::DedupeWindow::new(
             std::time::Duration::from_secs(p.delivery.dedupe_window_secs),
             p.delivery.dedupe_capacity,
@@ -88,6 +91,7 @@ impl AppState {
             admin_token: p.admin_token,
             policy_version: std::sync::atomic::AtomicI64::new(p.policy_version),
             dedupe,
+            rate_limits,
             shutdown: p.shutdown,
         }))
     }
@@ -95,6 +99,11 @@ impl AppState {
     /// A shared handle on the topic manager.
     pub fn topics_handle(&self) -> Arc<TopicManager> {
         self.0.topics.clone()
+    }
+
+    /// Per-service event rate limits, when configured.
+    pub fn rate_limits(&self) -> Option<&rate::ServiceLimits> {
+        self.0.rate_limits.as_ref()
     }
 
     /// Recently accepted events, for idempotent publish.

@@ -5,18 +5,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use courier_shared::topic::service_of;
 use courier_shared::{Event, EventError, KafkaRecord, Problem, ProblemKind, to_record};
 use futures::future::join_all;
 use serde::Serialize;
 
 use super::AppState;
-use super::body::{BodyFormat, Parsed, body_bytes, event_error, parse};
+use super::body::{BodyFormat, Parsed, event_error, parse, read_body};
 use super::dedupe::Remembered;
 use crate::delivery::{Delivered, DeliveryError, Outgoing};
 use crate::dlq::NewEntry;
@@ -145,7 +144,7 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
 pub async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     handle(&state, &headers, body, None).await
 }
@@ -155,7 +154,7 @@ pub async fn publish_to_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     courier_shared::topic::validate_topic_name(&topic)
         .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))?;
@@ -165,7 +164,7 @@ pub async fn publish_to_topic(
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     topic: Option<String>,
 ) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
@@ -173,7 +172,12 @@ async fn handle(
     }
     let format = BodyFormat::from_headers(headers)?;
     let limits = state.limits();
-    let body = body_bytes(body, limits.max_body_bytes)?;
+    let body = read_body(
+        body,
+        limits.max_body_bytes,
+        std::time::Duration::from_millis(limits.body_read_timeout_ms),
+    )
+    .await?;
     let max_events = limits.max_batch_events;
     // Parsing a large body takes milliseconds: keep it off the async workers.
     let parsed = if body.len() > PARSE_INLINE_BYTES {
@@ -301,7 +305,8 @@ pub async fn process(
             .and_then(|service| {
                 let checked = policy
                     .check(&service, &topic)
-                    .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()));
+                    .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()))
+                    .and_then(|()| rate_limit(state, &service));
                 labels[index].0 = service;
                 checked
             });
@@ -513,6 +518,23 @@ pub async fn process(
             })
         })
         .collect()
+}
+
+/// Takes one event from `service`'s rate limit, if there is one.
+fn rate_limit(state: &AppState, service: &str) -> Result<(), ApiError> {
+    let Some(limits) = state.rate_limits() else {
+        return Ok(());
+    };
+    limits.check(service).map_err(|wait| {
+        ApiError::new(
+            ProblemKind::RateLimited,
+            format!(
+                "service `{service}` is over its limit of {} events/s; nothing of this event was accepted",
+                state.limits().service_events_per_sec
+            ),
+        )
+        .retry_after(wait.as_secs().max(1))
+    })
 }
 
 /// Bytes the record takes in a Kafka batch, near enough for a limit check.
