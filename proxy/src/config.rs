@@ -79,6 +79,18 @@ pub struct Config {
     pub dlq: DlqConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// HTTPS on the listener; unset: plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The listener's certificate (HTTPS with rustls: TLS 1.2 and 1.3, HTTP/2 by ALPN).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_path: std::path::PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: std::path::PathBuf,
 }
 
 /// The admin API's credential.
@@ -99,6 +111,7 @@ impl Default for Config {
             topics: TopicPolicy::default(),
             dlq: DlqConfig::default(),
             admin: AdminConfig::default(),
+            tls: None,
         }
     }
 }

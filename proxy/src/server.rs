@@ -14,9 +14,10 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, AppState, Parts};
-use crate::config::{Config, LimitsConfig};
+use crate::config::{Config, LimitsConfig, TlsConfig};
 use crate::delivery::Pipeline;
 use crate::dlq::{DlqStore, RetryScheduler, StoreError};
 use crate::topics::TopicManager;
@@ -33,6 +34,9 @@ pub enum ServerError {
     /// The DLQ store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The listener's certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The topic policy is not valid.
     #[error("topic policy: {0}")]
     Policy(#[from] courier_shared::PolicyError),
@@ -80,6 +84,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let state = build_state(&config, shutdown.clone()).await?;
     let scheduler = state.dlq().map(|store| {
         let scheduler = RetryScheduler::new(
@@ -117,6 +122,7 @@ pub async fn run(
     let app = api::router(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
+        https = tls.is_some(),
         bootstrap_servers = %config.kafka.bootstrap_servers,
         dlq = if config.dlq.enabled { config.dlq.url.as_str() } else { "disabled" },
         "courier proxy started"
@@ -127,7 +133,7 @@ pub async fn run(
     let grace =
         Duration::from_millis(config.delivery.ack_timeout_ms + config.delivery.enqueue_wait_ms)
             + Duration::from_secs(5);
-    let connections = serve(listener, app, &config.limits, &shutdown).await;
+    let connections = serve(listener, app, &config.limits, tls, &shutdown).await;
     if tokio::time::timeout(grace, connections.shutdown())
         .await
         .is_err()
@@ -157,21 +163,24 @@ pub async fn run(
     Ok(())
 }
 
-/// Accepts connections until `shutdown`, each served by hyper (HTTP/1.1 and HTTP/2) within
-/// the connection limits: at most `max_connections` open (more wait in the listen backlog),
-/// heads within `max_headers`, `max_header_bytes` and `header_read_timeout_ms` (slow or idle
-/// clients are cut off). Returns the open connections, to be drained.
+/// Accepts connections until `shutdown`, each served by hyper (HTTP/1.1 and HTTP/2, over TLS
+/// when `tls` is given) within the connection limits: at most `max_connections` open (more
+/// wait in the listen backlog), heads within `max_headers`, `max_header_bytes` and
+/// `header_read_timeout_ms` (slow or idle clients are cut off; a TLS handshake gets as long).
+/// Returns the open connections, to be drained.
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: &LimitsConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: &CancellationToken,
 ) -> GracefulShutdown {
     let mut builder = Builder::new(TokioExecutor::new());
+    let head_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .header_read_timeout(head_timeout)
         .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_bytes.max(8_192));
     builder
@@ -204,21 +213,71 @@ async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(app.clone()),
-            )
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, app, watcher, tls) = (
+            builder.clone(),
+            app.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => serve_io(&builder, stream, app, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_io(&builder, stream, app, watcher).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake: {e}").into()),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);
         });
     }
     graceful
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve_io<I>(
+    builder: &Builder<TokioExecutor>,
+    io: I,
+    app: axum::Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), BoxError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(app));
+    watcher.watch(connection.into_owned()).await
+}
+
+/// The TLS acceptor of `tls.cert_path` and `tls.key_path`.
+pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| ServerError::Tls(format!("{what}: {e}"));
+    let certs = CertificateDer::pem_file_iter(&tls.cert_path)
+        .map_err(|e| bad(&tls.cert_path.display().to_string(), &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&tls.cert_path.display().to_string(), &e))?;
+    if certs.is_empty() {
+        return Err(bad(&tls.cert_path.display().to_string(), &"no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_path)
+        .map_err(|e| bad(&tls.key_path.display().to_string(), &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate and key", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn elapsed_ms(d: Duration) -> u64 {
