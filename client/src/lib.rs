@@ -41,6 +41,7 @@
 //! # impl std::fmt::Display for OrderError {
 //! #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
 //! # }
+//! # impl std::error::Error for OrderError {}
 //! # struct Order { id: u64 }
 //! #[derive(serde::Serialize)]
 //! struct Placed { order: u64 }
