@@ -99,17 +99,21 @@ pub fn expand(mode: Mode, attr: TokenStream, item: TokenStream) -> syn::Result<T
                 None => quote! { ::core::option::Option::None },
             };
             let function = sig.ident.to_string();
+            // An error that is not `Display` is reported at the return type.
+            let event = quote_spanned! {ret.span()=>
+                let __courier_event = ::courier::__private::error_event(
+                    #errortype,
+                    #ty,
+                    __courier_error,
+                    #function,
+                    ::core::module_path!(),
+                    __courier_fields,
+                );
+            };
             let epilogue = quote! {
                 if let ::core::result::Result::Err(__courier_error) = &__courier_result {
                     #client
-                    let __courier_event = ::courier::__private::error_event(
-                        #errortype,
-                        #ty,
-                        __courier_error,
-                        #function,
-                        ::core::module_path!(),
-                        __courier_fields,
-                    );
+                    #event
                     #enqueue
                 }
             };
@@ -122,10 +126,14 @@ pub fn expand(mode: Mode, attr: TokenStream, item: TokenStream) -> syn::Result<T
                     "`#[courier::publish]` needs the event type: `#[courier::publish(type = \"order.created\")]`",
                 ));
             };
+            // A value that is not `Serialize` is reported at the return type.
+            let event = quote_spanned! {ret.span()=>
+                let __courier_event = ::courier::__private::ok_event(#ty, __courier_value);
+            };
             let epilogue = quote! {
                 if let ::core::result::Result::Ok(__courier_value) = &__courier_result {
                     #client
-                    let __courier_event = ::courier::__private::ok_event(#ty, __courier_value);
+                    #event
                     #enqueue
                 }
             };
