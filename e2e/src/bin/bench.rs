@@ -1,7 +1,8 @@
 //! `courier-bench`: the same events through the proxy (single-event and batched POSTs at a
 //! fixed concurrency) and through a direct rdkafka producer with the proxy's own producer
 //! settings, in one run against one cluster; prints events/s and latency percentiles side by
-//! side with the ratio to the direct producer.
+//! side with the ratio to the direct producer. `--mode client` compares the Rust client with
+//! batched POSTs instead, and `--mode dlq` measures the DLQ store.
 //!
 //! The proxy runs as a separate process (the `courier-proxy` binary next to this one, built
 //! with the same profile) unless `--proxy-url` points at a running one.
@@ -57,8 +58,13 @@ struct Args {
     payload_bytes: usize,
     /// `produce`: proxy vs direct producer. `dlq`: intake into the DLQ store with Kafka
     /// unreachable, then the drain rate once a proxy that reaches Kafka takes the store over.
+    /// `client`: the Rust client (batches of `--batch-size`, `--batch-concurrency` requests
+    /// in flight) vs batched POSTs of pre-built bodies with the same settings.
     #[arg(long, default_value = "produce")]
     mode: String,
+    /// Tasks calling `publish` at once in `client` mode.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
 }
 
 /// The figures of one scenario.
@@ -377,6 +383,10 @@ async fn main() -> anyhow::Result<()> {
         args.events, args.bootstrap
     );
 
+    if args.mode == "client" {
+        return client_bench(&args, &client, &base, &source).await;
+    }
+
     let singles: Vec<Vec<u8>> = (0..args.events)
         .map(|i| serde_json::to_vec(&event(&source, "single", i, &payload)))
         .collect::<Result<_, _>>()?;
@@ -448,6 +458,107 @@ async fn main() -> anyhow::Result<()> {
     let failed: usize = results.iter().map(|f| f.errors).sum();
     if failed > 0 {
         bail!("{failed} events were not acknowledged");
+    }
+    Ok(())
+}
+
+/// Batched POSTs of pre-built bodies, then the same events through one `courier::Client`
+/// (serialised, batched and answered inside the timing), side by side.
+async fn client_bench(
+    args: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    source: &str,
+) -> anyhow::Result<()> {
+    let payload = "p".repeat(args.payload_bytes);
+    let url = format!("{base}/v1/events");
+    let batches = batch_bodies(source, "raw", args.events, args.batch_size, &payload)?;
+    eprintln!(
+        "running: batched POSTs ({} per batch, concurrency {})",
+        args.batch_size, args.batch_concurrency
+    );
+    let raw = http_scenario(
+        "raw batched HTTP POST",
+        http,
+        &url,
+        "application/cloudevents-batch+json",
+        batches,
+        args.batch_size,
+        args.batch_concurrency,
+    )
+    .await;
+
+    eprintln!(
+        "running: courier::Client ({} publishers, batches of {}, {} requests in flight)",
+        args.publishers, args.batch_size, args.batch_concurrency
+    );
+    let service = source.trim_start_matches('/');
+    let client = courier::Client::builder(service)
+        .proxy(base)
+        .max_batch_events(args.batch_size)
+        .max_in_flight(args.batch_concurrency)
+        .buffer_capacity(args.batch_size * args.batch_concurrency * 4)
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let payload = Arc::new(payload);
+    let started = Instant::now();
+    let mut publishers = tokio::task::JoinSet::new();
+    for _ in 0..args.publishers.max(1) {
+        let (client, next, payload, events) =
+            (client.clone(), next.clone(), payload.clone(), args.events);
+        publishers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= events {
+                    return Ok::<_, courier::Error>(());
+                }
+                let event = courier::Event::new("bench.event")
+                    .id(format!("client-{i}"))
+                    .partition_key(format!("k{}", i % 1024))
+                    .data(&serde_json::json!({"i": i, "pad": payload.as_str()}));
+                client.publish(event).await?;
+            }
+        });
+    }
+    while let Some(done) = publishers.join_next().await {
+        done??;
+    }
+    client.shutdown().await;
+    let elapsed = started.elapsed();
+    let stats = client.stats();
+    let accepted = usize::try_from(stats.delivered + stats.stored)?;
+
+    println!();
+    println!(
+        "{:<26} {:>9} {:>7} {:>8} {:>11} {:>9} {:>9} {:>8}",
+        "scenario", "events", "errors", "secs", "events/s", "p50 ms", "p99 ms", "vs raw"
+    );
+    println!(
+        "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9.2} {:>9.2} {:>7.0}%",
+        raw.name,
+        raw.events,
+        raw.errors,
+        raw.elapsed.as_secs_f64(),
+        raw.rate(),
+        raw.ms(0.50),
+        raw.ms(0.99),
+        100.0
+    );
+    let client_rate = accepted as f64 / elapsed.as_secs_f64();
+    println!(
+        "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9} {:>9} {:>7.0}%",
+        "courier::Client publish",
+        args.events,
+        args.events - accepted,
+        elapsed.as_secs_f64(),
+        client_rate,
+        "-",
+        "-",
+        100.0 * client_rate / raw.rate()
+    );
+    eprintln!("client stats: {stats:?}");
+    if raw.errors > 0 || accepted != args.events {
+        bail!("not every event was acknowledged");
     }
     Ok(())
 }
