@@ -182,7 +182,10 @@ impl Client {
 
     pub(crate) fn from_builder(b: ClientBuilder) -> Result<Self, BuildError> {
         b.validate()?;
-        let source = b.source.clone().unwrap_or_else(|| format!("/{}", b.service));
+        let source = b
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("/{}", b.service));
         courier_shared::topic::service_of(&source)
             .map_err(|_| BuildError::BadService(source.clone()))?;
         for url in &b.urls {

@@ -353,10 +353,7 @@ mod tests {
             policy.topic_for(&e).unwrap(),
             "billing.error.payment-declined"
         );
-        assert_eq!(
-            e.data.unwrap().as_bytes(),
-            br#"{"message":"card expired"}"#
-        );
+        assert_eq!(e.data.unwrap().as_bytes(), br#"{"message":"card expired"}"#);
         let l = as_proxy_sees_it(Event::log(Level::Warn, "low stock").extension("shard", 3));
         assert_eq!(l.category, Category::Log);
         assert_eq!(l.ty, "log.warn");
@@ -375,10 +372,7 @@ mod tests {
             Event::new(""),
             Event::error("--", "no letters"),
         ] {
-            assert!(matches!(
-                bad.into_json("/s"),
-                Err(Error::InvalidEvent(_))
-            ));
+            assert!(matches!(bad.into_json("/s"), Err(Error::InvalidEvent(_))));
         }
     }
 

@@ -95,6 +95,11 @@ impl<T: ErrorType + ?Sized> ErrorType for Box<T> {
     }
 }
 
+/// The guide's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/clients.md")]
+mod guide {}
+
 static GLOBAL: OnceLock<Client> = OnceLock::new();
 
 /// Installs the client the attributes use when they have no `client = expr`. Only the first
@@ -150,10 +155,8 @@ pub mod __private {
         module: &str,
         fields: Vec<(&'static str, Value)>,
     ) -> Event {
-        let fields: serde_json::Map<String, Value> = fields
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let fields: serde_json::Map<String, Value> =
+            fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let data = serde_json::json!({
             "message": error.to_string(),
             "function": function,

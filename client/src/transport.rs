@@ -139,15 +139,15 @@ impl Transport {
                                 shared.complete(p, Ok(delivery));
                             }
                             "failed" => {
-                                last = r.problem.map_or_else(
-                                    || format!("HTTP {}", r.code),
-                                    |pb| pb.describe(),
-                                );
+                                last = r
+                                    .problem
+                                    .map_or_else(|| format!("HTTP {}", r.code), |pb| pb.describe());
                                 again.push(p);
                             }
                             _ => {
-                                let problem =
-                                    r.problem.map_or_else(|| r.status.clone(), |pb| pb.describe());
+                                let problem = r
+                                    .problem
+                                    .map_or_else(|| r.status.clone(), |pb| pb.describe());
                                 shared.complete(
                                     p,
                                     Err(Error::Refused {
@@ -217,7 +217,7 @@ impl Transport {
     /// proxy's `Retry-After`.
     fn wait_before(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let n = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
-        if attempt % n != 0 {
+        if !attempt.is_multiple_of(n) {
             return Duration::ZERO;
         }
         let round = (attempt / n).saturating_sub(1).min(20);

@@ -134,7 +134,10 @@ async fn a_503_is_retried_with_the_same_ids_after_retry_after() {
     );
     assert_eq!(a.id, "a");
     assert_eq!(a.topic, "shop.events");
-    assert!(matches!(a.status, DeliveryStatus::Delivered { partition: 1, .. }));
+    assert!(matches!(
+        a.status,
+        DeliveryStatus::Delivered { partition: 1, .. }
+    ));
     assert!(matches!(b.status, DeliveryStatus::Delivered { .. }));
     assert_eq!(fake.requests().len(), 2);
     assert_eq!(fake.ids(0), fake.ids(1), "the resend carries the same ids");
@@ -193,7 +196,10 @@ async fn a_proxy_that_does_not_answer_is_failed_over() {
         .unwrap();
     let started = Instant::now();
     for i in 0..50 {
-        client.publish(Event::new("t").id(format!("e{i}"))).await.unwrap();
+        client
+            .publish(Event::new("t").id(format!("e{i}")))
+            .await
+            .unwrap();
     }
     assert!(client.flush_timeout(Duration::from_secs(10)).await);
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -206,7 +212,9 @@ async fn a_proxy_that_does_not_answer_is_failed_over() {
 async fn a_full_buffer_errors_or_waits_as_configured() {
     let (fake, url) = Fake::start(|_, events| all_delivered(events)).await;
     // Hold every answer back: events stay in the buffer.
-    let held = fake.gate.forget_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    let held = fake
+        .gate
+        .forget_permits(tokio::sync::Semaphore::MAX_PERMITS);
     let failing = client(&[&url])
         .buffer_capacity(3)
         .on_full(FullBuffer::Error)
@@ -238,7 +246,10 @@ async fn a_full_buffer_errors_or_waits_as_configured() {
         async move { waiting.publish(Event::new("t").id("fourth")).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!fourth.is_finished(), "publish waits while the buffer is full");
+    assert!(
+        !fourth.is_finished(),
+        "publish waits while the buffer is full"
+    );
     assert_eq!(waiting.buffered(), 3);
     fake.gate.add_permits(held);
     tokio::time::timeout(Duration::from_secs(10), fourth)
@@ -257,9 +268,15 @@ async fn a_full_buffer_errors_or_waits_as_configured() {
 #[tokio::test]
 async fn shutdown_sends_what_is_buffered_and_then_refuses() {
     let (fake, url) = Fake::start(|_, events| all_delivered(events)).await;
-    let client = client(&[&url]).linger(Duration::from_secs(60)).build().unwrap();
+    let client = client(&[&url])
+        .linger(Duration::from_secs(60))
+        .build()
+        .unwrap();
     for i in 0..5 {
-        client.publish(Event::new("t").id(format!("s{i}"))).await.unwrap();
+        client
+            .publish(Event::new("t").id(format!("s{i}")))
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(10), client.shutdown())
@@ -280,7 +297,10 @@ async fn batches_respect_count_and_byte_limits() {
         .build()
         .unwrap();
     for i in 0..35 {
-        client.publish(Event::new("t").id(format!("n{i}"))).await.unwrap();
+        client
+            .publish(Event::new("t").id(format!("n{i}")))
+            .await
+            .unwrap();
     }
     let big = "x".repeat(3000);
     for i in 0..3 {

@@ -100,7 +100,10 @@ async fn attribute_events_land_on_their_topics_with_their_attributes() {
     assert_eq!(on(&events).len(), 10);
     for m in on(&declined) {
         assert_eq!(header(m, "ce_category").as_deref(), Some("error"));
-        assert_eq!(header(m, "ce_errortype").as_deref(), Some("payment-declined"));
+        assert_eq!(
+            header(m, "ce_errortype").as_deref(),
+            Some("payment-declined")
+        );
         assert_eq!(header(m, "ce_type").as_deref(), Some("charge.failed"));
         assert_eq!(header(m, "ce_source"), Some(format!("/{service}")));
         assert!(header(m, "ce_time").is_some());
@@ -124,7 +127,10 @@ async fn attribute_events_land_on_their_topics_with_their_attributes() {
         assert_eq!(d["order"].as_u64().unwrap() % 3, 0);
     }
     let bad = *on(&bad_input).first().expect("the parse error");
-    assert_eq!(header(bad, "ce_type").as_deref(), Some("parse_quantity.failed"));
+    assert_eq!(
+        header(bad, "ce_type").as_deref(),
+        Some("parse_quantity.failed")
+    );
     assert_eq!(data(bad)["function"], "parse_quantity");
 
     let log = &seen[&logged.id];
@@ -246,7 +252,9 @@ async fn the_client_fails_over_between_two_proxies() {
     let a = TestProxy::start(|_| {}).await;
     let b = TestProxy::start(|_| {}).await;
     let service = unique("failover");
-    let client = client_for(&service, &[a.url(""), b.url("")]).build().unwrap();
+    let client = client_for(&service, &[a.url(""), b.url("")])
+        .build()
+        .unwrap();
     let (ids, _) = paced_load(&client, 4_000, async || a.stop().await).await;
     account("failover", &client, &format!("{service}.events"), &ids).await;
     assert!(client.stats().resent > 0, "the stop was felt");
@@ -276,7 +284,10 @@ async fn a_full_buffer_waits_or_errors_as_configured() {
     for client in [&erroring, &waiting] {
         for _ in 0..50 {
             let id = uuid::Uuid::now_v7().to_string();
-            client.publish(Event::new("t").id(id.clone())).await.unwrap();
+            client
+                .publish(Event::new("t").id(id.clone()))
+                .await
+                .unwrap();
             ids.push(id);
         }
     }
@@ -294,7 +305,10 @@ async fn a_full_buffer_waits_or_errors_as_configured() {
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!blocked.is_finished(), "publish waits while the buffer is full");
+    assert!(
+        !blocked.is_finished(),
+        "publish waits while the buffer is full"
+    );
     assert_eq!(waiting.buffered(), 50);
 
     let proxy = TestProxy::start(move |c| c.listen = addr).await;

@@ -22,8 +22,8 @@ pub fn expand(item: TokenStream) -> syn::Result<TokenStream> {
                 .iter()
                 .map(|v| {
                     let ident = &v.ident;
-                    let errortype = explicit(&v.attrs)?
-                        .unwrap_or_else(|| ident.to_string().to_kebab_case());
+                    let errortype =
+                        explicit(&v.attrs)?.unwrap_or_else(|| ident.to_string().to_kebab_case());
                     Ok(quote! { Self::#ident { .. } => #errortype, })
                 })
                 .collect::<syn::Result<Vec<_>>>()?;

@@ -47,7 +47,10 @@ pub fn expand(mode: Mode, attr: TokenStream, item: TokenStream) -> syn::Result<T
     if let Some(c) = &func.sig.constness {
         return Err(syn::Error::new(
             c.span(),
-            format!("`#[courier::{}]` cannot apply to a `const fn`", allowed.attribute),
+            format!(
+                "`#[courier::{}]` cannot apply to a `const fn`",
+                allowed.attribute
+            ),
         ));
     }
 
@@ -155,9 +158,7 @@ pub fn expand(mode: Mode, attr: TokenStream, item: TokenStream) -> syn::Result<T
 /// The function's return type, which must be a `Result` (`Result<T, E>`, `io::Result<T>`,
 /// `anyhow::Result<T>`: any path ending in `Result`).
 fn result_type<'a>(func: &'a ItemFn, attribute: &str) -> syn::Result<&'a Type> {
-    let message = format!(
-        "`#[courier::{attribute}]` needs a function returning `Result<_, _>`"
-    );
+    let message = format!("`#[courier::{attribute}]` needs a function returning `Result<_, _>`");
     match &func.sig.output {
         ReturnType::Type(_, ty) => {
             let is_result = matches!(&**ty, Type::Path(p)

@@ -12,7 +12,10 @@ enum OrderError {
     OutOfStock,
     PaymentDeclined(#[allow(dead_code)] String),
     #[courier(errortype = "fraud")]
-    Suspicious { #[allow(dead_code)] score: u8 },
+    Suspicious {
+        #[allow(dead_code)]
+        score: u8,
+    },
 }
 
 impl std::fmt::Display for OrderError {
@@ -55,8 +58,9 @@ fn reserve(client: &Client, order: Order) -> Result<u32, OrderError> {
     if order.qty == 0 {
         return Err(OrderError::OutOfStock);
     }
-    drop(order);
-    Ok(1)
+    // The body may consume an argument the fields read: they were taken on entry.
+    let owned = order;
+    Ok(owned.qty)
 }
 
 #[courier::publish_errors(client = client, errortype = "parse-failed")]
@@ -95,7 +99,7 @@ fn derived_error_types_name_the_variant_or_type() {
 #[tokio::test]
 async fn sync_functions_keep_their_result_and_enqueue_only_on_err() {
     let client = offline_client();
-    assert_eq!(reserve(&client, Order { id: 1, qty: 2 }).unwrap(), 1);
+    assert_eq!(reserve(&client, Order { id: 1, qty: 2 }).unwrap(), 2);
     assert_eq!(client.stats().published, 0);
     assert!(matches!(
         reserve(&client, Order { id: 2, qty: 0 }),
@@ -136,7 +140,10 @@ async fn without_a_client_argument_the_global_client_is_used() {
     assert!(with_the_global_client(true).is_err());
     let client = offline_client();
     courier::set_global(client.clone()).unwrap();
-    assert!(courier::set_global(offline_client()).is_err(), "installed once");
+    assert!(
+        courier::set_global(offline_client()).is_err(),
+        "installed once"
+    );
     assert!(with_the_global_client(false).is_ok());
     assert!(with_the_global_client(true).is_err());
     assert_eq!(client.stats().published, 1);
