@@ -65,6 +65,9 @@ struct Args {
     /// Tasks calling `publish` at once in `client` mode.
     #[arg(long, default_value_t = 4)]
     publishers: usize,
+    /// Rounds of (batched POSTs, client) in `client` mode.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
 }
 
 /// The figures of one scenario.
@@ -462,8 +465,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Batched POSTs of pre-built bodies, then the same events through one `courier::Client`
-/// (serialised, batched and answered inside the timing), side by side.
+/// Batched POSTs of pre-built bodies and the same events through one `courier::Client`
+/// (serialised, batched and answered inside the timing), alternating for `--rounds` rounds so
+/// that both see the same load on a shared machine; prints each round and the totals.
 async fn client_bench(
     args: &Args,
     http: &reqwest::Client,
@@ -472,26 +476,6 @@ async fn client_bench(
 ) -> anyhow::Result<()> {
     let payload = "p".repeat(args.payload_bytes);
     let url = format!("{base}/v1/events");
-    let batches = batch_bodies(source, "raw", args.events, args.batch_size, &payload)?;
-    eprintln!(
-        "running: batched POSTs ({} per batch, concurrency {})",
-        args.batch_size, args.batch_concurrency
-    );
-    let raw = http_scenario(
-        "raw batched HTTP POST",
-        http,
-        &url,
-        "application/cloudevents-batch+json",
-        batches,
-        args.batch_size,
-        args.batch_concurrency,
-    )
-    .await;
-
-    eprintln!(
-        "running: courier::Client ({} publishers, batches of {}, {} requests in flight)",
-        args.publishers, args.batch_size, args.batch_concurrency
-    );
     let service = source.trim_start_matches('/');
     let client = courier::Client::builder(service)
         .proxy(base)
@@ -499,13 +483,122 @@ async fn client_bench(
         .max_in_flight(args.batch_concurrency)
         .buffer_capacity(args.batch_size * args.batch_concurrency * 4)
         .build()?;
+    // (name, events, errors, secs)
+    let mut rows: Vec<(String, usize, usize, f64)> = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let batches = batch_bodies(
+            source,
+            &format!("raw{round}"),
+            args.events,
+            args.batch_size,
+            &payload,
+        )?;
+        eprintln!(
+            "round {round}: batched POSTs ({} per batch, concurrency {})",
+            args.batch_size, args.batch_concurrency
+        );
+        let raw = http_scenario(
+            "raw batched HTTP POST",
+            http,
+            &url,
+            "application/cloudevents-batch+json",
+            batches,
+            args.batch_size,
+            args.batch_concurrency,
+        )
+        .await;
+        rows.push((
+            format!("raw batched POST, round {round}"),
+            raw.events,
+            raw.errors,
+            raw.elapsed.as_secs_f64(),
+        ));
+        eprintln!(
+            "round {round}: courier::Client ({} publishers, batches of {}, {} requests in flight)",
+            args.publishers, args.batch_size, args.batch_concurrency
+        );
+        let before = client.stats();
+        let started = Instant::now();
+        publish_all(&client, args, &format!("client{round}"), &payload).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let after = client.stats();
+        let accepted =
+            usize::try_from((after.delivered + after.stored) - (before.delivered + before.stored))?;
+        rows.push((
+            format!("courier::Client, round {round}"),
+            args.events,
+            args.events - accepted,
+            secs,
+        ));
+    }
+    client.shutdown().await;
+
+    let total = |prefix: &str| {
+        let (mut events, mut errors, mut secs) = (0, 0, 0.0);
+        for (name, e, err, s) in &rows {
+            if name.starts_with(prefix) {
+                events += e;
+                errors += err;
+                secs += s;
+            }
+        }
+        (events, errors, secs)
+    };
+    let raw_total = total("raw");
+    let client_total = total("courier");
+    let rate = |(events, errors, secs): (usize, usize, f64)| (events - errors) as f64 / secs;
+    let raw_rate = rate(raw_total);
+    println!();
+    println!(
+        "{:<32} {:>9} {:>7} {:>8} {:>11} {:>8}",
+        "scenario", "events", "errors", "secs", "events/s", "vs raw"
+    );
+    rows.push((
+        "raw batched POST, all rounds".into(),
+        raw_total.0,
+        raw_total.1,
+        raw_total.2,
+    ));
+    rows.push((
+        "courier::Client, all rounds".into(),
+        client_total.0,
+        client_total.1,
+        client_total.2,
+    ));
+    for (name, events, errors, secs) in &rows {
+        let r = rate((*events, *errors, *secs));
+        println!(
+            "{name:<32} {events:>9} {errors:>7} {secs:>8.2} {r:>11.0} {:>7.0}%",
+            100.0 * r / raw_rate
+        );
+    }
+    eprintln!("client stats: {:?}", client.stats());
+    if raw_total.1 + client_total.1 > 0 {
+        bail!("not every event was acknowledged");
+    }
+    Ok(())
+}
+
+/// Publishes `--events` events through `client` from `--publishers` tasks and waits until
+/// each has its outcome.
+async fn publish_all(
+    client: &courier::Client,
+    args: &Args,
+    scenario: &str,
+    payload: &str,
+) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
-    let payload = Arc::new(payload);
-    let started = Instant::now();
+    let payload: Arc<str> = payload.into();
+    let scenario: Arc<str> = scenario.into();
     let mut publishers = tokio::task::JoinSet::new();
     for _ in 0..args.publishers.max(1) {
-        let (client, next, payload, events) =
-            (client.clone(), next.clone(), payload.clone(), args.events);
+        let (client, next, payload, scenario, events) = (
+            client.clone(),
+            next.clone(),
+            payload.clone(),
+            scenario.clone(),
+            args.events,
+        );
         publishers.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -513,9 +606,9 @@ async fn client_bench(
                     return Ok::<_, courier::Error>(());
                 }
                 let event = courier::Event::new("bench.event")
-                    .id(format!("client-{i}"))
+                    .id(format!("{scenario}-{i}"))
                     .partition_key(format!("k{}", i % 1024))
-                    .data(&serde_json::json!({"i": i, "pad": payload.as_str()}));
+                    .data(&serde_json::json!({"i": i, "pad": &*payload}));
                 client.publish(event).await?;
             }
         });
@@ -523,43 +616,7 @@ async fn client_bench(
     while let Some(done) = publishers.join_next().await {
         done??;
     }
-    client.shutdown().await;
-    let elapsed = started.elapsed();
-    let stats = client.stats();
-    let accepted = usize::try_from(stats.delivered + stats.stored)?;
-
-    println!();
-    println!(
-        "{:<26} {:>9} {:>7} {:>8} {:>11} {:>9} {:>9} {:>8}",
-        "scenario", "events", "errors", "secs", "events/s", "p50 ms", "p99 ms", "vs raw"
-    );
-    println!(
-        "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9.2} {:>9.2} {:>7.0}%",
-        raw.name,
-        raw.events,
-        raw.errors,
-        raw.elapsed.as_secs_f64(),
-        raw.rate(),
-        raw.ms(0.50),
-        raw.ms(0.99),
-        100.0
-    );
-    let client_rate = accepted as f64 / elapsed.as_secs_f64();
-    println!(
-        "{:<26} {:>9} {:>7} {:>8.2} {:>11.0} {:>9} {:>9} {:>7.0}%",
-        "courier::Client publish",
-        args.events,
-        args.events - accepted,
-        elapsed.as_secs_f64(),
-        client_rate,
-        "-",
-        "-",
-        100.0 * client_rate / raw.rate()
-    );
-    eprintln!("client stats: {stats:?}");
-    if raw.errors > 0 || accepted != args.events {
-        bail!("not every event was acknowledged");
-    }
+    client.flush().await;
     Ok(())
 }
 
