@@ -115,6 +115,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Reports an event the proxy accepted; the delivery result is only built for a waiter.
+    pub(crate) fn accept(&self, p: Pending, status: crate::DeliveryStatus, topic: Option<String>) {
+        if p.waiter.is_none() {
+            match status {
+                crate::DeliveryStatus::Delivered { .. } => self.stats.delivered.add(1),
+                crate::DeliveryStatus::Stored => self.stats.stored.add(1),
+            }
+            self.permits.add_permits(1);
+            return;
+        }
+        let delivery = Delivery {
+            id: p.id.clone(),
+            topic: topic.unwrap_or_default(),
+            status,
+        };
+        self.complete(p, Ok(delivery));
+    }
+
     /// Reports an event's final outcome and frees its slot in the buffer.
     pub(crate) fn complete(&self, p: Pending, outcome: Result<Delivery, Error>) {
         match &outcome {
@@ -419,42 +437,48 @@ impl Batcher {
     async fn run(mut self) {
         let mut batch: Vec<Pending> = Vec::new();
         let mut bytes = 0;
-        let mut deadline: Option<Instant> = None;
+        let mut incoming: Vec<Msg> = Vec::with_capacity(256);
+        // One timer, re-armed for each new batch: the linger of its first event.
+        let linger = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(linger);
+        let mut armed = false;
         loop {
-            let msg = match deadline {
-                None => self.rx.recv().await,
-                Some(at) => match tokio::time::timeout_at(at, self.rx.recv()).await {
-                    Ok(m) => m,
-                    Err(_) => {
+            tokio::select! {
+                biased;
+                received = self.rx.recv_many(&mut incoming, 256) => {
+                    if received == 0 {
+                        // Every handle is gone: send what is left, then stop.
                         self.dispatch(&mut batch, &mut bytes).await;
-                        deadline = None;
-                        continue;
+                        return;
                     }
-                },
-            };
-            match msg {
-                Some(Msg::Event(p)) => {
-                    if !batch.is_empty() && bytes + p.json.len() + 1 > self.max_bytes {
-                        self.dispatch(&mut batch, &mut bytes).await;
-                    }
-                    bytes += p.json.len() + 1;
-                    batch.push(p);
-                    if batch.len() >= self.max_events || bytes >= self.max_bytes {
-                        self.dispatch(&mut batch, &mut bytes).await;
-                        deadline = None;
-                    } else if deadline.is_none() {
-                        deadline = Some(Instant::now() + self.linger);
+                    for msg in incoming.drain(..) {
+                        match msg {
+                            Msg::Event(p) => {
+                                if !batch.is_empty() && bytes + p.json.len() + 1 > self.max_bytes {
+                                    self.dispatch(&mut batch, &mut bytes).await;
+                                    armed = false;
+                                }
+                                bytes += p.json.len() + 1;
+                                batch.push(p);
+                                if batch.len() >= self.max_events || bytes >= self.max_bytes {
+                                    self.dispatch(&mut batch, &mut bytes).await;
+                                    armed = false;
+                                } else if !armed {
+                                    linger.as_mut().reset(Instant::now() + self.linger);
+                                    armed = true;
+                                }
+                            }
+                            Msg::Flush(reply) => {
+                                self.dispatch(&mut batch, &mut bytes).await;
+                                armed = false;
+                                let _ = reply.send(self.next_batch);
+                            }
+                        }
                     }
                 }
-                Some(Msg::Flush(reply)) => {
+                () = &mut linger, if armed => {
                     self.dispatch(&mut batch, &mut bytes).await;
-                    deadline = None;
-                    let _ = reply.send(self.next_batch);
-                }
-                None => {
-                    // Every handle is gone: send what is left, then stop.
-                    self.dispatch(&mut batch, &mut bytes).await;
-                    return;
+                    armed = false;
                 }
             }
         }

@@ -18,7 +18,7 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 
 use crate::client::{Pending, Shared};
-use crate::error::{Delivery, DeliveryStatus, Error};
+use crate::error::{DeliveryStatus, Error};
 
 /// Content type of a JSON batch of CloudEvents.
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
@@ -131,12 +131,7 @@ impl Transport {
                                     }
                                     _ => DeliveryStatus::Stored,
                                 };
-                                let delivery = Delivery {
-                                    id: p.id.clone(),
-                                    topic: r.topic.unwrap_or_default(),
-                                    status,
-                                };
-                                shared.complete(p, Ok(delivery));
+                                shared.accept(p, status, r.topic);
                             }
                             "failed" => {
                                 last = r

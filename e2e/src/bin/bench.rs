@@ -579,6 +579,13 @@ async fn client_bench(
     Ok(())
 }
 
+/// The data of a bench event, as a service would declare it.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    i: usize,
+    pad: &'a str,
+}
+
 /// Publishes `--events` events through `client` from `--publishers` tasks and waits until
 /// each has its outcome.
 async fn publish_all(
@@ -608,7 +615,7 @@ async fn publish_all(
                 let event = courier::Event::new("bench.event")
                     .id(format!("{scenario}-{i}"))
                     .partition_key(format!("k{}", i % 1024))
-                    .data(&serde_json::json!({"i": i, "pad": &*payload}));
+                    .data(&Payload { i, pad: &payload });
                 client.publish(event).await?;
             }
         });
