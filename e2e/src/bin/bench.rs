@@ -486,13 +486,7 @@ async fn client_bench(
     // (name, events, errors, secs)
     let mut rows: Vec<(String, usize, usize, f64)> = Vec::new();
     for round in 1..=args.rounds.max(1) {
-        let batches = batch_bodies(
-            source,
-            &format!("raw{round}"),
-            args.events,
-            args.batch_size,
-            &payload,
-        )?;
+        let batches = client_shaped_bodies(source, &format!("raw{round}"), args, &payload)?;
         eprintln!(
             "round {round}: batched POSTs ({} per batch, concurrency {})",
             args.batch_size, args.batch_concurrency
@@ -577,6 +571,31 @@ async fn client_bench(
         bail!("not every event was acknowledged");
     }
     Ok(())
+}
+
+/// Batch bodies of the events the client sends: the same attributes, `time` included.
+fn client_shaped_bodies(
+    source: &str,
+    scenario: &str,
+    args: &Args,
+    payload: &str,
+) -> serde_json::Result<Vec<Vec<u8>>> {
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    (0..args.events)
+        .collect::<Vec<_>>()
+        .chunks(args.batch_size)
+        .map(|c| {
+            let batch: Vec<_> = c
+                .iter()
+                .map(|i| {
+                    let mut e = event(source, scenario, *i, payload);
+                    e["time"] = time.clone().into();
+                    e
+                })
+                .collect();
+            serde_json::to_vec(&batch)
+        })
+        .collect()
 }
 
 /// The data of a bench event, as a service would declare it.
