@@ -1,7 +1,8 @@
 //! `courier-bench`: the same events through the proxy (single-event and batched POSTs at a
 //! fixed concurrency) and through a direct rdkafka producer with the proxy's own producer
 //! settings, in one run against one cluster; prints events/s and latency percentiles side by
-//! side with the ratio to the direct producer.
+//! side with the ratio to the direct producer. `--mode client` compares the Rust client with
+//! batched POSTs instead, and `--mode dlq` measures the DLQ store.
 //!
 //! The proxy runs as a separate process (the `courier-proxy` binary next to this one, built
 //! with the same profile) unless `--proxy-url` points at a running one.
@@ -57,8 +58,16 @@ struct Args {
     payload_bytes: usize,
     /// `produce`: proxy vs direct producer. `dlq`: intake into the DLQ store with Kafka
     /// unreachable, then the drain rate once a proxy that reaches Kafka takes the store over.
+    /// `client`: the Rust client (batches of `--batch-size`, `--batch-concurrency` requests
+    /// in flight) vs batched POSTs of pre-built bodies with the same settings.
     #[arg(long, default_value = "produce")]
     mode: String,
+    /// Tasks calling `publish` at once in `client` mode.
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    /// Rounds of (batched POSTs, client) in `client` mode.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
 }
 
 /// The figures of one scenario.
@@ -377,6 +386,10 @@ async fn main() -> anyhow::Result<()> {
         args.events, args.bootstrap
     );
 
+    if args.mode == "client" {
+        return client_bench(&args, &client, &base, &source).await;
+    }
+
     let singles: Vec<Vec<u8>> = (0..args.events)
         .map(|i| serde_json::to_vec(&event(&source, "single", i, &payload)))
         .collect::<Result<_, _>>()?;
@@ -449,6 +462,187 @@ async fn main() -> anyhow::Result<()> {
     if failed > 0 {
         bail!("{failed} events were not acknowledged");
     }
+    Ok(())
+}
+
+/// Batched POSTs of pre-built bodies and the same events through one `courier::Client`
+/// (serialised, batched and answered inside the timing), alternating for `--rounds` rounds so
+/// that both see the same load on a shared machine; prints each round and the totals.
+async fn client_bench(
+    args: &Args,
+    http: &reqwest::Client,
+    base: &str,
+    source: &str,
+) -> anyhow::Result<()> {
+    let payload = "p".repeat(args.payload_bytes);
+    let url = format!("{base}/v1/events");
+    let service = source.trim_start_matches('/');
+    let client = courier::Client::builder(service)
+        .proxy(base)
+        .max_batch_events(args.batch_size)
+        .max_in_flight(args.batch_concurrency)
+        .buffer_capacity(args.batch_size * args.batch_concurrency * 4)
+        .build()?;
+    // (name, events, errors, secs)
+    let mut rows: Vec<(String, usize, usize, f64)> = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        let batches = client_shaped_bodies(source, &format!("raw{round}"), args, &payload)?;
+        eprintln!(
+            "round {round}: batched POSTs ({} per batch, concurrency {})",
+            args.batch_size, args.batch_concurrency
+        );
+        let raw = http_scenario(
+            "raw batched HTTP POST",
+            http,
+            &url,
+            "application/cloudevents-batch+json",
+            batches,
+            args.batch_size,
+            args.batch_concurrency,
+        )
+        .await;
+        rows.push((
+            format!("raw batched POST, round {round}"),
+            raw.events,
+            raw.errors,
+            raw.elapsed.as_secs_f64(),
+        ));
+        eprintln!(
+            "round {round}: courier::Client ({} publishers, batches of {}, {} requests in flight)",
+            args.publishers, args.batch_size, args.batch_concurrency
+        );
+        let before = client.stats();
+        let started = Instant::now();
+        publish_all(&client, args, &format!("client{round}"), &payload).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let after = client.stats();
+        let accepted =
+            usize::try_from((after.delivered + after.stored) - (before.delivered + before.stored))?;
+        rows.push((
+            format!("courier::Client, round {round}"),
+            args.events,
+            args.events - accepted,
+            secs,
+        ));
+    }
+    client.shutdown().await;
+
+    let total = |prefix: &str| {
+        let (mut events, mut errors, mut secs) = (0, 0, 0.0);
+        for (name, e, err, s) in &rows {
+            if name.starts_with(prefix) {
+                events += e;
+                errors += err;
+                secs += s;
+            }
+        }
+        (events, errors, secs)
+    };
+    let raw_total = total("raw");
+    let client_total = total("courier");
+    let rate = |(events, errors, secs): (usize, usize, f64)| (events - errors) as f64 / secs;
+    let raw_rate = rate(raw_total);
+    println!();
+    println!(
+        "{:<32} {:>9} {:>7} {:>8} {:>11} {:>8}",
+        "scenario", "events", "errors", "secs", "events/s", "vs raw"
+    );
+    rows.push((
+        "raw batched POST, all rounds".into(),
+        raw_total.0,
+        raw_total.1,
+        raw_total.2,
+    ));
+    rows.push((
+        "courier::Client, all rounds".into(),
+        client_total.0,
+        client_total.1,
+        client_total.2,
+    ));
+    for (name, events, errors, secs) in &rows {
+        let r = rate((*events, *errors, *secs));
+        println!(
+            "{name:<32} {events:>9} {errors:>7} {secs:>8.2} {r:>11.0} {:>7.0}%",
+            100.0 * r / raw_rate
+        );
+    }
+    eprintln!("client stats: {:?}", client.stats());
+    if raw_total.1 + client_total.1 > 0 {
+        bail!("not every event was acknowledged");
+    }
+    Ok(())
+}
+
+/// Batch bodies of the events the client sends: the same attributes, `time` included.
+fn client_shaped_bodies(
+    source: &str,
+    scenario: &str,
+    args: &Args,
+    payload: &str,
+) -> serde_json::Result<Vec<Vec<u8>>> {
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    (0..args.events)
+        .collect::<Vec<_>>()
+        .chunks(args.batch_size)
+        .map(|c| {
+            let batch: Vec<_> = c
+                .iter()
+                .map(|i| {
+                    let mut e = event(source, scenario, *i, payload);
+                    e["time"] = time.clone().into();
+                    e
+                })
+                .collect();
+            serde_json::to_vec(&batch)
+        })
+        .collect()
+}
+
+/// The data of a bench event, as a service would declare it.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    i: usize,
+    pad: &'a str,
+}
+
+/// Publishes `--events` events through `client` from `--publishers` tasks and waits until
+/// each has its outcome.
+async fn publish_all(
+    client: &courier::Client,
+    args: &Args,
+    scenario: &str,
+    payload: &str,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let payload: Arc<str> = payload.into();
+    let scenario: Arc<str> = scenario.into();
+    let mut publishers = tokio::task::JoinSet::new();
+    for _ in 0..args.publishers.max(1) {
+        let (client, next, payload, scenario, events) = (
+            client.clone(),
+            next.clone(),
+            payload.clone(),
+            scenario.clone(),
+            args.events,
+        );
+        publishers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= events {
+                    return Ok::<_, courier::Error>(());
+                }
+                let event = courier::Event::new("bench.event")
+                    .id(format!("{scenario}-{i}"))
+                    .partition_key(format!("k{}", i % 1024))
+                    .data(&Payload { i, pad: &payload });
+                client.publish(event).await?;
+            }
+        });
+    }
+    while let Some(done) = publishers.join_next().await {
+        done??;
+    }
+    client.flush().await;
     Ok(())
 }
 

@@ -1,0 +1,4 @@
+#[courier::publish_errors(errortype = "boom")]
+struct Order;
+
+fn main() {}
