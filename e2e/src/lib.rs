@@ -6,6 +6,7 @@
 //! port and uses unique service names, so tests run in parallel without sharing topics.
 
 pub mod chaos;
+pub mod sinks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
