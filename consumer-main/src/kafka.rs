@@ -132,15 +132,16 @@ pub fn event_of(m: &OwnedMessage) -> Result<Event, EventError> {
     })
 }
 
-/// Stores the offset after `m`; a partition revoked meanwhile refuses, and its new owner
-/// handles the record again.
+/// Stores the position after the record at `offset` (librdkafka's `rd_kafka_offset_store`
+/// adds the 1 itself); a partition revoked meanwhile refuses, and its new owner handles the
+/// record again.
 pub fn store_after<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     topic: &str,
     partition: i32,
     offset: i64,
 ) {
-    if let Err(e) = consumer.store_offset(topic, partition, offset + 1) {
+    if let Err(e) = consumer.store_offset(topic, partition, offset) {
         tracing::debug!(topic, partition, offset, error = %e, "offset not stored (partition revoked?)");
     }
 }

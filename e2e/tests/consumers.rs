@@ -12,7 +12,9 @@ use courier_consumer_es::splunk::{SplunkConfig, SplunkSink};
 use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
 use courier_consumer_main::dead_letter as dlt;
 use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Received};
-use courier_e2e::sinks::{ConsumerProcess, HecDouble, HecFault, es_node, es_url, es_wait_count, publish};
+use courier_e2e::sinks::{
+    ConsumerProcess, HecDouble, HecFault, es_node, es_url, es_wait_count, publish,
+};
 use courier_e2e::{TestProxy, bootstrap, consumer, header, unique};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::{Value, json};
@@ -87,7 +89,12 @@ impl Handler for Recorder {
         if e.data["flaky"] == true && attempt == 1 {
             return Err(HandlerError::retriable("database briefly away"));
         }
-        *self.handled.lock().unwrap().entry(e.event.id.clone()).or_default() += 1;
+        *self
+            .handled
+            .lock()
+            .unwrap()
+            .entry(e.event.id.clone())
+            .or_default() += 1;
         Ok(())
     }
 }
@@ -129,7 +136,11 @@ async fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessa
 
 fn raw_header(m: &OwnedMessage, name: &str) -> Vec<u8> {
     m.headers()
-        .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value.map(<[u8]>::to_vec)))
+        .and_then(|hs| {
+            hs.iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        })
         .unwrap_or_else(|| panic!("header {name} missing"))
 }
 
@@ -154,12 +165,19 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
         );
         let mut headers = rdkafka::message::OwnedHeaders::new();
         for (k, v) in &record.headers {
-            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v) });
+            headers = headers.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v),
+            });
         }
-        let r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> = rdkafka::producer::FutureRecord::to(&topic)
-            .payload(record.value.as_deref().unwrap_or_default())
-            .headers(headers);
-        producer.send(r, Duration::from_secs(10)).await.expect("duplicate written");
+        let r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
+            rdkafka::producer::FutureRecord::to(&topic)
+                .payload(record.value.as_deref().unwrap_or_default())
+                .headers(headers);
+        producer
+            .send(r, Duration::from_secs(10))
+            .await
+            .expect("duplicate written");
     }
 
     let shutdown = CancellationToken::new();
@@ -179,11 +197,18 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
         shutdown.clone(),
     ));
 
-    let handled = recorder.wait_for(&ids(&svc, 0, N), Duration::from_secs(120)).await;
+    let handled = recorder
+        .wait_for(&ids(&svc, 0, N), Duration::from_secs(120))
+        .await;
     let count = es_wait_count(&index_pattern(&topic), N as u64, Duration::from_secs(120)).await;
     // Let the duplicates that are still in flight arrive before judging.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while stats.deduplicated.load(std::sync::atomic::Ordering::Relaxed) < DUPLICATES as u64 && Instant::now() < deadline {
+    while stats
+        .deduplicated
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < DUPLICATES as u64
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     shutdown.cancel();
@@ -193,14 +218,30 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
     println!(
         "handled {} ids, deduplicated {}, indexed {count}",
         handled.len(),
-        stats.deduplicated.load(std::sync::atomic::Ordering::Relaxed)
+        stats
+            .deduplicated
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     assert_eq!(handled_after.len(), N, "every event handled");
-    assert!(handled_after.values().all(|&n| n == 1), "no event handled twice");
-    assert_eq!(stats.deduplicated.load(std::sync::atomic::Ordering::Relaxed), DUPLICATES as u64);
-    assert_eq!(count, N as u64, "every event searchable in Elasticsearch, once");
+    assert!(
+        handled_after.values().all(|&n| n == 1),
+        "no event handled twice"
+    );
+    assert_eq!(
+        stats
+            .deduplicated
+            .load(std::sync::atomic::Ordering::Relaxed),
+        DUPLICATES as u64
+    );
+    assert_eq!(
+        count, N as u64,
+        "every event searchable in Elasticsearch, once"
+    );
     let final_count = es_wait_count(&index_pattern(&topic), u64::MAX, Duration::from_secs(2)).await;
-    assert_eq!(final_count, N as u64, "duplicates overwrote their first copy");
+    assert_eq!(
+        final_count, N as u64,
+        "duplicates overwrote their first copy"
+    );
     proxy.stop().await;
 }
 
@@ -211,10 +252,14 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     let topic = format!("{svc}.events");
     let (main_group, es_group) = (unique("main-"), unique("es-"));
     let mut first = orders(&svc, 0, 50);
-    first.push(json!({"specversion": "1.0", "id": "handler-poison", "source": format!("/{svc}"),
-                      "type": "order.placed", "data": {"order": -1, "amount": 1, "poison": true}}));
-    first.push(json!({"specversion": "1.0", "id": "flaky", "source": format!("/{svc}"),
-                      "type": "order.placed", "data": {"order": -2, "amount": 2, "flaky": true}}));
+    first.push(
+        json!({"specversion": "1.0", "id": "handler-poison", "source": format!("/{svc}"),
+                      "type": "order.placed", "data": {"order": -1, "amount": 1, "poison": true}}),
+    );
+    first.push(
+        json!({"specversion": "1.0", "id": "flaky", "source": format!("/{svc}"),
+                      "type": "order.placed", "data": {"order": -2, "amount": 2, "flaky": true}}),
+    );
     publish(&proxy.url(""), &first, 100).await;
 
     let shutdown = CancellationToken::new();
@@ -233,11 +278,16 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
         shutdown.clone(),
     ));
     // Everything is indexed first: `amount` is mapped as a number.
-    assert_eq!(es_wait_count(&index_pattern(&topic), 52, Duration::from_secs(120)).await, 52);
+    assert_eq!(
+        es_wait_count(&index_pattern(&topic), 52, Duration::from_secs(120)).await,
+        52
+    );
 
     // A document whose `amount` is not a number contradicts the mapping.
-    let mut second = vec![json!({"specversion": "1.0", "id": "mapping-poison", "source": format!("/{svc}"),
-                                 "type": "order.placed", "data": {"order": -3, "amount": "lots"}})];
+    let mut second = vec![
+        json!({"specversion": "1.0", "id": "mapping-poison", "source": format!("/{svc}"),
+                                 "type": "order.placed", "data": {"order": -3, "amount": "lots"}}),
+    ];
     second.extend(orders(&svc, 50, 10));
     publish(&proxy.url(""), &second, 100).await;
 
@@ -245,26 +295,46 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     want.insert("flaky".into());
     want.insert("mapping-poison".into());
     let handled = recorder.wait_for(&want, Duration::from_secs(120)).await;
-    assert!(want.iter().all(|id| handled.contains_key(id)), "the stream went on past the poison");
+    assert!(
+        want.iter().all(|id| handled.contains_key(id)),
+        "the stream went on past the poison"
+    );
     assert!(!handled.contains_key("handler-poison"));
-    assert_eq!(recorder.attempts.lock().unwrap()["flaky"], 2, "a retriable error is retried");
-    assert_eq!(es_wait_count(&index_pattern(&topic), 62, Duration::from_secs(120)).await, 62);
+    assert_eq!(
+        recorder.attempts.lock().unwrap()["flaky"],
+        2,
+        "a retriable error is retried"
+    );
+    assert_eq!(
+        es_wait_count(&index_pattern(&topic), 62, Duration::from_secs(120)).await,
+        62
+    );
 
     let dead = read_all(&format!("{topic}.dlt"), 2, Duration::from_secs(60)).await;
     shutdown.cancel();
     main.await.unwrap().unwrap();
     es.await.unwrap().unwrap();
     assert_eq!(dead.len(), 2, "one dead letter per poison event");
-    assert_eq!(stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats
+            .dead_lettered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     for m in &dead {
         let id = header(m, "ce_id").expect("original headers kept");
         let group = String::from_utf8(raw_header(m, dlt::ORIGINAL_CONSUMER_GROUP)).unwrap();
         let class = String::from_utf8(raw_header(m, dlt::EXCEPTION_FQCN)).unwrap();
         let message = String::from_utf8(raw_header(m, dlt::EXCEPTION_MESSAGE)).unwrap();
-        assert_eq!(String::from_utf8(raw_header(m, dlt::ORIGINAL_TOPIC)).unwrap(), topic);
-        let partition = i32::from_be_bytes(raw_header(m, dlt::ORIGINAL_PARTITION).try_into().unwrap());
+        assert_eq!(
+            String::from_utf8(raw_header(m, dlt::ORIGINAL_TOPIC)).unwrap(),
+            topic
+        );
+        let partition =
+            i32::from_be_bytes(raw_header(m, dlt::ORIGINAL_PARTITION).try_into().unwrap());
         let offset = i64::from_be_bytes(raw_header(m, dlt::ORIGINAL_OFFSET).try_into().unwrap());
-        let timestamp = i64::from_be_bytes(raw_header(m, dlt::ORIGINAL_TIMESTAMP).try_into().unwrap());
+        let timestamp =
+            i64::from_be_bytes(raw_header(m, dlt::ORIGINAL_TIMESTAMP).try_into().unwrap());
         assert!((0..6).contains(&partition) && offset >= 0 && timestamp > 1_600_000_000_000);
         // The dead letter is the original record: same value, at the offset it names.
         let original = read_all(&topic, 62, Duration::from_secs(30))
@@ -314,22 +384,36 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
     let topic = format!("{svc}.events");
     let journal = dir.path().join("journal.tsv");
     let main_args = vec![
-        "--bootstrap-servers".into(), bootstrap(),
-        "--group".into(), unique("main-"),
-        "--orders".into(), format!(r"^{svc}\.events$"),
-        "--journal".into(), journal.display().to_string(),
-        "--metadata-refresh-ms".into(), "1000".into(),
+        "--bootstrap-servers".into(),
+        bootstrap(),
+        "--group".into(),
+        unique("main-"),
+        "--orders".into(),
+        format!(r"^{svc}\.events$"),
+        "--journal".into(),
+        journal.display().to_string(),
+        "--metadata-refresh-ms".into(),
+        "1000".into(),
     ];
     let es_args = vec![
-        "--bootstrap-servers".into(), bootstrap(),
-        "--group".into(), unique("es-"),
-        "--topics".into(), format!(r"^{svc}\.events$"),
-        "--metadata-refresh-ms".into(), "1000".into(),
-        "--es-url".into(), es_url(),
-        "--es-replicas".into(), "0".into(),
-        "--batch-docs".into(), "150".into(),
-        "--batch-wait-ms".into(), "100".into(),
-        "--es-timeout-ms".into(), "5000".into(),
+        "--bootstrap-servers".into(),
+        bootstrap(),
+        "--group".into(),
+        unique("es-"),
+        "--topics".into(),
+        format!(r"^{svc}\.events$"),
+        "--metadata-refresh-ms".into(),
+        "1000".into(),
+        "--es-url".into(),
+        es_url(),
+        "--es-replicas".into(),
+        "0".into(),
+        "--batch-docs".into(),
+        "150".into(),
+        "--batch-wait-ms".into(),
+        "100".into(),
+        "--es-timeout-ms".into(),
+        "5000".into(),
     ];
     let main_log = dir.path().join("main.log");
     let es_log = dir.path().join("es.log");
@@ -353,7 +437,10 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
             println!("killing the consumers at {handled} handled, {indexed} indexed");
             break;
         }
-        assert!(Instant::now() < deadline, "consumers made no progress: {handled} handled, {indexed} indexed");
+        assert!(
+            Instant::now() < deadline,
+            "consumers made no progress: {handled} handled, {indexed} indexed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     main.signal_and_wait("-9", Duration::from_secs(10));
@@ -375,12 +462,24 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
     // Settle: anything redelivered late must overwrite, not add.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let settled = es_wait_count(&index_pattern(&topic), u64::MAX, Duration::from_secs(2)).await;
-    assert!(main.signal_and_wait("-TERM", Duration::from_secs(40)).success());
-    assert!(es.signal_and_wait("-TERM", Duration::from_secs(40)).success());
+    assert!(
+        main.signal_and_wait("-TERM", Duration::from_secs(40))
+            .success()
+    );
+    assert!(
+        es.signal_and_wait("-TERM", Duration::from_secs(40))
+            .success()
+    );
     let missing = want.difference(&handled).count();
-    println!("main: handled {} ids, {missing} missing, {dup} redelivered after the crash; es: {count} then {settled}", handled.len());
+    println!(
+        "main: handled {} ids, {missing} missing, {dup} redelivered after the crash; es: {count} then {settled}",
+        handled.len()
+    );
     assert_eq!(missing, 0, "no event skipped by the handlers");
-    assert_eq!(count, N as u64, "no event skipped by the Elasticsearch sink");
+    assert_eq!(
+        count, N as u64,
+        "no event skipped by the Elasticsearch sink"
+    );
     assert_eq!(settled, N as u64, "no duplicate in Elasticsearch");
     proxy.stop().await;
 }
@@ -398,7 +497,10 @@ async fn the_sink_waits_out_a_stalled_elasticsearch() {
         shutdown.clone(),
     ));
     publish(&proxy.url(""), &orders(&svc, 0, 200), 100).await;
-    assert_eq!(es_wait_count(&index_pattern(&topic), 200, Duration::from_secs(120)).await, 200);
+    assert_eq!(
+        es_wait_count(&index_pattern(&topic), 200, Duration::from_secs(120)).await,
+        200
+    );
 
     es_node("pause");
     let result = tokio::time::timeout(Duration::from_secs(60), async {
@@ -410,7 +512,10 @@ async fn the_sink_waits_out_a_stalled_elasticsearch() {
     es_node("resume");
     result.expect("publishing does not depend on Elasticsearch");
 
-    assert_eq!(es_wait_count(&index_pattern(&topic), 500, Duration::from_secs(120)).await, 500);
+    assert_eq!(
+        es_wait_count(&index_pattern(&topic), 500, Duration::from_secs(120)).await,
+        500
+    );
     shutdown.cancel();
     es.await.unwrap().unwrap();
     proxy.stop().await;
@@ -421,7 +526,11 @@ async fn splunk_sink_retries_busy_resends_unacknowledged_and_dead_letters_invali
     const N: usize = 120;
     let proxy = TestProxy::start(|_| {}).await;
     let hec = HecDouble::start("test-token").await;
-    hec.script(&[HecFault::Busy, HecFault::NeverAck, HecFault::InvalidEvent(0)]);
+    hec.script(&[
+        HecFault::Busy,
+        HecFault::NeverAck,
+        HecFault::InvalidEvent(0),
+    ]);
     let svc = unique("spl");
     let topic = format!("{svc}.events");
     let sink = SplunkSink::new(SplunkConfig {
@@ -436,14 +545,22 @@ async fn splunk_sink_retries_busy_resends_unacknowledged_and_dead_letters_invali
     let mut config = pipeline_config(&unique("splunk-"), &topic);
     config.batch.max_docs = 40;
     let shutdown = CancellationToken::new();
-    let run = tokio::spawn(pipeline::run(Arc::new(sink), config, Arc::new(PipelineStats::default()), shutdown.clone()));
+    let run = tokio::spawn(pipeline::run(
+        Arc::new(sink),
+        config,
+        Arc::new(PipelineStats::default()),
+        shutdown.clone(),
+    ));
     publish(&proxy.url(""), &orders(&svc, 0, N), 40).await;
 
     let want = ids(&svc, 0, N);
     let dead = read_all(&format!("{topic}.dlt"), 1, Duration::from_secs(90)).await;
     assert_eq!(dead.len(), 1, "the invalid event is dead-lettered");
     let dead_id = header(&dead[0], "ce_id").unwrap();
-    assert_eq!(String::from_utf8(raw_header(&dead[0], dlt::EXCEPTION_FQCN)).unwrap(), "splunk.InvalidEvent");
+    assert_eq!(
+        String::from_utf8(raw_header(&dead[0], dlt::EXCEPTION_FQCN)).unwrap(),
+        "splunk.InvalidEvent"
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     let indexed: HashSet<String> = loop {
         let got: HashSet<String> = hec
@@ -462,7 +579,10 @@ async fn splunk_sink_retries_busy_resends_unacknowledged_and_dead_letters_invali
     let mut all = indexed.clone();
     all.insert(dead_id);
     assert_eq!(all, want, "every event indexed or dead-lettered");
-    assert!(hec.requests() >= 6, "busy, unacknowledged and invalid batches were sent again");
+    assert!(
+        hec.requests() >= 6,
+        "busy, unacknowledged and invalid batches were sent again"
+    );
     let e = &hec.indexed()[0];
     assert_eq!(e["sourcetype"], "courier:event");
     assert_eq!(e["fields"]["topic"], topic.as_str());
