@@ -87,7 +87,7 @@ impl Handler for OrderCounter {
         }
         self.journal.record("orders", &order.event.id).await?;
         let n = self.orders.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             tracing::info!(orders = n, "orders counted");
         }
         Ok(())

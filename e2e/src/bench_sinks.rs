@@ -109,10 +109,14 @@ pub async fn run(b: SinkBench) -> anyhow::Result<()> {
     for r in &records {
         let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
-            h = h.insert(Header { key: k, value: Some(v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
-        let rec: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&topic).payload(r.value.as_deref().unwrap_or_default()).headers(h);
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+            .payload(r.value.as_deref().unwrap_or_default())
+            .headers(h);
         sends.push(producer.send(rec, Duration::from_secs(60)));
         if sends.len() >= 10_000 {
             use futures::StreamExt as _;

@@ -208,24 +208,28 @@ fn hec_answer(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+fn hec_boxed(status: StatusCode, body: Value) -> Box<Response> {
+    Box::new(hec_answer(status, body))
+}
+
 fn hec_check(
     state: &HecState,
     headers: &HeaderMap,
     query_channel: Option<&String>,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     match auth.strip_prefix("Splunk ") {
         None => {
-            return Err(hec_answer(
+            return Err(hec_boxed(
                 StatusCode::UNAUTHORIZED,
                 json!({"text": "Token is required", "code": 2}),
             ));
         }
         Some(t) if t != state.token => {
-            return Err(hec_answer(
+            return Err(hec_boxed(
                 StatusCode::FORBIDDEN,
                 json!({"text": "Invalid token", "code": 4}),
             ));
@@ -239,7 +243,7 @@ fn hec_check(
         .or_else(|| query_channel.cloned())
         .filter(|c| uuid::Uuid::parse_str(c).is_ok())
         .ok_or_else(|| {
-            hec_answer(
+            hec_boxed(
                 StatusCode::BAD_REQUEST,
                 json!({"text": "Data channel is missing", "code": 10}),
             )
@@ -256,7 +260,7 @@ async fn hec_event(
     s.requests += 1;
     let channel = match hec_check(&s, &headers, q.get("channel")) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut events = Vec::new();
     for (n, item) in serde_json::Deserializer::from_slice(&body)
@@ -330,7 +334,7 @@ async fn hec_ack(
     let s = state.lock().unwrap();
     let channel = match hec_check(&s, &headers, q.get("channel")) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(ids) = serde_json::from_slice::<Value>(&body)
         .ok()
