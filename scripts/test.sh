@@ -7,8 +7,9 @@
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
 #      stop and kill (COURIER_TEST_FAULT_KAFKA_DIR) — and a throwaway PostgreSQL
 #      (COURIER_TEST_POSTGRES_URL),
-#   5. run every test of the workspace against them,
-#   6. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
+#   5. start a single-node Elasticsearch for the sink tests (COURIER_TEST_ES_URL),
+#   6. run every test of the workspace against them,
+#   7. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
 #      process on the shared cluster, then stop everything.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`) and skip the
 # browser tests.
@@ -20,7 +21,7 @@ root=$(dirname "$here")
 LOG_TAG='test'
 cd "$root"
 
-"$here/setup.sh"
+"$here/setup.sh" --elasticsearch
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -32,7 +33,19 @@ cargo test --workspace --locked --no-run
 cluster_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-kafka.XXXXXX")
 fault_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-kafka-faults.XXXXXX")
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-pg.XXXXXX")
+# ---- Elasticsearch for the consumer and sink tests (started beside the Kafka clusters)
+es_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-es.XXXXXX")
+chmod 755 "$es_dir" # the node runs as an unprivileged user
+cleanup_es() {
+  "$here/elasticsearch/node.sh" stop --dir "$es_dir" >/dev/null 2>&1 || true
+  if [ "${COURIER_KEEP_LOGS:-}" = "" ]; then rm -rf "$es_dir"; else log "Elasticsearch logs kept in $es_dir"; fi
+}
+"$here/elasticsearch/node.sh" start --dir "$es_dir" >/dev/null &
+es_pid=$!
+# ---- end Elasticsearch
+
 cleanup() {
+  cleanup_es
   "$here/kafka/cluster.sh" stop --dir "$cluster_dir" || true
   "$here/kafka/cluster.sh" stop --dir "$fault_dir" || true
   "$here/postgres.sh" stop --dir "$pg_dir" || true
@@ -61,6 +74,14 @@ log "Kafka test cluster at $COURIER_TEST_BOOTSTRAP; fault-test cluster in $fault
 . "$pg_dir/env"
 export COURIER_TEST_POSTGRES_URL
 log "PostgreSQL at $COURIER_TEST_POSTGRES_URL"
+
+# ---- Elasticsearch
+wait "$es_pid" || die "the Elasticsearch test node did not start"
+# shellcheck disable=SC1091
+. "$es_dir/env"
+export COURIER_TEST_ES_URL COURIER_TEST_ES_DIR
+log "Elasticsearch at $COURIER_TEST_ES_URL"
+# ---- end Elasticsearch
 
 log "cargo test"
 cargo test --workspace --locked "$@"

@@ -1,7 +1,24 @@
-//! The main server's consumer runtime: business handlers bound to topic patterns, run
-//! at-least-once in a consumer group, with retries and dead-letter topics.
+//! The main server's consumer runtime: business [`Handler`]s bound to topic patterns, run
+//! at-least-once in a Kafka consumer group.
 //!
-//! The runtime itself is built on top of [`courier_shared`]'s envelope and header mapping;
-//! this crate currently only re-exports the event types it will hand to handlers.
+//! A record's offset is stored only once its handler succeeded — or, after the retries a
+//! retriable error earns, once the record was written to the dead-letter topic
+//! `<topic>.dlt` (`acks=all`, awaited) — and stored offsets are committed periodically, on
+//! rebalance and on shutdown. Partitions are processed concurrently, each in order, through a
+//! bounded queue per partition. The pieces the sinks of `courier-consumer-es` reuse — the
+//! consumer's Kafka settings, the record-to-event mapping and the dead-letter publisher — are
+//! public.
 
+pub mod config;
+pub mod dead_letter;
+pub mod dedupe;
+pub mod handler;
+pub mod kafka;
+pub mod retry;
+pub mod runtime;
+
+pub use config::{ConsumerConfig, KafkaConsumerConfig, RetryPolicy};
 pub use courier_shared::envelope::Event;
+pub use dead_letter::{DeadLetterPublisher, DeadLetterReason};
+pub use handler::{Handler, HandlerError, Origin, Received};
+pub use runtime::{Consumer, ConsumerBuilder, RuntimeError, Stats};

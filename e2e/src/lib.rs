@@ -5,7 +5,9 @@
 //! never start brokers themselves. Each test starts its own proxy in-process on an ephemeral
 //! port and uses unique service names, so tests run in parallel without sharing topics.
 
+pub mod bench_sinks;
 pub mod chaos;
+pub mod sinks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

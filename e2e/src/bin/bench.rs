@@ -58,6 +58,7 @@ struct Args {
     payload_bytes: usize,
     /// `produce`: proxy vs direct producer. `dlq`: intake into the DLQ store with Kafka
     /// unreachable, then the drain rate once a proxy that reaches Kafka takes the store over.
+    /// `sinks`: the Elasticsearch sink vs a direct `_bulk` loader, and the handler runtime.
     /// `client`: the Rust client (batches of `--batch-size`, `--batch-concurrency` requests
     /// in flight) vs batched POSTs of pre-built bodies with the same settings.
     #[arg(long, default_value = "produce")]
@@ -68,6 +69,19 @@ struct Args {
     /// Rounds of (batched POSTs, client) in `client` mode.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// Elasticsearch URL (`--mode sinks`).
+    #[arg(
+        long,
+        env = "COURIER_TEST_ES_URL",
+        default_value = "http://127.0.0.1:9200"
+    )]
+    es_url: String,
+    /// Documents per bulk request (`--mode sinks`).
+    #[arg(long, default_value_t = 2000)]
+    bulk_docs: usize,
+    /// Bulk requests in flight (`--mode sinks`).
+    #[arg(long, default_value_t = 2)]
+    bulk_in_flight: usize,
 }
 
 /// The figures of one scenario.
@@ -350,6 +364,17 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let state = tempfile::tempdir()?;
     let dlq_url = format!("sqlite:{}", state.path().join("dlq.db").display());
+    if args.mode == "sinks" {
+        return courier_e2e::bench_sinks::run(courier_e2e::bench_sinks::SinkBench {
+            bootstrap: args.bootstrap.clone(),
+            es_url: args.es_url.clone(),
+            events: args.events,
+            payload_bytes: args.payload_bytes,
+            batch_docs: args.bulk_docs,
+            in_flight: args.bulk_in_flight,
+        })
+        .await;
+    }
     if args.mode == "dlq" {
         return dlq_bench(&args, &client, &dlq_url).await;
     }

@@ -1,0 +1,10 @@
+//! The Elasticsearch sink: `_bulk` `index` operations with `_id` = event id into an index
+//! per topic and day, under an index template for the CloudEvents fields.
+
+mod config;
+mod document;
+mod sink;
+
+pub use config::ElasticsearchConfig;
+pub use document::{IndexName, document, event_time, index_template};
+pub use sink::ElasticsearchSink;

@@ -1,0 +1,308 @@
+//! Writing batches with `_bulk`, and reading what happened to each item.
+
+use std::time::Duration;
+
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::indices::IndicesPutIndexTemplateParts;
+use elasticsearch::{BulkParts, Elasticsearch};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::config::ElasticsearchConfig;
+use super::document::{IndexName, document, event_time, index_template};
+use crate::sink::{Rejection, Sink, SinkError, SinkRecord};
+
+/// Indexes events into Elasticsearch with the `elasticsearch` client.
+///
+/// The client's `ping()` sends `HEAD /`, which some Elasticsearch distributions refuse
+/// (405); the sink never pings: readiness is the index template being accepted.
+#[derive(Debug)]
+pub struct ElasticsearchSink {
+    client: Elasticsearch,
+    config: ElasticsearchConfig,
+    index: IndexName,
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, BulkItem>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<BulkItemError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkItemError {
+    #[serde(rename = "type", default)]
+    ty: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// What to do about one bulk item.
+#[derive(Debug, PartialEq, Eq)]
+enum ItemOutcome {
+    Done,
+    Retry,
+    Reject { class: String, message: String },
+}
+
+fn classify(item: &BulkItem) -> ItemOutcome {
+    match item.status {
+        200..=299 => ItemOutcome::Done,
+        429 | 500..=599 => ItemOutcome::Retry,
+        status => {
+            let (ty, reason) = item
+                .error
+                .as_ref()
+                .map(|e| (e.ty.as_str(), e.reason.as_deref().unwrap_or("")))
+                .unwrap_or(("unknown", ""));
+            ItemOutcome::Reject {
+                class: format!("elasticsearch.{ty}"),
+                message: format!("HTTP {status}: {reason}"),
+            }
+        }
+    }
+}
+
+impl ElasticsearchSink {
+    /// A sink for `config`.
+    pub fn new(config: ElasticsearchConfig) -> Result<Self, SinkError> {
+        let index = IndexName::parse(&config.index).map_err(SinkError::Fatal)?;
+        let url = config
+            .url
+            .parse()
+            .map_err(|e| SinkError::Fatal(format!("Elasticsearch URL `{}`: {e}", config.url)))?;
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(config.request_timeout)
+            .disable_proxy()
+            .build()
+            .map_err(|e| SinkError::Fatal(format!("Elasticsearch client: {e}")))?;
+        Ok(Self {
+            client: Elasticsearch::new(transport),
+            config,
+            index,
+        })
+    }
+
+    /// The client, for callers that need more of the API.
+    pub fn client(&self) -> &Elasticsearch {
+        &self.client
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ms =
+            self.config.initial_backoff.as_millis() as u64 * 2u64.saturating_pow(attempt.min(20));
+        Duration::from_millis(ms).min(self.config.max_backoff)
+    }
+
+    async fn put_template(&self) -> Result<(), String> {
+        let body = index_template(
+            &self.index.pattern(),
+            self.config.shards,
+            self.config.replicas,
+        );
+        let response = self
+            .client
+            .indices()
+            .put_index_template(IndicesPutIndexTemplateParts::Name(
+                &self.config.template_name,
+            ))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status_code();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "HTTP {status}: {}",
+                response.text().await.unwrap_or_default()
+            ))
+        }
+    }
+
+    /// One `_bulk` request for `items` (indices into `batch`); the outcome of each item, or
+    /// why the whole request failed.
+    async fn bulk(
+        &self,
+        batch: &[SinkRecord],
+        lines: &[Vec<u8>],
+        items: &[usize],
+    ) -> Result<Vec<ItemOutcome>, String> {
+        let mut body = Vec::with_capacity(items.iter().map(|&i| lines[i].len() + 128).sum());
+        for &i in items {
+            let r = &batch[i];
+            let action = serde_json::json!({"index": {
+                "_index": self.index.render(&r.origin.topic, &event_time(&r.event, &r.origin)),
+                "_id": r.event.id,
+            }});
+            serde_json::to_writer(&mut body, &action).map_err(|e| e.to_string())?;
+            body.push(b'\n');
+            body.extend_from_slice(&lines[i]);
+            body.push(b'\n');
+        }
+        let response = self
+            .client
+            .bulk(BulkParts::None)
+            .filter_path(&[
+                "errors",
+                "items.*.status",
+                "items.*.error.type",
+                "items.*.error.reason",
+            ])
+            .body(vec![bytes::Bytes::from(body)])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status_code();
+        if !status.is_success() {
+            return Err(format!(
+                "HTTP {status}: {}",
+                response.text().await.unwrap_or_default()
+            ));
+        }
+        let parsed: BulkResponse = response.json().await.map_err(|e| e.to_string())?;
+        if parsed.items.len() != items.len() {
+            return Err(format!(
+                "bulk answered {} items for {}",
+                parsed.items.len(),
+                items.len()
+            ));
+        }
+        Ok(parsed
+            .items
+            .iter()
+            .map(|op| op.values().next().map_or(ItemOutcome::Retry, classify))
+            .collect())
+    }
+}
+
+impl Sink for ElasticsearchSink {
+    fn name(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    async fn prepare(&self, cancel: &CancellationToken) -> Result<(), SinkError> {
+        let mut attempt = 0;
+        loop {
+            match self.put_template().await {
+                Ok(()) => {
+                    tracing::info!(template = %self.config.template_name, pattern = %self.index.pattern(), "index template installed");
+                    return Ok(());
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "Elasticsearch not ready; waiting");
+                    if !courier_consumer_main::retry::sleep_unless_cancelled(
+                        self.backoff(attempt),
+                        cancel,
+                    )
+                    .await
+                    {
+                        return Err(SinkError::Cancelled);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        batch: &[SinkRecord],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Rejection>, SinkError> {
+        let lines: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|r| document(&r.event, &r.origin))
+            .collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut rejections = Vec::new();
+        let mut attempt = 0u32;
+        while !pending.is_empty() {
+            let retry = match self.bulk(batch, &lines, &pending).await {
+                Ok(outcomes) => {
+                    let mut retry = Vec::new();
+                    for (&i, outcome) in pending.iter().zip(outcomes) {
+                        match outcome {
+                            ItemOutcome::Done => {}
+                            ItemOutcome::Retry => retry.push(i),
+                            ItemOutcome::Reject { class, message } => {
+                                rejections.push(Rejection {
+                                    index: i,
+                                    class,
+                                    message,
+                                });
+                            }
+                        }
+                    }
+                    if !retry.is_empty() {
+                        tracing::info!(items = retry.len(), "bulk items to retry (429/5xx)");
+                    }
+                    retry
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, docs = pending.len(), attempt, "bulk request failed; retrying");
+                    std::mem::take(&mut pending)
+                }
+            };
+            pending = retry;
+            if !pending.is_empty() {
+                attempt += 1;
+                if !courier_consumer_main::retry::sleep_unless_cancelled(
+                    self.backoff(attempt),
+                    cancel,
+                )
+                .await
+                {
+                    return Err(SinkError::Cancelled);
+                }
+            }
+        }
+        Ok(rejections)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_are_classified_by_status() {
+        let item = |status, ty: &str| BulkItem {
+            status,
+            error: Some(BulkItemError {
+                ty: ty.into(),
+                reason: Some("why".into()),
+            }),
+        };
+        assert_eq!(
+            classify(&BulkItem {
+                status: 201,
+                error: None
+            }),
+            ItemOutcome::Done
+        );
+        assert_eq!(
+            classify(&item(429, "es_rejected_execution_exception")),
+            ItemOutcome::Retry
+        );
+        assert_eq!(
+            classify(&item(503, "unavailable_shards_exception")),
+            ItemOutcome::Retry
+        );
+        assert_eq!(
+            classify(&item(400, "document_parsing_exception")),
+            ItemOutcome::Reject {
+                class: "elasticsearch.document_parsing_exception".into(),
+                message: "HTTP 400: why".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! `courier-consumer-es`: runs a sink pipeline — Elasticsearch (default) or Splunk HEC —
+//! over the topics matching `--topics`.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use courier_consumer_es::elasticsearch::{ElasticsearchConfig, ElasticsearchSink};
+use courier_consumer_es::splunk::{SplunkConfig, SplunkSink};
+use courier_consumer_es::{PipelineConfig, PipelineStats, Sink, pipeline};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SinkKind {
+    Elasticsearch,
+    Splunk,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "courier-consumer-es",
+    about = "Indexes Courier events into Elasticsearch or Splunk HEC"
+)]
+struct Args {
+    /// Which sink.
+    #[arg(long, value_enum, default_value = "elasticsearch")]
+    sink: SinkKind,
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "COURIER_KAFKA__BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap_servers: String,
+    /// Consumer group.
+    #[arg(long, env = "COURIER_CONSUMER_GROUP", default_value = "courier-es")]
+    group: String,
+    /// Topic patterns (`^regex`) or names; repeat for several.
+    #[arg(long = "topics", default_values_t = [String::from(r"^[a-z0-9-]+\.(events|logs|error\..+)$")])]
+    topics: Vec<String>,
+    /// Topic metadata refresh (ms): how soon new topics matching a pattern are consumed.
+    #[arg(long, default_value_t = 5000)]
+    metadata_refresh_ms: u64,
+    /// Records per batch at most.
+    #[arg(long, default_value_t = 2000)]
+    batch_docs: usize,
+    /// Bytes per batch at most.
+    #[arg(long, default_value_t = 5 << 20)]
+    batch_bytes: usize,
+    /// Milliseconds a batch waits for more records at most.
+    #[arg(long, default_value_t = 500)]
+    batch_wait_ms: u64,
+    /// Batches written at once.
+    #[arg(long, default_value_t = 2)]
+    in_flight: usize,
+    /// Elasticsearch URL.
+    #[arg(long, env = "COURIER_ES_URL", default_value = "http://127.0.0.1:9200")]
+    es_url: String,
+    /// Index name template.
+    #[arg(long, default_value = "courier-{topic}-{yyyy.MM.dd}")]
+    es_index: String,
+    /// Replicas of new indices (0 for a single node).
+    #[arg(long, default_value_t = 1)]
+    es_replicas: u32,
+    /// Timeout of one Elasticsearch request (ms).
+    #[arg(long, default_value_t = 30_000)]
+    es_timeout_ms: u64,
+    /// Splunk HEC base URL.
+    #[arg(
+        long,
+        env = "COURIER_SPLUNK_URL",
+        default_value = "https://127.0.0.1:8088"
+    )]
+    splunk_url: String,
+    /// Splunk HEC token.
+    #[arg(long, env = "COURIER_SPLUNK_TOKEN", default_value = "")]
+    splunk_token: String,
+    /// Splunk index (default: the token's).
+    #[arg(long)]
+    splunk_index: Option<String>,
+    /// Seconds a batch may stay unacknowledged before it is resent.
+    #[arg(long, default_value_t = 60)]
+    splunk_ack_timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing();
+    let mut config = PipelineConfig::default();
+    config.kafka.bootstrap_servers = args.bootstrap_servers.clone();
+    config.kafka.group_id = args.group.clone();
+    config.kafka.metadata_refresh_ms = args.metadata_refresh_ms;
+    config.topics = args.topics.clone();
+    config.batch.max_docs = args.batch_docs;
+    config.batch.max_bytes = args.batch_bytes;
+    config.batch.max_wait = Duration::from_millis(args.batch_wait_ms);
+    config.max_in_flight = args.in_flight;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let stats = Arc::new(PipelineStats::default());
+    match args.sink {
+        SinkKind::Elasticsearch => {
+            let sink = ElasticsearchSink::new(ElasticsearchConfig {
+                url: args.es_url,
+                index: args.es_index,
+                replicas: args.es_replicas,
+                request_timeout: Duration::from_millis(args.es_timeout_ms),
+                ..ElasticsearchConfig::default()
+            })?;
+            run(sink, config, stats, shutdown).await
+        }
+        SinkKind::Splunk => {
+            let sink = SplunkSink::new(SplunkConfig {
+                url: args.splunk_url,
+                token: args.splunk_token,
+                index: args.splunk_index,
+                ack_timeout: Duration::from_secs(args.splunk_ack_timeout_secs),
+                ..SplunkConfig::default()
+            })?;
+            run(sink, config, stats, shutdown).await
+        }
+    }
+}
+
+async fn run<S: Sink>(
+    sink: S,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    pipeline::run(Arc::new(sink), config, stats, shutdown).await?;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::io::stdout().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("signal received; shutting down");
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    std::process::exit(1);
+}

@@ -1,0 +1,274 @@
+//! The at-least-once loop every sink runs in: read records from the group, cut them into
+//! batches bounded by count, bytes and time, write each batch through the [`Sink`]
+//! (at most `max_in_flight` batches at once, completed in order), dead-letter what the
+//! store refused, and only then store the batch's offsets for the next commit.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use courier_consumer_main::dead_letter::{DeadLetterPublisher, DeadLetterReason};
+use courier_consumer_main::kafka::{self, GroupConsumer};
+use courier_consumer_main::{KafkaConsumerConfig, RetryPolicy};
+use rdkafka::message::{Message, OwnedMessage};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::sink::{Sink, SinkError, SinkRecord};
+
+/// Class of the error for a record that is not a CloudEvent.
+pub const INVALID_EVENT_CLASS: &str = "courier.InvalidEvent";
+
+/// When a batch is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// At most this many records.
+    pub max_docs: usize,
+    /// At most about this many bytes of record values and headers.
+    pub max_bytes: usize,
+    /// At most this long after its first record arrived.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            max_docs: 2000,
+            max_bytes: 5 << 20,
+            max_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Settings of a sink pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The consumer group.
+    pub kafka: KafkaConsumerConfig,
+    /// Topic patterns (`^regex`) or names.
+    pub topics: Vec<String>,
+    /// Batch bounds.
+    pub batch: BatchLimits,
+    /// Batches written at once (completed, and their offsets stored, in order).
+    pub max_in_flight: usize,
+    /// How long shutdown waits for batches in flight.
+    pub shutdown_timeout: Duration,
+    /// Backoff of dead-letter writes.
+    pub retry: RetryPolicy,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConsumerConfig::default(),
+            topics: vec![r"^[a-z0-9-]+\.(events|logs|error\..+)$".into()],
+            batch: BatchLimits::default(),
+            max_in_flight: 2,
+            shutdown_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Counters of a pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Records written to the store.
+    pub written: AtomicU64,
+    /// Records dead-lettered (refused by the store, or not CloudEvents).
+    pub dead_lettered: AtomicU64,
+    /// Batches completed.
+    pub batches: AtomicU64,
+}
+
+/// Why a pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Kafka refused the client or the subscription.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The sink cannot work.
+    #[error("sink: {0}")]
+    Sink(SinkError),
+}
+
+#[derive(Default)]
+struct Batch {
+    messages: Vec<OwnedMessage>,
+    bytes: usize,
+    deadline: Option<Instant>,
+}
+
+/// The last offset of each partition in a completed batch.
+type Offsets = BTreeMap<(String, i32), i64>;
+
+/// Runs `sink` until `shutdown` fires; then completes the batches in flight (up to
+/// `shutdown_timeout`), commits and returns.
+pub async fn run<S: Sink>(
+    sink: Arc<S>,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
+    // Cancels waits on the store once shutdown's grace period is over.
+    let abort = CancellationToken::new();
+    match sink.prepare(&shutdown).await {
+        Ok(()) => {}
+        Err(SinkError::Cancelled) => return Ok(()),
+        Err(e) => return Err(PipelineError::Sink(e)),
+    }
+    let consumer = Arc::new(kafka::subscribe(&config.kafka, &config.topics)?);
+    let dead_letters = Arc::new(DeadLetterPublisher::new(&config.kafka)?);
+    tracing::info!(sink = sink.name(), topics = ?config.topics, group = %config.kafka.group_id, "sink pipeline started");
+    let mut in_flight: VecDeque<JoinHandle<Result<Offsets, SinkError>>> = VecDeque::new();
+    let mut batch = Batch::default();
+    let limits = config.batch;
+    let max_in_flight = config.max_in_flight.max(1);
+    loop {
+        let wait = batch.deadline.map_or(Duration::from_millis(200), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = tokio::time::timeout(wait, consumer.recv()) => r,
+        };
+        match received {
+            Ok(Ok(m)) => {
+                let m = m.detach();
+                batch.bytes += m.payload().map_or(0, <[u8]>::len) + 256;
+                batch.messages.push(m);
+                batch
+                    .deadline
+                    .get_or_insert_with(|| Instant::now() + limits.max_wait);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Err(_) => {}
+        }
+        let cut = batch.messages.len() >= limits.max_docs
+            || batch.bytes >= limits.max_bytes
+            || batch.deadline.is_some_and(|d| d <= Instant::now());
+        if cut && !batch.messages.is_empty() {
+            while in_flight.len() >= max_in_flight {
+                let Some(front) = in_flight.pop_front() else {
+                    break;
+                };
+                complete(front, &consumer).await;
+            }
+            let messages = std::mem::take(&mut batch).messages;
+            in_flight.push_back(tokio::spawn(write_batch(
+                sink.clone(),
+                messages,
+                dead_letters.clone(),
+                config.retry,
+                stats.clone(),
+                abort.clone(),
+            )));
+        }
+        while in_flight.front().is_some_and(JoinHandle::is_finished) {
+            if let Some(front) = in_flight.pop_front() {
+                complete(front, &consumer).await;
+            }
+        }
+    }
+    tracing::info!(
+        batches = in_flight.len(),
+        "sink pipeline stopping: completing batches in flight"
+    );
+    let grace = tokio::time::sleep(config.shutdown_timeout);
+    tokio::pin!(grace);
+    while let Some(mut front) = in_flight.pop_front() {
+        tokio::select! {
+            r = &mut front => apply(r, &consumer),
+            _ = &mut grace, if !abort.is_cancelled() => {
+                tracing::warn!("batches still unwritten at the shutdown deadline; they will be redelivered");
+                abort.cancel();
+                apply(front.await, &consumer);
+            }
+        }
+    }
+    courier_consumer_main::runtime::commit_sync(consumer).await;
+    Ok(())
+}
+
+async fn complete(handle: JoinHandle<Result<Offsets, SinkError>>, consumer: &GroupConsumer) {
+    apply(handle.await, consumer);
+}
+
+fn apply(
+    result: Result<Result<Offsets, SinkError>, tokio::task::JoinError>,
+    consumer: &GroupConsumer,
+) {
+    match result {
+        Ok(Ok(offsets)) => {
+            for ((topic, partition), offset) in offsets {
+                kafka::store_after(consumer, &topic, partition, offset);
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "batch not completed; its records will be redelivered")
+        }
+        Err(e) => tracing::error!(error = %e, "batch task failed; its records will be redelivered"),
+    }
+}
+
+async fn write_batch<S: Sink>(
+    sink: Arc<S>,
+    messages: Vec<OwnedMessage>,
+    dead_letters: Arc<DeadLetterPublisher>,
+    retry: RetryPolicy,
+    stats: Arc<PipelineStats>,
+    abort: CancellationToken,
+) -> Result<Offsets, SinkError> {
+    let mut records = Vec::with_capacity(messages.len());
+    let mut record_message = Vec::with_capacity(messages.len());
+    let mut offsets = Offsets::new();
+    for (i, m) in messages.iter().enumerate() {
+        let slot = offsets
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_insert(m.offset());
+        *slot = (*slot).max(m.offset());
+        match kafka::event_of(m) {
+            Ok(event) => {
+                records.push(SinkRecord {
+                    event,
+                    origin: kafka::origin(m),
+                });
+                record_message.push(i);
+            }
+            Err(e) => {
+                let reason = DeadLetterReason {
+                    class: INVALID_EVENT_CLASS.into(),
+                    message: format!("not a CloudEvent: {e}"),
+                };
+                if !dead_letters.publish(m, &reason, &retry, &abort).await {
+                    return Err(SinkError::Cancelled);
+                }
+                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let rejections = if records.is_empty() {
+        Vec::new()
+    } else {
+        sink.write(&records, &abort).await?
+    };
+    for r in &rejections {
+        let m = &messages[record_message[r.index]];
+        let reason = DeadLetterReason {
+            class: r.class.clone(),
+            message: r.message.clone(),
+        };
+        if !dead_letters.publish(m, &reason, &retry, &abort).await {
+            return Err(SinkError::Cancelled);
+        }
+        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+    stats
+        .written
+        .fetch_add((records.len() - rejections.len()) as u64, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    Ok(offsets)
+}

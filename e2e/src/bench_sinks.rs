@@ -1,0 +1,251 @@
+//! `courier-bench --mode sinks`: how fast the consumers drain a topic, in one run against
+//! one cluster and one Elasticsearch — the Elasticsearch sink against a direct `_bulk`
+//! loader of the same documents (same batch size and concurrency), and the handler runtime
+//! with a no-op handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use courier_consumer_es::elasticsearch::{
+    ElasticsearchConfig, ElasticsearchSink, IndexName, document, event_time,
+};
+use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
+use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Origin, Received};
+use courier_shared::{Event, to_record};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the run.
+#[derive(Debug, Clone)]
+pub struct SinkBench {
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// Elasticsearch URL.
+    pub es_url: String,
+    /// Events.
+    pub events: usize,
+    /// Payload bytes per event.
+    pub payload_bytes: usize,
+    /// Documents per bulk request (sink and direct loader alike).
+    pub batch_docs: usize,
+    /// Bulk requests in flight (sink and direct loader alike).
+    pub in_flight: usize,
+}
+
+struct NoOp(Arc<AtomicU64>);
+
+impl Handler for NoOp {
+    type Payload = serde::de::IgnoredAny;
+    async fn handle(&self, _: Received<serde::de::IgnoredAny>) -> Result<(), HandlerError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn events(prefix: &str, n: usize, payload_bytes: usize) -> Vec<Event> {
+    let pad = "x".repeat(payload_bytes);
+    (0..n)
+        .map(|i| {
+            let json = format!(
+                r#"{{"specversion":"1.0","id":"{prefix}-{i}","source":"/bench","type":"bench.event","data":{{"n":{i},"pad":"{pad}"}}}}"#
+            );
+            Event::from_json(json.as_bytes()).expect("bench event")
+        })
+        .collect()
+}
+
+/// Waits until `counter` reaches `want` (at most `timeout`); the time from its first
+/// increment to `want`.
+async fn drain_time(
+    counter: &AtomicU64,
+    want: u64,
+    timeout: Duration,
+) -> anyhow::Result<(Duration, u64)> {
+    let deadline = Instant::now() + timeout;
+    let mut first: Option<(Instant, u64)> = None;
+    loop {
+        let n = counter.load(Ordering::Relaxed);
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n));
+        }
+        if n >= want {
+            let (t0, n0) = first.unwrap_or((Instant::now(), 0));
+            return Ok((t0.elapsed(), want - n0));
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {want} after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the three scenarios and prints their figures.
+pub async fn run(b: SinkBench) -> anyhow::Result<()> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let tag = &id[id.len() - 10..];
+    let topic = format!("bench{tag}.events");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .create()?;
+    let new = NewTopic::new(&topic, 6, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    admin.create_topics([&new], &AdminOptions::new()).await?;
+    let all = events(tag, b.events, b.payload_bytes);
+    println!(
+        "writing {} events of ~{} bytes to {topic}",
+        b.events, b.payload_bytes
+    );
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &b.bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .create()?;
+    let records: Vec<_> = all.iter().map(to_record).collect();
+    let mut sends = futures::stream::FuturesUnordered::new();
+    for r in &records {
+        let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+            .payload(r.value.as_deref().unwrap_or_default())
+            .headers(h);
+        sends.push(producer.send(rec, Duration::from_secs(60)));
+        if sends.len() >= 10_000 {
+            use futures::StreamExt as _;
+            if let Some(Err((e, _))) = sends.next().await {
+                bail!("produce: {e}");
+            }
+        }
+    }
+    {
+        use futures::StreamExt as _;
+        while let Some(r) = sends.next().await {
+            if let Err((e, _)) = r {
+                bail!("produce: {e}");
+            }
+        }
+    }
+    let timeout = Duration::from_secs(1800);
+
+    // The sink.
+    let shutdown = CancellationToken::new();
+    let mut config = PipelineConfig::default();
+    config.kafka.bootstrap_servers = b.bootstrap.clone();
+    config.kafka.group_id = format!("bench-es-{tag}");
+    config.topics = vec![topic.clone()];
+    config.batch.max_docs = b.batch_docs;
+    config.max_in_flight = b.in_flight;
+    let stats = Arc::new(PipelineStats::default());
+    let sink = ElasticsearchSink::new(ElasticsearchConfig {
+        url: b.es_url.clone(),
+        replicas: 0,
+        ..ElasticsearchConfig::default()
+    })?;
+    let task = tokio::spawn(pipeline::run(
+        Arc::new(sink),
+        config,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    let (sink_time, sink_docs) = drain_time(&stats.written, b.events as u64, timeout).await?;
+    shutdown.cancel();
+    task.await??;
+
+    // The direct loader: the same documents, the same batches, into other indices.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let index = IndexName::parse(&format!("courier-direct{tag}-{{yyyy.MM.dd}}"))
+        .map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let bodies: Vec<Vec<u8>> = all
+        .chunks(b.batch_docs.max(1))
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut body = Vec::new();
+            for (i, e) in chunk.iter().enumerate() {
+                let origin = Origin {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: (c * b.batch_docs + i) as i64,
+                    timestamp_ms: Some(0),
+                };
+                let action = serde_json::json!({"index": {"_index": index.render("", &event_time(e, &origin)), "_id": e.id}});
+                body.extend(serde_json::to_vec(&action).unwrap_or_default());
+                body.push(b'\n');
+                body.extend(document(e, &origin));
+                body.push(b'\n');
+            }
+            body
+        })
+        .collect();
+    let sem = Arc::new(tokio::sync::Semaphore::new(b.in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for body in bodies {
+        let permit = sem.clone().acquire_owned().await?;
+        let (http, url) = (
+            http.clone(),
+            format!("{}/_bulk?filter_path=errors", b.es_url),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            let r = http
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await?;
+            let v: serde_json::Value = r.json().await?;
+            anyhow::ensure!(v["errors"] == false, "direct bulk had errors");
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("bulk task")??;
+    }
+    let direct_time = started.elapsed();
+
+    // The handler runtime, no-op handler.
+    let handled = Arc::new(AtomicU64::new(0));
+    let mut cc = ConsumerConfig::default();
+    cc.kafka.bootstrap_servers = b.bootstrap.clone();
+    cc.kafka.group_id = format!("bench-main-{tag}");
+    cc.dedupe_capacity = 0;
+    let runtime = Consumer::builder(cc)
+        .route(&topic, NoOp(handled.clone()))?
+        .build()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(shutdown.clone()));
+    let (handler_time, handler_events) = drain_time(&handled, b.events as u64, timeout).await?;
+    shutdown.cancel();
+    task.await??;
+
+    let sink_rate = sink_docs as f64 / sink_time.as_secs_f64();
+    let direct_rate = b.events as f64 / direct_time.as_secs_f64();
+    let handler_rate = handler_events as f64 / handler_time.as_secs_f64();
+    println!("| scenario | docs or events | seconds | per second | vs direct |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| Elasticsearch sink (Kafka → _bulk) | {sink_docs} | {:.2} | {sink_rate:.0} | {:.0} % |",
+        sink_time.as_secs_f64(),
+        100.0 * sink_rate / direct_rate
+    );
+    println!(
+        "| direct _bulk loader (same documents) | {} | {:.2} | {direct_rate:.0} | 100 % |",
+        b.events,
+        direct_time.as_secs_f64()
+    );
+    println!(
+        "| handler runtime, no-op handler | {handler_events} | {:.2} | {handler_rate:.0} | |",
+        handler_time.as_secs_f64()
+    );
+    Ok(())
+}
