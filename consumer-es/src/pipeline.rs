@@ -92,6 +92,10 @@ pub enum PipelineError {
     /// The sink cannot work.
     #[error("sink: {0}")]
     Sink(SinkError),
+    /// A batch could not be completed; nothing after it was stored, so its records and all
+    /// later ones are read again from the last commit after a restart.
+    #[error("a batch could not be completed: {0}")]
+    Batch(String),
 }
 
 #[derive(Default)]
@@ -126,6 +130,9 @@ pub async fn run<S: Sink>(
     let mut batch = Batch::default();
     let limits = config.batch;
     let max_in_flight = config.max_in_flight.max(1);
+    // Set by the first batch that fails: from then on no offset is stored, since a later
+    // batch's offsets would cover the failed batch's records.
+    let mut failed: Option<String> = None;
     loop {
         let wait = batch.deadline.map_or(Duration::from_millis(200), |d| {
             d.saturating_duration_since(Instant::now())
@@ -155,7 +162,10 @@ pub async fn run<S: Sink>(
                 let Some(front) = in_flight.pop_front() else {
                     break;
                 };
-                complete(front, &consumer).await;
+                complete(front, &consumer, &mut failed).await;
+            }
+            if failed.is_some() {
+                break;
             }
             let messages = std::mem::take(&mut batch).messages;
             in_flight.push_back(tokio::spawn(write_batch(
@@ -169,8 +179,11 @@ pub async fn run<S: Sink>(
         }
         while in_flight.front().is_some_and(JoinHandle::is_finished) {
             if let Some(front) = in_flight.pop_front() {
-                complete(front, &consumer).await;
+                complete(front, &consumer, &mut failed).await;
             }
+        }
+        if failed.is_some() {
+            break;
         }
     }
     tracing::info!(
@@ -181,36 +194,56 @@ pub async fn run<S: Sink>(
     tokio::pin!(grace);
     while let Some(mut front) = in_flight.pop_front() {
         tokio::select! {
-            r = &mut front => apply(r, &consumer),
+            r = &mut front => apply(r, &consumer, &mut failed),
             _ = &mut grace, if !abort.is_cancelled() => {
                 tracing::warn!("batches still unwritten at the shutdown deadline; they will be redelivered");
                 abort.cancel();
-                apply(front.await, &consumer);
+                apply(front.await, &consumer, &mut failed);
             }
         }
     }
     courier_consumer_main::runtime::commit_sync(consumer).await;
-    Ok(())
+    match failed {
+        // Stopping early was asked for: the unfinished batches are read again next time.
+        Some(_) if shutdown.is_cancelled() => Ok(()),
+        Some(error) => Err(PipelineError::Batch(error)),
+        None => Ok(()),
+    }
 }
 
-async fn complete(handle: JoinHandle<Result<Offsets, SinkError>>, consumer: &GroupConsumer) {
-    apply(handle.await, consumer);
+async fn complete(
+    handle: JoinHandle<Result<Offsets, SinkError>>,
+    consumer: &GroupConsumer,
+    failed: &mut Option<String>,
+) {
+    apply(handle.await, consumer, failed);
 }
 
+/// Stores a completed batch's offsets, in batch order, unless an earlier batch failed.
 fn apply(
     result: Result<Result<Offsets, SinkError>, tokio::task::JoinError>,
     consumer: &GroupConsumer,
+    failed: &mut Option<String>,
 ) {
     match result {
-        Ok(Ok(offsets)) => {
+        Ok(Ok(offsets)) if failed.is_none() => {
             for ((topic, partition), offset) in offsets {
                 kafka::store_after(consumer, &topic, partition, offset);
             }
         }
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "batch not completed; its records will be redelivered")
+        Ok(Ok(_)) => {
+            tracing::info!(
+                "batch written after an earlier one failed; not stored, it will be read again"
+            );
         }
-        Err(e) => tracing::error!(error = %e, "batch task failed; its records will be redelivered"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "batch not completed; it and every later batch will be read again");
+            failed.get_or_insert_with(|| e.to_string());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "batch task failed; it and every later batch will be read again");
+            failed.get_or_insert_with(|| e.to_string());
+        }
     }
 }
 
@@ -230,6 +263,11 @@ async fn write_batch<S: Sink>(
             .entry((m.topic().to_owned(), m.partition()))
             .or_insert(m.offset());
         *slot = (*slot).max(m.offset());
+        // A dead-letter topic a pattern happens to match is not indexed again (nor
+        // dead-lettered into `.dlt.dlt`): passed over, its offset stored.
+        if dead_letters.is_dead_letter_topic(m.topic()) {
+            continue;
+        }
         match kafka::event_of(m) {
             Ok(event) => {
                 records.push(SinkRecord {

@@ -133,10 +133,78 @@ impl<H: Handler> ErasedHandler for Typed<H> {
                 return Box::pin(async move { Err(err) });
             }
         };
-        Box::pin(self.0.handle(Received {
+        let handled = self.0.handle(Received {
             event,
             data,
             origin,
-        }))
+        });
+        // A panicking handler is a fatal error for this record (dead-lettered with the panic
+        // message), not a dead partition worker that silently stops the partition.
+        Box::pin(async move {
+            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handled)).await {
+                Ok(result) => result,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".to_owned());
+                    Err(HandlerError::fatal(format!("handler panicked: {message}"))
+                        .with_class(PANIC_CLASS))
+                }
+            }
+        })
+    }
+}
+
+/// Class of the error for a handler that panicked.
+pub const PANIC_CLASS: &str = "courier.HandlerPanic";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panics;
+
+    impl Handler for Panics {
+        type Payload = serde_json::Value;
+
+        async fn handle(&self, event: Received<serde_json::Value>) -> Result<(), HandlerError> {
+            if event.data["boom"] == true {
+                panic!("boom in the handler");
+            }
+            Ok(())
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            timestamp_ms: None,
+        }
+    }
+
+    fn event(data: &str) -> Event {
+        Event::from_json(
+            format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{data}}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_fatal_error_not_a_dead_worker() {
+        let handler = Typed(Panics);
+        let error = handler
+            .call(event(r#"{"boom":true}"#), origin())
+            .await
+            .unwrap_err();
+        assert_eq!(error.class, PANIC_CLASS);
+        assert!(!error.retriable);
+        assert!(error.message.contains("boom in the handler"), "{error:?}");
+        // The same handler goes on serving the next record.
+        assert!(handler.call(event("{}"), origin()).await.is_ok());
     }
 }
