@@ -280,9 +280,15 @@ impl Transport {
             |_| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             |p| p.describe(),
         );
+        // Worth sending again (same ids; the proxy answers a resend with the first outcome):
+        // a busy or failing proxy, and answers that do not come from a Courier proxy's
+        // publish endpoint — a success whose body is unreadable (the events may be in Kafka)
+        // or a 404 from something in front of it.
         if status.is_server_error()
+            || status.is_success()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::NOT_FOUND
         {
             Answer::Retry {
                 reason: format!("{url}: HTTP {status}: {problem}"),

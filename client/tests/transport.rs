@@ -391,3 +391,27 @@ fn bad_settings_are_refused() {
         Err(courier::BuildError::Invalid(_))
     ));
 }
+
+#[tokio::test]
+async fn an_unreadable_success_or_a_404_is_resent_with_the_same_ids() {
+    // First answer: 200 with a body that is not the proxy's (the events may be in Kafka);
+    // second: a 404 from something that is not a Courier proxy; then the real answer.
+    let (fake, url) = Fake::start(|n, events| match n {
+        0 => (StatusCode::OK, "<html>ok</html>").into_response(),
+        1 => StatusCode::NOT_FOUND.into_response(),
+        _ => all_delivered(events),
+    })
+    .await;
+    let client = client(&[&url]).build().unwrap();
+    for i in 0..3 {
+        client
+            .publish(Event::new("t").id(format!("u{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(client.flush_timeout(Duration::from_secs(10)).await);
+    assert_eq!(fake.requests().len(), 3, "sent, resent twice");
+    assert_eq!(fake.ids(0), fake.ids(1));
+    assert_eq!(fake.ids(1), fake.ids(2));
+    assert_eq!(client.stats().delivered, 3);
+}
