@@ -343,3 +343,59 @@ async fn the_audit_log_pages_newest_first_and_filters_by_action() {
     })
     .await;
 }
+
+/// On a full disk, a write the store acknowledged is on disk — also the writes after a failed
+/// one (a failed SQLite COMMIT leaves its transaction open on the connection; a store that
+/// reused that connection would acknowledge later writes that never commit).
+#[tokio::test]
+async fn every_acknowledged_write_survives_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
+    let store = DlqStore::open(&url, 16).await.unwrap();
+    let mut acknowledged = HashSet::new();
+    let mut refused = 0;
+    for batch in 0..400 {
+        let entries: Vec<NewEntry> = (0..20)
+            .map(|i| entry(&format!("d-{batch}-{i}"), "disk.events", 60_000))
+            .collect();
+        let ids: Vec<String> = entries.iter().map(|e| e.event_id.clone()).collect();
+        match store.store(entries).await {
+            Ok(()) => acknowledged.extend(ids),
+            Err(_) => refused += 1,
+        }
+        if refused >= 30 {
+            break;
+        }
+    }
+    assert!(refused > 0, "the disk never filled up");
+    drop(store);
+    let reopened = DlqStore::open(&url, 4).await.unwrap();
+    let mut stored = HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = reopened
+            .list(&Filter::default(), after, 1_000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        stored.extend(page.into_iter().map(|e| e.event_id));
+    }
+    drop(reopened);
+    let _ = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status();
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged, {} of them not stored: {lost:?}",
+        acknowledged.len(),
+        lost.len()
+    );
+}

@@ -32,6 +32,33 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs `$body` (which uses `$conn`) between `BEGIN` and `COMMIT` on a pooled connection. On
+/// any error the connection is closed, never handed out again: a failed `COMMIT` can leave
+/// SQLite's transaction open (`SQLITE_FULL` keeps it active), and a connection still holding
+/// it would make every later "transaction" on it a savepoint inside that one — reported as
+/// committed, never durable. `BEGIN` is sent as plain SQL, not through sqlx's transaction
+/// counter, so a transaction left open anyway makes it fail instead of nesting.
+macro_rules! in_transaction {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        let mut pooled = $pool.acquire().await?;
+        let outcome: Result<_, sqlx::Error> = async {
+            let $conn = &mut *pooled;
+            sqlx::query("BEGIN").execute(&mut *$conn).await?;
+            let value = $body;
+            sqlx::query("COMMIT").execute(&mut *$conn).await?;
+            Ok(value)
+        }
+        .await;
+        match outcome {
+            Ok(value) => value,
+            Err(e) => {
+                let _ = sqlx::Connection::close(pooled.detach()).await;
+                return Err(e.into());
+            }
+        }
+    }};
+}
+
 /// Rows per INSERT statement (SQLite allows 32,766 bound values; a row binds 9).
 const INSERT_CHUNK: usize = 500;
 
@@ -291,21 +318,21 @@ impl DlqStore {
              next_attempt_ms = ?, claimed_until_ms = 0 WHERE seq = ?",
         );
         on_pool!(self.backend, pool => {
-            let mut tx = pool.begin().await?;
-            for f in failures {
-                let (state, next_ms) = match f.next_attempt_ms {
-                    Some(at) => (State::Pending, at),
-                    None => (State::Parked, now),
-                };
-                sqlx::query(&sql)
-                    .bind(f.error.as_str())
-                    .bind(state.as_str())
-                    .bind(next_ms)
-                    .bind(f.seq)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
+            in_transaction!(pool, conn => {
+                for f in failures {
+                    let (state, next_ms) = match f.next_attempt_ms {
+                        Some(at) => (State::Pending, at),
+                        None => (State::Parked, now),
+                    };
+                    sqlx::query(&sql)
+                        .bind(f.error.as_str())
+                        .bind(state.as_str())
+                        .bind(next_ms)
+                        .bind(f.seq)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            })
         });
         Ok(())
     }
@@ -495,7 +522,7 @@ async fn insert_all(backend: &Backend, batch: &[WriteRequest]) -> Result<(), Sto
     let created = now_ms();
     let entries: Vec<&NewEntry> = batch.iter().flat_map(|r| &r.entries).collect();
     on_pool!(backend, pool => {
-        let mut tx = pool.begin().await?;
+        in_transaction!(pool, conn => {
         for chunk in entries.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::new(
                 "INSERT INTO dlq_events (event_id, topic, record_key, record_value, headers, \
@@ -513,9 +540,9 @@ async fn insert_all(backend: &Backend, batch: &[WriteRequest]) -> Result<(), Sto
                     .push_bind(created);
             });
             q.push(" ON CONFLICT (topic, event_id) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut *conn).await?;
         }
-        tx.commit().await?;
+        })
     });
     Ok(())
 }
@@ -594,23 +621,24 @@ impl DlqStore {
         );
         let audit_sql = self.sql(AUDIT_INSERT);
         on_pool!(self.backend, pool => {
-            let mut tx = pool.begin().await?;
-            let changed = if expected_version == 0 {
-                sqlx::query(&insert)
-                    .bind(name).bind(value).bind(version).bind(now).bind(&audit.actor)
-                    .execute(&mut *tx).await?.rows_affected()
-            } else {
-                sqlx::query(&update)
-                    .bind(value).bind(version).bind(now).bind(&audit.actor)
-                    .bind(name).bind(expected_version)
-                    .execute(&mut *tx).await?.rows_affected()
-            };
-            if changed == 0 {
-                return Ok(None);
-            }
-            bind_audit(sqlx::query(&audit_sql), audit, now).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Some(version))
+            let changed = in_transaction!(pool, conn => {
+                let changed = if expected_version == 0 {
+                    sqlx::query(&insert)
+                        .bind(name).bind(value).bind(version).bind(now).bind(&audit.actor)
+                        .execute(&mut *conn).await?.rows_affected()
+                } else {
+                    sqlx::query(&update)
+                        .bind(value).bind(version).bind(now).bind(&audit.actor)
+                        .bind(name).bind(expected_version)
+                        .execute(&mut *conn).await?.rows_affected()
+                };
+                // Someone else saved first: nothing changed, nothing to audit.
+                if changed > 0 {
+                    bind_audit(sqlx::query(&audit_sql), audit, now).execute(&mut *conn).await?;
+                }
+                changed
+            });
+            Ok((changed > 0).then_some(version))
         })
     }
 
