@@ -151,7 +151,16 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
     let proxy = TestProxy::start(|_| {}).await;
     let svc = unique("ord");
     let topic = format!("{svc}.events");
-    let events = orders(&svc, 0, N);
+    // Keyed by id, so a duplicate written below lands on its original's partition, behind
+    // it: the dedupe is per consumer and sees the original first. (Two copies racing on two
+    // partitions can both pass the check before either is marked handled.)
+    let events: Vec<Value> = orders(&svc, 0, N)
+        .into_iter()
+        .map(|mut e| {
+            e["partitionkey"] = e["id"].clone();
+            e
+        })
+        .collect();
     publish(&proxy.url(""), &events, 100).await;
     // The rare duplicate the proxy's at-least-once delivery may leave: the same events
     // written a second time, straight into Kafka.
@@ -172,6 +181,7 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
         }
         let r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
             rdkafka::producer::FutureRecord::to(&topic)
+                .key(record.key.as_deref().unwrap_or_default())
                 .payload(record.value.as_deref().unwrap_or_default())
                 .headers(headers);
         producer
