@@ -122,6 +122,26 @@ fn index_pattern(topic: &str) -> String {
 }
 
 /// Every record of `topic` until `want` were read or `timeout` passed.
+/// The record at `offset` of `topic`'s `partition`, read directly (bounded: 30 s).
+async fn record_at(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+    use rdkafka::consumer::{Consumer as _, StreamConsumer};
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("at-"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))
+        .expect("partition");
+    c.assign(&tpl).expect("assign");
+    tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("the original record within 30 s")
+        .expect("the original record")
+        .detach()
+}
+
 async fn read_all(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessage> {
     let c = consumer(&[topic]);
     let deadline = Instant::now() + timeout;
@@ -347,11 +367,7 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
             i64::from_be_bytes(raw_header(m, dlt::ORIGINAL_TIMESTAMP).try_into().unwrap());
         assert!((0..6).contains(&partition) && offset >= 0 && timestamp > 1_600_000_000_000);
         // The dead letter is the original record: same value, at the offset it names.
-        let original = read_all(&topic, 62, Duration::from_secs(30))
-            .await
-            .into_iter()
-            .find(|o| o.partition() == partition && o.offset() == offset)
-            .expect("the original record");
+        let original = record_at(&topic, partition, offset).await;
         assert_eq!(header(&original, "ce_id").as_deref(), Some(id.as_str()));
         assert_eq!(original.payload(), m.payload());
         match id.as_str() {
