@@ -1,7 +1,6 @@
 //! `courier-consumer-es`: runs a sink pipeline — Elasticsearch (default) or Splunk HEC —
 //! over the topics matching `--topics`.
 
-use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +86,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing();
+    courier_consumer_main::process::init_tracing();
     let mut config = PipelineConfig::default();
     config.kafka.bootstrap_servers = args.bootstrap_servers.clone();
     config.kafka.group_id = args.group.clone();
@@ -98,7 +97,10 @@ async fn main() -> anyhow::Result<()> {
     config.batch.max_wait = Duration::from_millis(args.batch_wait_ms);
     config.max_in_flight = args.in_flight;
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(courier_consumer_main::process::wait_for_signal(
+        shutdown.clone(),
+        Duration::from_secs(60),
+    ));
     let stats = Arc::new(PipelineStats::default());
     match args.sink {
         SinkKind::Elasticsearch => {
@@ -132,30 +134,4 @@ async fn run<S: Sink>(
 ) -> anyhow::Result<()> {
     pipeline::run(Arc::new(sink), config, stats, shutdown).await?;
     Ok(())
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::io::stdout().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).init();
-    }
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("signal received; shutting down");
-    shutdown.cancel();
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    std::process::exit(1);
 }

@@ -14,6 +14,7 @@ pub mod dead_letter;
 pub mod dedupe;
 pub mod handler;
 pub mod kafka;
+pub mod process;
 pub mod retry;
 pub mod runtime;
 

@@ -2,7 +2,6 @@
 //! orders (`shop.events`-like topics) and raises an alert for every error event, and can
 //! journal each handled event to a file (one `handler<TAB>event id` line each).
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,7 +115,7 @@ impl Handler for ErrorAlerter {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing();
+    courier_consumer_main::process::init_tracing();
     let journal = match &args.journal {
         Some(path) => Journal(Some(Arc::new(std::sync::Mutex::new(
             std::fs::OpenOptions::new()
@@ -142,34 +141,10 @@ async fn main() -> anyhow::Result<()> {
         .route(&args.errors, ErrorAlerter { journal })?
         .build()?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(courier_consumer_main::process::wait_for_signal(
+        shutdown.clone(),
+        Duration::from_secs(60),
+    ));
     consumer.run(shutdown).await?;
     Ok(())
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::io::stdout().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).init();
-    }
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("signal received; shutting down");
-    shutdown.cancel();
-    // A second signal, or a stuck shutdown, ends the process.
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    std::process::exit(1);
 }

@@ -65,20 +65,43 @@ impl FaultCluster {
     }
 }
 
-/// The `courier-proxy` binary built beside the test binary.
-pub fn proxy_binary() -> PathBuf {
+/// A binary of the workspace built beside the test binary (`courier-proxy`,
+/// `courier-consumer-main`, `courier-consumer-es`).
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let bin = profile_dir.join("courier-proxy");
+    let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: build it first (scripts/test.sh does, via cargo test --workspace)",
         bin.display()
     );
     bin
+}
+
+/// Sends `signal` (`-9`, `-TERM`) to `child` and waits (bounded by `within`) for it to exit.
+pub fn signal_and_wait(
+    child: &mut Child,
+    what: &str,
+    signal: &str,
+    within: Duration,
+) -> ExitStatus {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args([signal, &pid]).status();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child process") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not exit within {within:?} of {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A proxy running as its own process, with its DLQ store in `state_dir`.
@@ -104,7 +127,7 @@ impl ProxyProcess {
             .append(true)
             .open(state_dir.join("proxy.log"))
             .expect("proxy log");
-        let mut cmd = Command::new(proxy_binary());
+        let mut cmd = Command::new(binary("courier-proxy"));
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--bootstrap-servers", bootstrap])
             .env("COURIER_DLQ__URL", &dlq_url)
@@ -140,19 +163,7 @@ impl ProxyProcess {
 
     /// Sends a signal (`-9`, `-TERM`) and waits (bounded) for the process to exit.
     pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args([signal, &pid]).status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for proxy") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "proxy did not exit within {within:?} of {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        signal_and_wait(&mut self.child, "proxy", signal, within)
     }
 }
 

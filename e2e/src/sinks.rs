@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,22 +106,6 @@ pub async fn publish(base: &str, events: &[Value], batch: usize) {
     }
 }
 
-/// A binary built beside the test binary (`courier-consumer-main`, `courier-consumer-es`).
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (scripts/test.sh does, via cargo test --workspace)",
-        bin.display()
-    );
-    bin
-}
-
 /// A consumer binary running as a child process, logging to a file.
 #[derive(Debug)]
 pub struct ConsumerProcess {
@@ -136,7 +120,7 @@ impl ConsumerProcess {
             .append(true)
             .open(log)
             .expect("consumer log");
-        let child = Command::new(binary(name))
+        let child = Command::new(crate::chaos::binary(name))
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(out.try_clone().expect("log"))
@@ -148,19 +132,7 @@ impl ConsumerProcess {
 
     /// Sends a signal (`-9`, `-TERM`) and waits (bounded) for the process to exit.
     pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args([signal, &pid]).status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for consumer") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "consumer did not exit within {within:?} of {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::chaos::signal_and_wait(&mut self.child, "consumer", signal, within)
     }
 }
 

@@ -384,6 +384,11 @@ impl CompiledPolicy {
         self.policy.naming.topic_for(event)
     }
 
+    /// The topic the naming policy gives this event of `service` (its `source`'s service).
+    pub fn route_for(&self, service: &str, event: &Event) -> Result<String, TopicError> {
+        self.policy.naming.topic_for_service(service, event)
+    }
+
     /// Whether routed topics are created on first use.
     pub fn auto_create(&self) -> bool {
         self.policy.auto_create

@@ -129,7 +129,11 @@ impl NamingPolicy {
 
     /// The topic for this event.
     pub fn topic_for(&self, event: &Event) -> Result<String, TopicError> {
-        let service = service_of(&event.source)?;
+        self.topic_for_service(&service_of(&event.source)?, event)
+    }
+
+    /// The topic for this event of `service` (what [`service_of`] gives for its `source`).
+    pub fn topic_for_service(&self, service: &str, event: &Event) -> Result<String, TopicError> {
         let errortype = if event.category == Category::Error {
             let errortype = normalise_component(event.errortype.as_deref().unwrap_or("unknown"));
             if errortype.is_empty() {
@@ -143,7 +147,7 @@ impl NamingPolicy {
             String::new()
         };
         let template = self.template(event.category);
-        let name = render(template, &service, event.category.as_str(), &errortype);
+        let name = render(template, service, event.category.as_str(), &errortype);
         validate_topic_name(&name)?;
         Ok(name)
     }

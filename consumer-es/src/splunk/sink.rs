@@ -128,9 +128,11 @@ impl SplunkSink {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let ms =
-            self.config.initial_backoff.as_millis() as u64 * 2u64.saturating_pow(attempt.min(20));
-        Duration::from_millis(ms).min(self.config.max_backoff)
+        courier_consumer_main::retry::doubling(
+            self.config.initial_backoff,
+            self.config.max_backoff,
+            attempt,
+        )
     }
 
     async fn send(&self, body: Vec<u8>) -> Sent {

@@ -288,28 +288,32 @@ pub async fn process(
                 continue;
             }
         };
+        // The service is read once and serves routing, the policy check and the rate limit.
+        let service = match service_of(&event.source) {
+            Ok(service) => service,
+            Err(e) => {
+                let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
+                outcomes[index] = refuse(Some(event.id), err);
+                continue;
+            }
+        };
         let topic = match explicit_topic {
             Some(t) => t.to_owned(),
-            None => match policy.route(&event) {
+            None => match policy.route_for(&service, &event) {
                 Ok(t) => t,
                 Err(e) => {
                     let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
+                    labels[index].0 = service;
                     outcomes[index] = refuse(Some(event.id), err);
                     continue;
                 }
             },
         };
-        labels[index].1.clone_from(&topic);
-        let allowed = service_of(&event.source)
-            .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))
-            .and_then(|service| {
-                let checked = policy
-                    .check(&service, &topic)
-                    .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()))
-                    .and_then(|()| rate_limit(state, &service));
-                labels[index].0 = service;
-                checked
-            });
+        let allowed = policy
+            .check(&service, &topic)
+            .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()))
+            .and_then(|()| rate_limit(state, &service));
+        labels[index] = (service, topic.clone());
         if let Err(err) = allowed {
             outcomes[index] = refuse(Some(event.id), err);
             continue;

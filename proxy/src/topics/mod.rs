@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use courier_shared::TopicError;
 use courier_shared::policy::{CompiledPolicy, Refusal};
 use courier_shared::topic::{check_collision, validate_topic_name};
-use courier_shared::{Event, TopicError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -116,11 +116,6 @@ impl TopicManager {
     /// Puts a new policy in force for every following request.
     pub fn set_policy(&self, policy: CompiledPolicy) {
         self.policy.store(Arc::new(policy));
-    }
-
-    /// The topic the naming policy gives this event.
-    pub fn route(&self, event: &Event) -> Result<String, TopicError> {
-        self.policy.load().route(event)
     }
 
     /// Makes sure `topic` exists. Routed topics are created when auto-creation is on;
