@@ -32,6 +32,7 @@ PACKAGES=(
   build-essential pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev
   libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
   postgresql postgresql-client chromium fonts-dejavu-core
+  haproxy iptables
 )
 
 # dpkg -s is local and fast; only packages not fully installed are missing.

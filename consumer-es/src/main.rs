@@ -81,6 +81,10 @@ struct Args {
     /// Seconds a batch may stay unacknowledged before it is resent.
     #[arg(long, default_value_t = 60)]
     splunk_ack_timeout_secs: u64,
+    /// Count a batch Splunk answered 200 without an ack id as written (only for a HEC token
+    /// with indexer acknowledgement off; by default such an answer stops the sink).
+    #[arg(long)]
+    splunk_no_ack: bool,
 }
 
 #[tokio::main]
@@ -119,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
                 token: args.splunk_token,
                 index: args.splunk_index,
                 ack_timeout: Duration::from_secs(args.splunk_ack_timeout_secs),
+                require_ack: !args.splunk_no_ack,
                 ..SplunkConfig::default()
             })?;
             run(sink, config, stats, shutdown).await

@@ -21,6 +21,11 @@ pub struct KafkaConsumerConfig {
     /// `session.timeout.ms`: how soon the partitions of a consumer that died are handed to
     /// the others (or to its own restart).
     pub session_timeout_ms: u64,
+    /// How long a revocation waits for the records of the revoked partitions that are being
+    /// processed to finish (their offsets are then committed before the partitions go, so
+    /// the next owner does not redo them). Past it the group moves on and those records are
+    /// redone by their next owner.
+    pub revoke_drain_ms: u64,
     /// Suffix of dead-letter topics.
     pub dead_letter_suffix: String,
     /// Extra librdkafka properties, applied last (the offset-store settings are re-applied).
@@ -36,6 +41,7 @@ impl Default for KafkaConsumerConfig {
             commit_interval_ms: 1000,
             metadata_refresh_ms: 5000,
             session_timeout_ms: 10_000,
+            revoke_drain_ms: 10_000,
             dead_letter_suffix: ".dlt".into(),
             properties: BTreeMap::new(),
         }

@@ -3,7 +3,7 @@
 
 use moka::sync::Cache;
 
-/// A bounded memory of handled events, keyed by `source` and `id` (an id is unique per
+/// A bounded memory of handled (or being handled) events, keyed by `source` and `id` (an id is unique per
 /// source). Bounded by count; the oldest entries go first.
 #[derive(Debug, Clone)]
 pub struct Dedupe {
@@ -22,17 +22,18 @@ impl Dedupe {
         format!("{source}\u{0}{id}")
     }
 
-    /// True when this event was handled already.
-    pub fn seen(&self, source: &str, id: &str) -> bool {
+    /// Claims this event for handling: false when it was handled already or is being
+    /// handled (on another partition) right now. Atomic, so two copies never both pass.
+    pub fn claim(&self, source: &str, id: &str) -> bool {
         self.seen
             .as_ref()
-            .is_some_and(|c| c.contains_key(&Self::key(source, id)))
+            .is_none_or(|c| c.entry(Self::key(source, id)).or_insert(()).is_fresh())
     }
 
-    /// Records a handled event.
-    pub fn mark(&self, source: &str, id: &str) {
+    /// Gives a claim back (the event was not handled), so a later copy is handled.
+    pub fn release(&self, source: &str, id: &str) {
         if let Some(c) = &self.seen {
-            c.insert(Self::key(source, id), ());
+            c.invalidate(&Self::key(source, id));
         }
     }
 }
@@ -44,12 +45,28 @@ mod tests {
     #[test]
     fn remembers_by_source_and_id() {
         let d = Dedupe::new(10);
-        assert!(!d.seen("/a", "1"));
-        d.mark("/a", "1");
-        assert!(d.seen("/a", "1"));
-        assert!(!d.seen("/b", "1"));
+        assert!(d.claim("/a", "1"));
+        assert!(!d.claim("/a", "1"));
+        assert!(d.claim("/b", "1"));
+        d.release("/a", "1");
+        assert!(d.claim("/a", "1"));
         let off = Dedupe::new(0);
-        off.mark("/a", "1");
-        assert!(!off.seen("/a", "1"));
+        assert!(off.claim("/a", "1"));
+        assert!(off.claim("/a", "1"));
+    }
+
+    #[test]
+    fn of_concurrent_copies_exactly_one_is_claimed() {
+        let d = Dedupe::new(1000);
+        for round in 0..50 {
+            let id = round.to_string();
+            let winners: usize = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| usize::from(d.claim("/a", &id))))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            assert_eq!(winners, 1, "round {round}");
+        }
     }
 }

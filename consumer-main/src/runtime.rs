@@ -2,7 +2,7 @@
 //! through a bounded queue (a full queue holds the intake back); each worker runs its
 //! records in order — dedupe, handler, retries, dead letter — and stores the offset after.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use regex::Regex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -19,7 +20,10 @@ use crate::config::ConsumerConfig;
 use crate::dead_letter::{DeadLetterPublisher, DeadLetterReason};
 use crate::dedupe::Dedupe;
 use crate::handler::{ErasedHandler, Handler, HandlerError, Typed};
-use crate::kafka::{self, GroupConsumer};
+use crate::kafka::{self, GroupConsumer, PartitionKey};
+
+/// How often records waiting for room in a paused partition's queue are looked at again.
+const PENDING_POLL: Duration = Duration::from_millis(20);
 
 /// Class of the error for a record that is not a CloudEvent.
 pub const INVALID_EVENT_CLASS: &str = "courier.InvalidEvent";
@@ -177,6 +181,41 @@ impl std::fmt::Debug for Consumer {
 struct Worker {
     tx: mpsc::Sender<OwnedMessage>,
     stop: CancellationToken,
+    /// Records that did not fit in the worker's queue, in order; while any wait here the
+    /// partition is paused, so the intake goes on for the other partitions (and rebalances
+    /// are served) instead of stopping for the slowest one.
+    pending: VecDeque<OwnedMessage>,
+}
+
+impl Worker {
+    /// Moves pending records into the queue while there is room; true when none is left.
+    fn flush(&mut self) -> bool {
+        while let Some(m) = self.pending.pop_front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    self.pending.push_front(m);
+                    return false;
+                }
+                // The worker is gone (shutdown or revocation): its records stay uncommitted.
+                Err(mpsc::error::TrySendError::Closed(_)) => self.pending.clear(),
+            }
+        }
+        true
+    }
+}
+
+fn set_paused(consumer: &GroupConsumer, key: &PartitionKey, paused: bool) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&key.0, key.1);
+    let result = if paused {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = result {
+        tracing::debug!(topic = %key.0, partition = key.1, paused, error = %e, "pause/resume");
+    }
 }
 
 impl Consumer {
@@ -200,13 +239,16 @@ impl Consumer {
         tracing::info!(subscriptions = ?self.subscriptions, group = %self.shared.config.kafka.group_id, "consumer started");
         // Handlers in flight finish on shutdown; retry waits and dead-letter retries do not.
         let abort = CancellationToken::new();
-        let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
+        let mut workers: HashMap<PartitionKey, Worker> = HashMap::new();
         let mut tasks = JoinSet::new();
         loop {
+            let waiting = workers.values().any(|w| !w.pending.is_empty());
             let message = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                m = consumer.recv() => m,
+                m = consumer.recv() => Some(m),
+                // While records wait for room, look again soon.
+                () = tokio::time::sleep(PENDING_POLL), if waiting => None,
             };
             for key in consumer.context().take_revoked() {
                 if let Some(w) = workers.remove(&key) {
@@ -214,31 +256,43 @@ impl Consumer {
                 }
             }
             while tasks.try_join_next().is_some() {}
+            for (key, w) in &mut workers {
+                if !w.pending.is_empty() && w.flush() {
+                    set_paused(&consumer, key, false);
+                }
+            }
             let m = match message {
-                Ok(m) => m.detach(),
-                Err(e) => {
+                None => continue,
+                Some(Ok(m)) => m.detach(),
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
                     continue;
                 }
             };
             let key = (m.topic().to_owned(), m.partition());
-            let worker = workers.entry(key).or_insert_with(|| {
+            let worker = workers.entry(key.clone()).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(self.shared.config.partition_queue.max(1));
                 let stop = CancellationToken::new();
+                let generation = consumer.context().in_flight().generation(&key);
                 tasks.spawn(run_partition(
                     rx,
+                    key.clone(),
+                    generation,
                     stop.clone(),
                     abort.clone(),
                     self.shared.clone(),
                     consumer.clone(),
                 ));
-                Worker { tx, stop }
+                Worker {
+                    tx,
+                    stop,
+                    pending: VecDeque::new(),
+                }
             });
-            let tx = worker.tx.clone();
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                sent = tx.send(m) => { let _ = sent; }
+            let was_waiting = !worker.pending.is_empty();
+            worker.pending.push_back(m);
+            if !worker.flush() && !was_waiting {
+                set_paused(&consumer, &key, true);
             }
         }
         tracing::info!("consumer stopping: finishing handlers in flight");
@@ -282,6 +336,8 @@ pub async fn commit_sync<C: rdkafka::consumer::ConsumerContext + 'static>(
 
 async fn run_partition(
     mut rx: mpsc::Receiver<OwnedMessage>,
+    key: PartitionKey,
+    generation: u64,
     stop: CancellationToken,
     abort: CancellationToken,
     shared: Arc<Shared>,
@@ -292,6 +348,11 @@ async fn run_partition(
             biased;
             _ = stop.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
+        };
+        // A revocation waits for this record; a record queued before one is left to the
+        // partition's next owner.
+        let Some(_processing) = consumer.context().in_flight().begin(&key, generation) else {
+            return;
         };
         if process(&m, &shared, &abort).await {
             kafka::store_after(&consumer, m.topic(), m.partition(), m.offset());
@@ -320,7 +381,7 @@ async fn process(m: &OwnedMessage, shared: &Shared, abort: &CancellationToken) -
             return dead_letter(m, &reason, shared, abort).await;
         }
     };
-    if shared.dedupe.seen(&event.source, &event.id) {
+    if !shared.dedupe.claim(&event.source, &event.id) {
         Stats::bump(&stats.deduplicated);
         tracing::debug!(event_id = %event.id, "duplicate dropped");
         return true;
@@ -333,7 +394,6 @@ async fn process(m: &OwnedMessage, shared: &Shared, abort: &CancellationToken) -
         attempt += 1;
         match handler.call(event.clone(), origin.clone()).await {
             Ok(()) => {
-                shared.dedupe.mark(&source, &id);
                 Stats::bump(&stats.handled);
                 return true;
             }
@@ -341,12 +401,15 @@ async fn process(m: &OwnedMessage, shared: &Shared, abort: &CancellationToken) -
                 Stats::bump(&stats.retried);
                 tracing::info!(event_id = %id, attempt, error = %e, "handler failed; retrying");
                 if !crate::retry::sleep_unless_cancelled(retry.backoff(attempt), abort).await {
+                    shared.dedupe.release(&source, &id);
                     return false;
                 }
             }
             Err(e) => break e,
         }
     };
+    // Not handled: a later copy of the event gets its own chance.
+    shared.dedupe.release(&source, &id);
     let reason = DeadLetterReason {
         class: error.class,
         message: error.message,

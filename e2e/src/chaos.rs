@@ -52,6 +52,42 @@ impl FaultCluster {
         self.run(&["start-node", "--node", &node.to_string()]);
     }
 
+    /// The client and controller ports of broker `node` (1-based).
+    pub fn ports(&self, node: u8) -> (u16, u16) {
+        let conf = std::fs::read_to_string(self.dir.join("cluster.conf")).expect("cluster.conf");
+        let list = |key: &str| -> Vec<u16> {
+            conf.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .expect("ports in cluster.conf")
+                .replace('\\', "")
+                .split_whitespace()
+                .map(|p| p.parse().expect("a port"))
+                .collect()
+        };
+        let i = usize::from(node) - 1;
+        (list("CLIENT_PORTS=")[i], list("CONTROLLER_PORTS=")[i])
+    }
+
+    /// The node that leads the metadata quorum (the active controller).
+    pub fn quorum_leader(&self) -> u8 {
+        let dir = self.dir.display().to_string();
+        let out = Command::new(Self::script())
+            .args(["run-class", "--dir", &dir])
+            .args([
+                "org.apache.kafka.tools.MetadataQuorumCommand",
+                "--bootstrap-server",
+            ])
+            .args([&self.bootstrap, "describe", "--status"])
+            .stderr(Stdio::null())
+            .output()
+            .expect("run cluster.sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("LeaderId:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no LeaderId in the quorum status: {text}"))
+    }
+
     fn run(&self, args: &[&str]) {
         let dir = self.dir.display().to_string();
         let mut full = vec![args[0], "--dir", &dir];
@@ -62,6 +98,61 @@ impl FaultCluster {
             .status()
             .expect("run cluster.sh");
         assert!(status.success(), "cluster.sh {full:?} failed");
+    }
+}
+
+/// A network cut on loopback: packets to and from some local TCP ports are dropped
+/// (`iptables` rules on `lo` only, tagged so that exactly these are removed when the value
+/// is dropped). The host's other interfaces are never touched.
+#[derive(Debug)]
+pub struct NetworkCut {
+    rules: Vec<Vec<String>>,
+}
+
+impl NetworkCut {
+    /// Drops every packet to or from `ports` on loopback until dropped. Needs root and
+    /// `iptables` (installed by `scripts/setup.sh`).
+    pub fn ports(ports: &[u16]) -> Self {
+        let tag = crate::unique("courier-test-cut-");
+        let mut cut = Self { rules: Vec::new() };
+        for port in ports {
+            for (chain, dir, flag) in [("INPUT", "-i", "--dport"), ("INPUT", "-i", "--sport")] {
+                let rule: Vec<String> = [
+                    chain,
+                    dir,
+                    "lo",
+                    "-p",
+                    "tcp",
+                    flag,
+                    &port.to_string(),
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &tag,
+                    "-j",
+                    "DROP",
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+                let status = Command::new("iptables")
+                    .arg("-I")
+                    .args(&rule)
+                    .status()
+                    .expect("iptables (installed by scripts/setup.sh; needs root)");
+                assert!(status.success(), "iptables -I {rule:?} failed");
+                cut.rules.push(rule);
+            }
+        }
+        cut
+    }
+}
+
+impl Drop for NetworkCut {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").arg("-D").args(rule).status();
+        }
     }
 }
 

@@ -152,6 +152,8 @@ pub enum HecFault {
     InvalidEvent(usize),
     /// 200 with an ack id that never turns true; nothing indexed.
     NeverAck,
+    /// Indexer acknowledgement off for the token: 200 without an ack id; indexed.
+    AckOff,
 }
 
 #[derive(Debug, Default)]
@@ -284,6 +286,10 @@ async fn hec_event(
                 StatusCode::OK,
                 json!({"text": "Success", "code": 0, "ackId": ack}),
             )
+        }
+        Some(HecFault::AckOff) => {
+            s.indexed.extend(events);
+            hec_answer(StatusCode::OK, json!({"text": "Success", "code": 0}))
         }
         None => {
             s.next_ack += 1;

@@ -171,19 +171,11 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
     let proxy = TestProxy::start(|_| {}).await;
     let svc = unique("ord");
     let topic = format!("{svc}.events");
-    // Keyed by id, so a duplicate written below lands on its original's partition, behind
-    // it: the dedupe is per consumer and sees the original first. (Two copies racing on two
-    // partitions can both pass the check before either is marked handled.)
-    let events: Vec<Value> = orders(&svc, 0, N)
-        .into_iter()
-        .map(|mut e| {
-            e["partitionkey"] = e["id"].clone();
-            e
-        })
-        .collect();
+    let events = orders(&svc, 0, N);
     publish(&proxy.url(""), &events, 100).await;
     // The rare duplicate the proxy's at-least-once delivery may leave: the same events
-    // written a second time, straight into Kafka.
+    // written a second time, straight into Kafka, under another key — so a copy is often on
+    // another partition than its original and the two race through the dedupe.
     let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
@@ -192,6 +184,7 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
         let record = courier_shared::binding::to_record(
             &courier_shared::envelope::Event::from_json(e.to_string().as_bytes()).unwrap(),
         );
+        let copy_key = format!("copy-{}", e["id"]);
         let mut headers = rdkafka::message::OwnedHeaders::new();
         for (k, v) in &record.headers {
             headers = headers.insert(rdkafka::message::Header {
@@ -201,7 +194,7 @@ async fn every_event_is_handled_once_and_indexed_once_by_id() {
         }
         let r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
             rdkafka::producer::FutureRecord::to(&topic)
-                .key(record.key.as_deref().unwrap_or_default())
+                .key(copy_key.as_bytes())
                 .payload(record.value.as_deref().unwrap_or_default())
                 .headers(headers);
         producer
@@ -318,12 +311,20 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
         json!({"specversion": "1.0", "id": "mapping-poison", "source": format!("/{svc}"),
                                  "type": "order.placed", "data": {"order": -3, "amount": "lots"}}),
     ];
-    second.extend(orders(&svc, 50, 10));
+    // An id Elasticsearch refuses as an `_id` (over 512 bytes) fails the whole `_bulk`
+    // request (400): the sink splits the batch until that document is alone.
+    let long_id = format!("long-{}", "x".repeat(600));
+    second.push(
+        json!({"specversion": "1.0", "id": long_id, "source": format!("/{svc}"),
+               "type": "order.placed", "data": {"order": -4, "amount": 4}}),
+    );
+    second.extend(orders(&svc, 50, 20));
     publish(&proxy.url(""), &second, 100).await;
 
-    let mut want = ids(&svc, 0, 60);
+    let mut want = ids(&svc, 0, 70);
     want.insert("flaky".into());
     want.insert("mapping-poison".into());
+    want.insert(long_id.clone());
     let handled = recorder.wait_for(&want, Duration::from_secs(120)).await;
     assert!(
         want.iter().all(|id| handled.contains_key(id)),
@@ -336,15 +337,15 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
         "a retriable error is retried"
     );
     assert_eq!(
-        es_wait_count(&index_pattern(&topic), 62, Duration::from_secs(120)).await,
-        62
+        es_wait_count(&index_pattern(&topic), 72, Duration::from_secs(120)).await,
+        72
     );
 
-    let dead = read_all(&format!("{topic}.dlt"), 2, Duration::from_secs(60)).await;
+    let dead = read_all(&format!("{topic}.dlt"), 3, Duration::from_secs(60)).await;
     shutdown.cancel();
     main.await.unwrap().unwrap();
     es.await.unwrap().unwrap();
-    assert_eq!(dead.len(), 2, "one dead letter per poison event");
+    assert_eq!(dead.len(), 3, "one dead letter per poison event");
     assert_eq!(
         stats
             .dead_lettered
@@ -379,6 +380,11 @@ async fn poison_events_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
             "mapping-poison" => {
                 assert_eq!(group, es_group);
                 assert!(class.starts_with("elasticsearch."), "{class}");
+                assert!(message.starts_with("HTTP 400"), "{message}");
+            }
+            id if id == long_id => {
+                assert_eq!(group, es_group);
+                assert_eq!(class, "elasticsearch.request_refused");
                 assert!(message.starts_with("HTTP 400"), "{message}");
             }
             other => panic!("unexpected dead letter {other}"),
@@ -612,5 +618,140 @@ async fn splunk_sink_retries_busy_resends_unacknowledged_and_dead_letters_invali
     let e = &hec.indexed()[0];
     assert_eq!(e["sourcetype"], "courier:event");
     assert_eq!(e["fields"]["topic"], topic.as_str());
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn splunk_sink_stops_rather_than_commit_a_batch_without_an_acknowledgement() {
+    const N: usize = 30;
+    let proxy = TestProxy::start(|_| {}).await;
+    let hec = HecDouble::start("test-token").await;
+    // A token with indexer acknowledgement off answers 200 without an ack id.
+    hec.script(&[HecFault::AckOff]);
+    let svc = unique("spa");
+    let topic = format!("{svc}.events");
+    let group = unique("splunk-");
+    let splunk = |require_ack| {
+        Arc::new(
+            SplunkSink::new(SplunkConfig {
+                url: hec.url(),
+                token: "test-token".into(),
+                require_ack,
+                ack_poll_interval: Duration::from_millis(100),
+                initial_backoff: Duration::from_millis(100),
+                ..SplunkConfig::default()
+            })
+            .unwrap(),
+        )
+    };
+    publish(&proxy.url(""), &orders(&svc, 0, N), N).await;
+    let mut config = pipeline_config(&group, &topic);
+    config.batch.max_docs = N;
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(90),
+        pipeline::run(
+            splunk(true),
+            config.clone(),
+            Arc::new(PipelineStats::default()),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the sink stops by itself");
+    let error = stopped.expect_err("a 200 without an ack id is not taken as indexed");
+    assert!(error.to_string().contains("ack id"), "{error}");
+
+    // Nothing was committed: the group reads the batch again (here with acknowledgement
+    // on), and every event arrives acknowledged.
+    let shutdown = CancellationToken::new();
+    let stats = Arc::new(PipelineStats::default());
+    let run = tokio::spawn(pipeline::run(
+        splunk(true),
+        config,
+        stats.clone(),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while stats.written.load(std::sync::atomic::Ordering::Relaxed) < N as u64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        stats.written.load(std::sync::atomic::Ordering::Relaxed),
+        N as u64,
+        "the unacknowledged batch is read again from the last commit"
+    );
+    proxy.stop().await;
+}
+
+/// Handles slowly, counting every call per id across consumers.
+#[derive(Debug, Default, Clone)]
+struct SlowCounter {
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Handler for SlowCounter {
+    type Payload = Value;
+
+    async fn handle(&self, e: Received<Value>) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        *self.calls.lock().unwrap().entry(e.event.id).or_default() += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebalance_hands_partitions_over_without_handling_anything_twice() {
+    const N: usize = 1200;
+    let proxy = TestProxy::start(|_| {}).await;
+    let svc = unique("reb");
+    publish(&proxy.url(""), &orders(&svc, 0, N), 200).await;
+    let group = unique("main-");
+    let counter = SlowCounter::default();
+    let start = |shutdown: &CancellationToken| {
+        let mut config = consumer_config(&group);
+        // No dedupe: a record handled twice shows up as two calls.
+        config.dedupe_capacity = 0;
+        config.partition_queue = 16;
+        let runtime = Consumer::builder(config)
+            .route(&format!(r"^{svc}\..*"), counter.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        tokio::spawn(runtime.run(shutdown.clone()))
+    };
+    let calls = || counter.calls.lock().unwrap().values().sum::<u32>() as usize;
+    let shutdown = CancellationToken::new();
+    let first = start(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while calls() < 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        calls() < N / 2,
+        "the first consumer was too fast for the test"
+    );
+    // A second member joins: the first gives its partitions up mid-stream, handlers busy
+    // and records queued, and the group splits them.
+    let second = start(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counter.calls.lock().unwrap().len() < N && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A duplicate would come from a record redone after the hand-over: give it time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shutdown.cancel();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let calls = counter.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), N, "every event handled");
+    let twice: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "handled twice across the rebalance: {twice:?}"
+    );
     proxy.stop().await;
 }

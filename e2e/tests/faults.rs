@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use courier_e2e::chaos::{FaultCluster, LoadReport, ProxyProcess, account, run_load, wait_drained};
+use courier_e2e::chaos::{
+    FaultCluster, LoadReport, NetworkCut, ProxyProcess, account, run_load, wait_drained,
+};
 use courier_e2e::unique;
 use tokio::sync::Mutex;
 
@@ -74,12 +76,14 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
     .await;
     let service = unique("outage");
     let stop = Arc::new(AtomicBool::new(false));
-    let running = load(&proxy.base, &format!("/{service}"), 30, &stop);
+    let running = load(&proxy.base, &format!("/{service}"), 50, &stop);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for node in 1..=3 {
         cluster.signal(node, "STOP");
     }
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Down for longer than the delivery deadline, the store's first retries and the
+    // brokers' session timeouts: the cluster is gone for good as far as anyone can tell.
+    tokio::time::sleep(Duration::from_secs(30)).await;
     for node in 1..=3 {
         cluster.signal(node, "CONT");
     }
@@ -96,7 +100,7 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
         &proxy.dlq_url,
         &service,
         &report,
-        "all brokers stopped",
+        "whole cluster down 30 s",
     )
     .await;
     assert_eq!(left, (0, 0), "store drained after the brokers came back");
@@ -175,5 +179,93 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
         None
     };
     let (_, lost) = settle(&cluster, &proxy.dlq_url, &service, &report, "SIGTERM").await;
+    assert_eq!(lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_active_controller_killed_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = FaultCluster::from_env();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
+    let service = unique("ctrlkill");
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(&proxy.base, &format!("/{service}"), 20, &stop);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every node is broker and controller: the quorum leader leads partitions too.
+    let leader = cluster.quorum_leader();
+    cluster.signal(leader, "KILL");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    cluster.start_node(leader);
+    let (_, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "active controller kill -9",
+    )
+    .await;
+    assert_eq!(lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_broker_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = FaultCluster::from_env();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
+    let service = unique("frozen");
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(&proxy.base, &format!("/{service}"), 25, &stop);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SIGSTOP: connections stay open and nothing answers — a hung broker, not a dead one.
+    cluster.signal(1, "STOP");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    cluster.signal(1, "CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    let (left, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "one broker SIGSTOP 12 s",
+    )
+    .await;
+    assert_eq!(left, (0, 0), "store drained");
+    assert_eq!(lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_cut_off_the_network_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = FaultCluster::from_env();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
+    let service = unique("netcut");
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(&proxy.base, &format!("/{service}"), 25, &stop);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    {
+        // Broker 3 loses its client/replication and its controller traffic alike.
+        let (client, controller) = cluster.ports(3);
+        let _cut = NetworkCut::ports(&[client, controller]);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    let (left, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "one broker cut off the network 12 s",
+    )
+    .await;
+    assert_eq!(left, (0, 0), "store drained");
     assert_eq!(lost, 0);
 }

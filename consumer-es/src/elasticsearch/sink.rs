@@ -1,5 +1,6 @@
 //! Writing batches with `_bulk`, and reading what happened to each item.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
@@ -42,6 +43,16 @@ struct BulkItemError {
     ty: String,
     #[serde(default)]
     reason: Option<String>,
+}
+
+/// Why a whole `_bulk` request failed.
+#[derive(Debug, PartialEq, Eq)]
+enum BulkFailure {
+    /// Elasticsearch is down, busy or not reachable, or refuses the credentials: try again.
+    Transient(String),
+    /// The request is too large (413) or refused as a whole (400, e.g. an `_id` over 512
+    /// bytes): some document in it is to blame, so it is split until that one is alone.
+    Refused(String),
 }
 
 /// What to do about one bulk item.
@@ -137,7 +148,7 @@ impl ElasticsearchSink {
         batch: &[SinkRecord],
         lines: &[Vec<u8>],
         items: &[usize],
-    ) -> Result<Vec<ItemOutcome>, String> {
+    ) -> Result<Vec<ItemOutcome>, BulkFailure> {
         let mut body = Vec::with_capacity(items.iter().map(|&i| lines[i].len() + 128).sum());
         for &i in items {
             let r = &batch[i];
@@ -145,7 +156,8 @@ impl ElasticsearchSink {
                 "_index": self.index.render(&r.origin.topic, &event_time(&r.event, &r.origin)),
                 "_id": r.event.id,
             }});
-            serde_json::to_writer(&mut body, &action).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut body, &action)
+                .map_err(|e| BulkFailure::Refused(e.to_string()))?;
             body.push(b'\n');
             body.extend_from_slice(&lines[i]);
             body.push(b'\n');
@@ -162,21 +174,28 @@ impl ElasticsearchSink {
             .body(vec![bytes::Bytes::from(body)])
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| BulkFailure::Transient(e.to_string()))?;
         let status = response.status_code();
         if !status.is_success() {
-            return Err(format!(
+            let message = format!(
                 "HTTP {status}: {}",
                 response.text().await.unwrap_or_default()
-            ));
+            );
+            return Err(match status.as_u16() {
+                400 | 413 => BulkFailure::Refused(message),
+                _ => BulkFailure::Transient(message),
+            });
         }
-        let parsed: BulkResponse = response.json().await.map_err(|e| e.to_string())?;
+        let parsed: BulkResponse = response
+            .json()
+            .await
+            .map_err(|e| BulkFailure::Transient(e.to_string()))?;
         if parsed.items.len() != items.len() {
-            return Err(format!(
+            return Err(BulkFailure::Transient(format!(
                 "bulk answered {} items for {}",
                 parsed.items.len(),
                 items.len()
-            ));
+            )));
         }
         Ok(parsed
             .items
@@ -224,14 +243,15 @@ impl Sink for ElasticsearchSink {
             .iter()
             .map(|r| document(&r.event, &r.origin))
             .collect();
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        // Groups of items still to write, first to go at the front.
+        let mut groups: VecDeque<Vec<usize>> = VecDeque::from([(0..batch.len()).collect()]);
         let mut rejections = Vec::new();
         let mut attempt = 0u32;
-        while !pending.is_empty() {
-            let retry = match self.bulk(batch, &lines, &pending).await {
+        while let Some(group) = groups.pop_front() {
+            let again = match self.bulk(batch, &lines, &group).await {
                 Ok(outcomes) => {
                     let mut retry = Vec::new();
-                    for (&i, outcome) in pending.iter().zip(outcomes) {
+                    for (&i, outcome) in group.iter().zip(outcomes) {
                         match outcome {
                             ItemOutcome::Done => {}
                             ItemOutcome::Retry => retry.push(i),
@@ -249,24 +269,39 @@ impl Sink for ElasticsearchSink {
                     }
                     retry
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, docs = pending.len(), attempt, "bulk request failed; retrying");
-                    std::mem::take(&mut pending)
+                Err(BulkFailure::Refused(message)) if group.len() > 1 => {
+                    tracing::warn!(%message, docs = group.len(), "bulk request refused; splitting it to find the document to blame");
+                    let (first, second) = group.split_at(group.len() / 2);
+                    groups.push_front(second.to_vec());
+                    groups.push_front(first.to_vec());
+                    continue;
+                }
+                Err(BulkFailure::Refused(message)) => {
+                    rejections.push(Rejection {
+                        index: group[0],
+                        class: "elasticsearch.request_refused".into(),
+                        message,
+                    });
+                    Vec::new()
+                }
+                Err(BulkFailure::Transient(message)) => {
+                    tracing::warn!(error = %message, docs = group.len(), attempt, "bulk request failed; retrying");
+                    group
                 }
             };
-            pending = retry;
-            if !pending.is_empty() {
-                attempt += 1;
-                if !courier_consumer_main::retry::sleep_unless_cancelled(
-                    self.backoff(attempt),
-                    cancel,
-                )
+            if again.is_empty() {
+                attempt = 0;
+                continue;
+            }
+            groups.push_front(again);
+            attempt += 1;
+            if !courier_consumer_main::retry::sleep_unless_cancelled(self.backoff(attempt), cancel)
                 .await
-                {
-                    return Err(SinkError::Cancelled);
-                }
+            {
+                return Err(SinkError::Cancelled);
             }
         }
+        rejections.sort_by_key(|r| r.index);
         Ok(rejections)
     }
 }

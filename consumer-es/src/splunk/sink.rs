@@ -21,6 +21,11 @@ pub struct SplunkConfig {
     pub sourcetype: String,
     /// The request channel (a GUID); one is made up when none is given.
     pub channel: Option<String>,
+    /// Whether a batch counts as written only once Splunk acknowledged indexing it (the
+    /// default). Then an answer without an ack id — acknowledgement off for the token —
+    /// stops the sink with an error instead of committing what may not be indexed; turn
+    /// it off only for a token without acknowledgement, where a 200 is all Splunk gives.
+    pub require_ack: bool,
     /// How long a batch may stay unacknowledged before it is sent again.
     pub ack_timeout: Duration,
     /// Interval between acknowledgement polls.
@@ -41,6 +46,7 @@ impl Default for SplunkConfig {
             index: None,
             sourcetype: "courier:event".into(),
             channel: None,
+            require_ack: true,
             ack_timeout: Duration::from_secs(60),
             ack_poll_interval: Duration::from_millis(500),
             request_timeout: Duration::from_secs(30),
@@ -238,6 +244,15 @@ impl Sink for SplunkSink {
                 .flat_map(|&i| events[i].iter().copied())
                 .collect();
             let wait = match self.send(body).await {
+                Sent::Accepted(None) if self.config.require_ack => {
+                    return Err(SinkError::Fatal(
+                        "HEC accepted a batch without an ack id: indexer acknowledgement is \
+                         off for this token, so nothing says the events were indexed; turn \
+                         it on for the token (or set require_ack off to accept a 200 as \
+                         written)"
+                            .into(),
+                    ));
+                }
                 Sent::Accepted(None) => return Ok(rejections),
                 Sent::Accepted(Some(ack)) => {
                     if self.acknowledged(ack, cancel).await? {
