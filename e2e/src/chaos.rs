@@ -276,6 +276,15 @@ pub struct LoadReport {
     pub stored: HashSet<String>,
     /// Events refused (4xx/5xx) or without an answer: never promised.
     pub refused: usize,
+    /// Why, by answer (`HTTP 503`, `no answer: …`, `per event: …`), in events.
+    pub refusals: std::collections::BTreeMap<String, usize>,
+}
+
+impl LoadReport {
+    fn refuse(&mut self, reason: String, events: usize) {
+        self.refused += events;
+        *self.refusals.entry(reason).or_default() += events;
+    }
 }
 
 impl LoadReport {
@@ -328,15 +337,20 @@ pub async fn run_load(
                     .json(&events)
                     .send()
                     .await;
-                let Ok(resp) = answer else {
-                    report.refused += ids.len();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                let resp = match answer {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "other" };
+                        report.refuse(format!("no answer: {kind}"), ids.len());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
+                let status = resp.status();
                 let body: Value = resp.json().await.unwrap_or(Value::Null);
                 let results = body["results"].as_array().cloned().unwrap_or_default();
                 if results.len() != ids.len() {
-                    report.refused += ids.len();
+                    report.refuse(format!("HTTP {}", status.as_u16()), ids.len());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -348,7 +362,7 @@ pub async fn run_load(
                         Some("stored") => {
                             report.stored.insert(id);
                         }
-                        _ => report.refused += 1,
+                        other => report.refuse(format!("per event: {}", other.unwrap_or("?")), 1),
                     }
                 }
             }
@@ -360,6 +374,9 @@ pub async fn run_load(
         let r = done.expect("load worker");
         total.sent += r.sent;
         total.refused += r.refused;
+        for (reason, n) in r.refusals {
+            *total.refusals.entry(reason).or_default() += n;
+        }
         total.delivered.extend(r.delivered);
         total.stored.extend(r.stored);
     }

@@ -153,7 +153,8 @@ async fn one_of_two_proxies_behind_haproxy_killed_under_load_loses_nothing() {
     assert_eq!(
         (after.refused, after.accepted().len()),
         (0, 1_000),
-        "with one proxy dead, the balancer sends everything to the other"
+        "with one proxy dead, the balancer sends everything to the other: {:?}",
+        after.refusals
     );
 
     // The survivor delivers what the dead proxy had stored once its claims expire.
