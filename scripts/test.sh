@@ -27,6 +27,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "checking the testcontainers cluster fixture compiles (it needs Docker to run)"
+cargo check -p courier-e2e --features testcontainers --lib --locked
 log "building tests"
 cargo test --workspace --locked --no-run
 
@@ -58,17 +60,24 @@ cleanup() {
 trap cleanup EXIT
 # Two clusters, started side by side: one shared by the ordinary tests, one that the fault
 # tests stop and kill without disturbing the others.
-"$here/kafka/cluster.sh" start --brokers 3 --dir "$cluster_dir" >/dev/null &
+# COURIER_TEST_KAFKA=external|mock|testcontainers: the tests bring their own cluster (see
+# e2e/src/cluster.rs); COURIER_TEST_BROKERS=1 makes the shared local cluster a single broker.
+case "${COURIER_TEST_KAFKA:-local}" in
+  local) "$here/kafka/cluster.sh" start --brokers "${COURIER_TEST_BROKERS:-3}" --dir "$cluster_dir" >/dev/null & ;;
+  *) true & ;;
+esac
 shared_pid=$!
 "$here/kafka/cluster.sh" start --brokers 3 --dir "$fault_dir" >/dev/null &
 fault_pid=$!
 wait "$shared_pid" || die "the shared Kafka test cluster did not start"
 wait "$fault_pid" || die "the fault-test Kafka cluster did not start"
-# shellcheck disable=SC1091
-. "$cluster_dir/env"
-export COURIER_TEST_BOOTSTRAP COURIER_TEST_KAFKA_DIR
+if [ -f "$cluster_dir/env" ]; then
+  # shellcheck disable=SC1091
+  . "$cluster_dir/env"
+  export COURIER_TEST_BOOTSTRAP COURIER_TEST_KAFKA_DIR
+fi
 export COURIER_TEST_FAULT_KAFKA_DIR="$fault_dir"
-log "Kafka test cluster at $COURIER_TEST_BOOTSTRAP; fault-test cluster in $fault_dir"
+log "Kafka test cluster at ${COURIER_TEST_BOOTSTRAP:-(${COURIER_TEST_KAFKA:-local} fixture)}; fault-test cluster in $fault_dir"
 "$here/postgres.sh" start --dir "$pg_dir" >/dev/null
 # shellcheck disable=SC1091
 . "$pg_dir/env"

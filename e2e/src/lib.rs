@@ -1,12 +1,14 @@
 //! Fixtures for Courier's end-to-end tests and benchmarks.
 //!
 //! The Kafka cluster is started once per test run by `scripts/test.sh` (three replicated
-//! brokers on free loopback ports) and handed over through `COURIER_TEST_BOOTSTRAP`; tests
-//! never start brokers themselves. Each test starts its own proxy in-process on an ephemeral
+//! brokers on free loopback ports) and handed over through `COURIER_TEST_BOOTSTRAP`; other
+//! fixtures (librdkafka's mock cluster, a container, an external cluster) are chosen with
+//! `COURIER_TEST_KAFKA` (see [`cluster`]). Each test starts its own proxy in-process on an ephemeral
 //! port and uses unique service names, so tests run in parallel without sharing topics.
 
 pub mod bench_sinks;
 pub mod chaos;
+pub mod cluster;
 pub mod sinks;
 
 use std::collections::HashMap;
@@ -20,18 +22,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Environment variable holding the bootstrap address of the test cluster.
-pub const BOOTSTRAP_ENV: &str = "COURIER_TEST_BOOTSTRAP";
-
-/// The test cluster's bootstrap servers. Panics with instructions when none was started.
-pub fn bootstrap() -> String {
-    std::env::var(BOOTSTRAP_ENV).unwrap_or_else(|_| {
-        panic!(
-            "{BOOTSTRAP_ENV} is not set: run the suite with `scripts/test.sh`, which starts a \
-             three-broker Kafka cluster, or point {BOOTSTRAP_ENV} at a running cluster"
-        )
-    })
-}
+pub use cluster::{BOOTSTRAP_ENV, bootstrap};
 
 /// An HTTP client for tests: 30 s per request, so a hung proxy fails the test instead of
 /// hanging it.
