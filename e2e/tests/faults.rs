@@ -2,6 +2,7 @@
 //! proxy as a real process: every id answered 2xx must be read back from Kafka. The scenarios
 //! share one cluster, so they run one at a time.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -107,27 +108,47 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
     assert_eq!(lost, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_broker_killed_under_load_loses_nothing() {
-    let _serial = SERIAL.lock().await;
+/// A proxy with default settings on the fault cluster, under load from 3 s before `fault`
+/// until 3 s after it returned (at most `secs`); then `after`, then the accounting. Returns
+/// the store's (pending, parked) and the lost count.
+async fn under_load<Fault, After>(
+    prefix: &str,
+    scenario: &str,
+    secs: u64,
+    fault: impl FnOnce(FaultCluster) -> Fault,
+    after: impl FnOnce(FaultCluster) -> After,
+) -> ((i64, i64), usize)
+where
+    Fault: Future<Output = ()>,
+    After: Future<Output = ()>,
+{
     let cluster = FaultCluster::from_env();
     let state = tempfile::tempdir().unwrap();
     let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-    let service = unique("brokerkill");
+    let service = unique(prefix);
     let stop = Arc::new(AtomicBool::new(false));
-    let running = load(&proxy.base, &format!("/{service}"), 15, &stop);
+    let running = load(&proxy.base, &format!("/{service}"), secs, &stop);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.signal(2, "KILL");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    fault(cluster.clone()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     let report = running.await.unwrap();
-    cluster.start_node(2);
-    let (_, lost) = settle(
-        &cluster,
-        &proxy.dlq_url,
-        &service,
-        &report,
+    after(cluster.clone()).await;
+    settle(&cluster, &proxy.dlq_url, &service, &report, scenario).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_broker_killed_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let (_, lost) = under_load(
+        "brokerkill",
         "one broker killed",
+        15,
+        |cluster| async move {
+            cluster.signal(2, "KILL");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        },
+        |cluster| async move { cluster.start_node(2) },
     )
     .await;
     assert_eq!(lost, 0);
@@ -185,26 +206,18 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_active_controller_killed_under_load_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let cluster = FaultCluster::from_env();
-    let state = tempfile::tempdir().unwrap();
-    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-    let service = unique("ctrlkill");
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = load(&proxy.base, &format!("/{service}"), 20, &stop);
-    tokio::time::sleep(Duration::from_secs(3)).await;
     // Every node is broker and controller: the quorum leader leads partitions too.
-    let leader = cluster.quorum_leader();
-    cluster.signal(leader, "KILL");
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
-    cluster.start_node(leader);
-    let (_, lost) = settle(
-        &cluster,
-        &proxy.dlq_url,
-        &service,
-        &report,
+    let leader = &std::sync::OnceLock::new();
+    let (_, lost) = under_load(
+        "ctrlkill",
         "active controller kill -9",
+        20,
+        |cluster| async move {
+            let node = *leader.get_or_init(|| cluster.quorum_leader());
+            cluster.signal(node, "KILL");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        },
+        |cluster| async move { cluster.start_node(*leader.get().unwrap()) },
     )
     .await;
     assert_eq!(lost, 0);
@@ -213,26 +226,17 @@ async fn the_active_controller_killed_under_load_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_broker_under_load_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let cluster = FaultCluster::from_env();
-    let state = tempfile::tempdir().unwrap();
-    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-    let service = unique("frozen");
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = load(&proxy.base, &format!("/{service}"), 25, &stop);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // SIGSTOP: connections stay open and nothing answers — a hung broker, not a dead one.
-    cluster.signal(1, "STOP");
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    cluster.signal(1, "CONT");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
-    let (left, lost) = settle(
-        &cluster,
-        &proxy.dlq_url,
-        &service,
-        &report,
+    let (left, lost) = under_load(
+        "frozen",
         "one broker SIGSTOP 12 s",
+        25,
+        // SIGSTOP: connections stay open and nothing answers — a hung broker, not a dead one.
+        |cluster| async move {
+            cluster.signal(1, "STOP");
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            cluster.signal(1, "CONT");
+        },
+        |_| async {},
     )
     .await;
     assert_eq!(left, (0, 0), "store drained");
@@ -242,28 +246,17 @@ async fn a_frozen_broker_under_load_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_cut_off_the_network_under_load_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let cluster = FaultCluster::from_env();
-    let state = tempfile::tempdir().unwrap();
-    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-    let service = unique("netcut");
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = load(&proxy.base, &format!("/{service}"), 25, &stop);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    {
-        // Broker 3 loses its client/replication and its controller traffic alike.
-        let (client, controller) = cluster.ports(3);
-        let _cut = NetworkCut::ports(&[client, controller]);
-        tokio::time::sleep(Duration::from_secs(12)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
-    let (left, lost) = settle(
-        &cluster,
-        &proxy.dlq_url,
-        &service,
-        &report,
+    let (left, lost) = under_load(
+        "netcut",
         "one broker cut off the network 12 s",
+        25,
+        // Broker 3 loses its client/replication and its controller traffic alike.
+        |cluster| async move {
+            let (client, controller) = cluster.ports(3);
+            let _cut = NetworkCut::ports(&[client, controller]);
+            tokio::time::sleep(Duration::from_secs(12)).await;
+        },
+        |_| async {},
     )
     .await;
     assert_eq!(left, (0, 0), "store drained");

@@ -11,7 +11,7 @@
 #       with its data; --fresh replaces it with a new, empty one.
 #   cluster.sh stop --dir DIR
 #   cluster.sh status --dir DIR            (exit 3 if some node is not running)
-#   cluster.sh start-node --dir DIR --node I [--no-wait]
+#   cluster.sh start-node --dir DIR --node I [--no-wait] [--timeout S]
 #   cluster.sh kill-node --dir DIR --node I [--signal KILL|STOP|CONT|TERM]
 #   cluster.sh topics --dir DIR ARGS...    (TopicCommand against the cluster)
 #   cluster.sh run-class --dir DIR CLASS ARGS...  (any Kafka CLI class)
