@@ -90,8 +90,10 @@ impl Outcome {
     }
 }
 
+/// 1 µs to one hour at 3 significant digits. (A histogram made with `Histogram::new` starts
+/// with a tiny range that only `record` grows: `saturating_record` would clamp into it.)
 fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is a valid histogram")
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 struct Tally {
@@ -236,6 +238,8 @@ mod tests {
         assert_eq!(o.events, 300);
         assert_eq!(o.errors, 30);
         assert_eq!(o.latency_us.len(), 270);
+        // Each send sleeps 2 ms.
+        assert!(o.ms(0.5) >= 2.0, "{}", o.ms(0.5));
     }
 
     #[tokio::test]

@@ -204,14 +204,20 @@ fn short(v: f64) -> String {
 impl BarChart {
     /// The chart as an SVG document.
     pub fn svg(&self) -> String {
+        // A series without a single value (a process not running) gets no legend entry.
+        let series: Vec<&(String, Vec<Option<f64>>)> = self
+            .series
+            .iter()
+            .filter(|(_, v)| v.iter().any(Option::is_some))
+            .collect();
         let (label_w, plot_w, right) = (300.0, 520.0, 70.0);
         let bar_h = 14.0;
         let gap = 10.0;
-        let top = 40.0 + 18.0 * self.series.len().div_ceil(3) as f64;
-        let group_h = bar_h * self.series.len().max(1) as f64 + gap;
+        let top = 40.0 + 18.0 * series.len().div_ceil(3) as f64;
+        let group_h = bar_h * series.len().max(1) as f64 + gap;
         let height = top + group_h * self.categories.len() as f64 + 50.0;
         let width = label_w + plot_w + right;
-        let values = self.series.iter().flat_map(|(_, v)| v.iter().flatten());
+        let values = series.iter().flat_map(|(_, v)| v.iter().flatten());
         let max = values.clone().copied().fold(0.0_f64, f64::max).max(1e-9);
         let min_pos = values
             .copied()
@@ -242,7 +248,7 @@ impl BarChart {
             r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="20" font-size="15" font-weight="bold">{}</text>"#,
             escape(&self.title)
         );
-        for (k, (name, _)) in self.series.iter().enumerate() {
+        for (k, (name, _)) in series.iter().enumerate() {
             let (lx, ly) = (10.0 + 280.0 * (k % 3) as f64, 38.0 + 18.0 * (k / 3) as f64);
             let _ = writeln!(
                 s,
@@ -295,7 +301,7 @@ impl BarChart {
                 gy + (group_h - gap) / 2.0 + 4.0,
                 escape(cat)
             );
-            for (k, (_, vals)) in self.series.iter().enumerate() {
+            for (k, (_, vals)) in series.iter().enumerate() {
                 let Some(Some(v)) = vals.get(c) else { continue };
                 let by = gy + bar_h * k as f64;
                 let w = x(*v) - label_w;
