@@ -12,8 +12,8 @@
 #   --sinks      also start Elasticsearch and run `--mode sinks` (the Elasticsearch sink vs a
 #                direct _bulk loader, and the handler runtime), summary in the same file
 #   --no-bridge  leave the Strimzi bridge out
-#   Arguments after -- go to courier-bench (e.g. -- --rounds 3 --events 200000).
-# Env: CARGO_TARGET_DIR; COURIER_BENCH_OUT (default docs/bench); STRIMZI_BRIDGE_VERSION.
+#   Arguments after -- go to courier-bench, in both modes (e.g. -- --rounds 3 --events 200000).
+# Env: CARGO_TARGET_DIR; BENCH_OUT (default docs/bench); STRIMZI_BRIDGE_VERSION.
 # The bridge is skipped, with a note, when the registry does not serve it.
 set -euo pipefail
 
@@ -33,7 +33,7 @@ while (($#)); do
   esac
 done
 
-out="${COURIER_BENCH_OUT:-$root/docs/bench}"
+out="${BENCH_OUT:-$root/docs/bench}"
 mkdir -p "$out"
 cd "$root"
 log "building release binaries"
@@ -80,7 +80,7 @@ if ((sinks)); then
   source "$work/es/env"
   log "running courier-bench --mode sinks"
   printf '\n## Consumers (--mode sinks)\n\n' >>"$summary"
-  "$bin" --mode sinks | tee -a "$summary"
+  "$bin" --mode sinks "${pass[@]}" | tee -a "$summary"
 fi
 printf '\nLoad average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$summary"
 log "done: $summary, $out/results.csv, $out/*.svg"

@@ -35,7 +35,15 @@ impl ProxyProcess {
             );
         }
         let port = free_port()?;
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        // The proxy reads its settings from `COURIER_*` variables: the benchmarked proxies
+        // run with their defaults, whatever the calling shell holds.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("COURIER_")) {
+                command.env_remove(&key);
+            }
+        }
+        let child = command
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),

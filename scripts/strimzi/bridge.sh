@@ -6,7 +6,7 @@
 #
 #   bridge.sh start --dir DIR --bootstrap SERVERS [--timeout S]
 #       Starts the bridge on a free port and waits (at most S seconds, default 90) until it
-#       answers; writes DIR/env (COURIER_BENCH_BRIDGE_URL, COURIER_BENCH_BRIDGE_PID).
+#       answers; writes DIR/env (COURIER_TEST_BRIDGE_URL, COURIER_TEST_BRIDGE_PID).
 #   bridge.sh stop --dir DIR                SIGTERM, then SIGKILL after 20 s
 #
 # Layout of DIR: application.properties, log4j2.properties, bridge.log, bridge.pid, env.
@@ -88,7 +88,7 @@ LOG
     kill "$pid" 2>/dev/null || true
     die "the bridge did not start"
   fi
-  printf "export COURIER_BENCH_BRIDGE_URL='%s'\nexport COURIER_BENCH_BRIDGE_PID=%s\n" "$url" "$pid" >"$DIR/env"
+  printf "export COURIER_TEST_BRIDGE_URL='%s'\nexport COURIER_TEST_BRIDGE_PID=%s\n" "$url" "$pid" >"$DIR/env"
   log "bridge $(basename "$home") at $url (pid $pid)"
   printf '%s\n' "$url"
   ;;

@@ -71,10 +71,10 @@ struct Args {
     only: Vec<String>,
     /// A running Strimzi Kafka HTTP bridge (its HTTP endpoint); without it the bridge is
     /// skipped.
-    #[arg(long, env = "COURIER_BENCH_BRIDGE_URL")]
+    #[arg(long, env = "COURIER_TEST_BRIDGE_URL")]
     bridge_url: Option<String>,
     /// The bridge's process id, for its CPU and memory.
-    #[arg(long, env = "COURIER_BENCH_BRIDGE_PID")]
+    #[arg(long, env = "COURIER_TEST_BRIDGE_PID")]
     bridge_pid: Option<u32>,
     /// The cluster's directory (`scripts/kafka/cluster.sh --dir`), for the brokers' CPU and
     /// memory.
