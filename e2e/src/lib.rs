@@ -6,6 +6,12 @@
 //! `COURIER_TEST_KAFKA` (see [`cluster`]). Each test starts its own proxy in-process on an ephemeral
 //! port and uses unique service names, so tests run in parallel without sharing topics.
 
+pub mod bench_dlq;
+pub mod bench_measure;
+pub mod bench_procs;
+pub mod bench_produce;
+pub mod bench_proxy;
+pub mod bench_report;
 pub mod bench_sinks;
 pub mod chaos;
 pub mod cluster;

@@ -1,0 +1,122 @@
+//! `courier-bench --mode dlq`: intake into the DLQ store with Kafka unreachable (every batch
+//! answered 202), then how fast a proxy that reaches Kafka drains the same store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::bench_measure::{Load, drive};
+use crate::bench_produce::{HttpPost, bodies, event};
+use crate::bench_proxy::{ProxyProcess, free_port};
+
+/// Settings of the run.
+#[derive(Debug, Clone)]
+pub struct DlqBench {
+    /// Kafka bootstrap servers (for the drain).
+    pub bootstrap: String,
+    /// Events stored, then drained.
+    pub events: usize,
+    /// Events per batched POST.
+    pub batch_size: usize,
+    /// Requests in flight.
+    pub batch_concurrency: usize,
+    /// Payload bytes per event.
+    pub payload_bytes: usize,
+}
+
+/// Runs the intake, then the drain, and prints both.
+pub async fn run(b: DlqBench) -> anyhow::Result<()> {
+    let http = crate::http();
+    let state = tempfile::tempdir()?;
+    let dlq: &Path = &state.path().join("dlq.db");
+    let dead = free_port()?;
+    let outage_env = [
+        ("COURIER_KAFKA__REQUEST_TIMEOUT_MS", "300".to_owned()),
+        ("COURIER_DELIVERY__ACK_TIMEOUT_MS", "300".to_owned()),
+        // Its scheduler stays out of the way: nothing is retried during the intake.
+        ("COURIER_DLQ__BACKOFF_INITIAL_MS", "600000".to_owned()),
+    ];
+    let outage = ProxyProcess::start(&format!("127.0.0.1:{dead}"), dlq, &outage_env)?;
+    outage.wait(&http, "/healthz").await?;
+    let source = format!("/{}", crate::unique("bench-dlq-"));
+    let payload = "p".repeat(b.payload_bytes);
+    let units = b.events.div_ceil(b.batch_size);
+    let target = HttpPost {
+        http: http.clone(),
+        urls: vec![format!("{}/v1/events", outage.url)],
+        content_type: "application/cloudevents-batch+json",
+        bodies: bodies(
+            units,
+            b.batch_size,
+            |i| event(&source, "dlq", i, &payload),
+            serde_json::Value::Array,
+        )?,
+        per_unit: b.batch_size,
+        expect: 202,
+    };
+    eprintln!(
+        "running: intake into the DLQ store, Kafka unreachable ({} per batch, {} in flight)",
+        b.batch_size, b.batch_concurrency
+    );
+    let intake = drive(
+        Arc::new(target),
+        Load::Max {
+            concurrency: b.batch_concurrency,
+        },
+        Duration::from_secs(600),
+    )
+    .await;
+    drop(outage);
+
+    let url = format!("sqlite:{}", dlq.display());
+    let store = courier_proxy::dlq::DlqStore::open(&url, 4).await?;
+    // Everything stored becomes due now, as after an operator's replay: the drain is then
+    // limited by the proxy and Kafka, not by the backoff schedule.
+    let seqs: Vec<i64> = store
+        .list(&Default::default(), 0, i64::try_from(b.events)?)
+        .await?
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    store.replay(Some(&seqs)).await?;
+    let (pending, _) = store.counts().await?;
+    eprintln!(
+        "running: drain of {pending} stored events into Kafka at {}",
+        b.bootstrap
+    );
+    let started = Instant::now();
+    let _drainer = ProxyProcess::start(&b.bootstrap, dlq, &[])?;
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let (p, parked) = store.counts().await?;
+        if p == 0 || Instant::now() > deadline {
+            if p != 0 || parked != 0 {
+                bail!("drain incomplete: {p} pending, {parked} parked");
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    println!("| scenario | events | seconds | events/s | p50 ms | p99 ms | p999 ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| DLQ intake, Kafka down | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} |",
+        intake.events,
+        intake.elapsed.as_secs_f64(),
+        intake.rate(),
+        intake.ms(0.5),
+        intake.ms(0.99),
+        intake.ms(0.999)
+    );
+    println!(
+        "| DLQ drain, Kafka back | {pending} | {drain_secs:.2} | {:.0} | | | |",
+        pending as f64 / drain_secs
+    );
+    if intake.errors > 0 {
+        bail!("{} events were not stored", intake.errors);
+    }
+    Ok(())
+}

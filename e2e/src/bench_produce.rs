@@ -1,0 +1,838 @@
+//! `courier-bench --mode produce`: every way of getting the same events into the same topic
+//! of one cluster, side by side in one run — the proxy with single-event and batched POSTs,
+//! the Rust client (`courier::Client`), a direct rdkafka producer with the proxy's own
+//! producer settings (the ceiling), the Strimzi Kafka HTTP bridge with single and batched
+//! records (when one runs), and two proxy processes sharing the load. Each is measured at a
+//! fixed rate and at its maximum, with the CPU and memory of every process involved.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use courier_proxy::config::{DeliveryConfig, KafkaConfig};
+use courier_proxy::delivery::producer_config;
+use courier_shared::{Event, KafkaRecord, to_record};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+
+use crate::bench_measure::{Load, Target, drive};
+use crate::bench_procs::{Sampler, Watched, load_average};
+use crate::bench_proxy::ProxyProcess;
+use crate::bench_report::{BarChart, Row, append_csv, markdown};
+
+/// Settings of the run.
+#[derive(Debug, Clone)]
+pub struct ProduceBench {
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// Events per scenario at the maximum (fewer if `max_secs` runs out first).
+    pub events: usize,
+    /// Time limit of a scenario at the maximum.
+    pub max_secs: f64,
+    /// The fixed rate, events/s.
+    pub rate: f64,
+    /// How long each fixed-rate scenario offers load.
+    pub rate_secs: f64,
+    /// Requests in flight for single-event POSTs (proxy and bridge).
+    pub single_concurrency: usize,
+    /// Events per batched POST (proxy, bridge and client alike).
+    pub batch_size: usize,
+    /// Requests in flight for batched POSTs (proxy, bridge and client alike).
+    pub batch_concurrency: usize,
+    /// Records in flight for the direct producer.
+    pub direct_in_flight: usize,
+    /// Payload bytes per event.
+    pub payload_bytes: usize,
+    /// Rounds of the whole sequence (to see the spread on a shared machine).
+    pub rounds: usize,
+    /// The Strimzi bridge, if one runs: its URL and process id.
+    pub bridge: Option<(String, Option<u32>)>,
+    /// The Kafka brokers' process ids.
+    pub broker_pids: Vec<u32>,
+    /// Scenario keys to run (all when empty): `proxy-single`, `proxy-batch`, `client`,
+    /// `direct`, `bridge-single`, `bridge-batch`, `proxy2-single`, `proxy2-batch`.
+    pub only: Vec<String>,
+    /// CSV file the rows are appended to.
+    pub csv: Option<PathBuf>,
+    /// Directory the SVG charts are written to.
+    pub svg_dir: Option<PathBuf>,
+}
+
+/// Event `i` of a scenario; ids differ between scenarios (`scenario` prefixes them), so the
+/// proxy's dedupe window never answers one scenario with another's outcome.
+pub fn event(source: &str, scenario: &str, i: usize, payload: &str) -> serde_json::Value {
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": format!("{scenario}-{i}"),
+        "source": source,
+        "type": "bench.event",
+        "partitionkey": format!("k{}", i % 1024),
+        "data": {"i": i, "pad": payload},
+    })
+}
+
+/// The request bodies of a scenario: `units` bodies of `per_unit` consecutive events each,
+/// `wrap` turning the events of one body into its JSON.
+pub fn bodies(
+    units: usize,
+    per_unit: usize,
+    make: impl Fn(usize) -> serde_json::Value,
+    wrap: impl Fn(Vec<serde_json::Value>) -> serde_json::Value,
+) -> serde_json::Result<Vec<Bytes>> {
+    (0..units)
+        .map(|u| {
+            let events = (u * per_unit..(u + 1) * per_unit).map(&make).collect();
+            serde_json::to_vec(&wrap(events)).map(Bytes::from)
+        })
+        .collect()
+}
+
+/// Pre-built bodies POSTed round-robin to one or more URLs; a unit is acknowledged when it
+/// is answered `expect`.
+#[derive(Debug)]
+pub struct HttpPost {
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// Where to POST, unit `i` to `urls[i % len]`.
+    pub urls: Vec<String>,
+    /// The bodies' content type.
+    pub content_type: &'static str,
+    /// One body per unit.
+    pub bodies: Vec<Bytes>,
+    /// Events per body.
+    pub per_unit: usize,
+    /// The status that acknowledges a body: the proxy answers 200 only when every event of
+    /// the body is in Kafka (202 when every one is in its DLQ store); the bridge answers 200
+    /// with the offsets of every record.
+    pub expect: u16,
+}
+
+impl Target for HttpPost {
+    fn units(&self) -> usize {
+        self.bodies.len()
+    }
+    fn events_per_unit(&self) -> usize {
+        self.per_unit
+    }
+    async fn send(&self, i: usize) -> bool {
+        let url = &self.urls[i % self.urls.len()];
+        match self
+            .http
+            .post(url)
+            .header("content-type", self.content_type)
+            .body(self.bodies[i].clone())
+            .send()
+            .await
+        {
+            Ok(r) => r.status() == self.expect && r.bytes().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Records sent with rdkafka directly, the proxy's producer settings.
+struct Direct {
+    producer: FutureProducer,
+    topic: String,
+    records: Vec<KafkaRecord>,
+}
+
+impl Target for Direct {
+    fn units(&self) -> usize {
+        self.records.len()
+    }
+    fn events_per_unit(&self) -> usize {
+        1
+    }
+    async fn send(&self, i: usize) -> bool {
+        let r = &self.records[i];
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (key, value) in &r.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        match self.producer.send_result(record) {
+            Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The data of a bench event, as a service would declare it.
+#[derive(serde::Serialize)]
+struct Payload<'a> {
+    i: usize,
+    pad: &'a str,
+}
+
+/// Events published through one `courier::Client`, each awaited until the proxy answered
+/// for it; the client builds, serialises and batches every event inside the timing.
+struct ClientPublish {
+    client: courier::Client,
+    scenario: String,
+    payload: String,
+    units: usize,
+}
+
+impl Target for ClientPublish {
+    fn units(&self) -> usize {
+        self.units
+    }
+    fn events_per_unit(&self) -> usize {
+        1
+    }
+    async fn send(&self, i: usize) -> bool {
+        let event = courier::Event::new("bench.event")
+            .id(format!("{}-{i}", self.scenario))
+            .partition_key(format!("k{}", i % 1024))
+            .data(&Payload {
+                i,
+                pad: &self.payload,
+            });
+        self.client.publish_and_wait(event).await.is_ok()
+    }
+}
+
+/// One way of sending, as the run plans it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    ProxySingle,
+    ProxyBatch,
+    Client,
+    Direct,
+    BridgeSingle,
+    BridgeBatch,
+}
+
+struct Plan {
+    key: &'static str,
+    name: &'static str,
+    kind: Kind,
+    proxies: usize,
+    fixed_rate: bool,
+}
+
+const PLANS: [Plan; 8] = [
+    Plan {
+        key: "proxy-single",
+        name: "proxy, single-event POSTs",
+        kind: Kind::ProxySingle,
+        proxies: 1,
+        fixed_rate: true,
+    },
+    Plan {
+        key: "proxy-batch",
+        name: "proxy, batched POSTs",
+        kind: Kind::ProxyBatch,
+        proxies: 1,
+        fixed_rate: true,
+    },
+    Plan {
+        key: "client",
+        name: "courier::Client (batching)",
+        kind: Kind::Client,
+        proxies: 1,
+        fixed_rate: true,
+    },
+    Plan {
+        key: "direct",
+        name: "direct rdkafka producer",
+        kind: Kind::Direct,
+        proxies: 0,
+        fixed_rate: true,
+    },
+    Plan {
+        key: "bridge-single",
+        name: "Strimzi bridge, single records",
+        kind: Kind::BridgeSingle,
+        proxies: 0,
+        fixed_rate: true,
+    },
+    Plan {
+        key: "bridge-batch",
+        name: "Strimzi bridge, batched records",
+        kind: Kind::BridgeBatch,
+        proxies: 0,
+        fixed_rate: true,
+    },
+    Plan {
+        key: "proxy2-single",
+        name: "2 proxies, single-event POSTs",
+        kind: Kind::ProxySingle,
+        proxies: 2,
+        fixed_rate: false,
+    },
+    Plan {
+        key: "proxy2-batch",
+        name: "2 proxies, batched POSTs",
+        kind: Kind::ProxyBatch,
+        proxies: 2,
+        fixed_rate: false,
+    },
+];
+
+/// What the scenarios share.
+struct Bench<'a> {
+    b: &'a ProduceBench,
+    http: reqwest::Client,
+    proxies: Vec<ProxyProcess>,
+    source: String,
+    topic: String,
+    payload: String,
+    direct: FutureProducer,
+    client: courier::Client,
+    run: String,
+}
+
+impl Bench<'_> {
+    fn in_flight(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::ProxySingle | Kind::BridgeSingle => self.b.single_concurrency,
+            Kind::ProxyBatch | Kind::BridgeBatch => self.b.batch_concurrency,
+            // Enough waiting publishers to fill the client's batches and requests.
+            Kind::Client => self.b.batch_size * self.b.batch_concurrency * 2,
+            Kind::Direct => self.b.direct_in_flight,
+        }
+    }
+
+    fn per_unit(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::ProxyBatch | Kind::BridgeBatch => self.b.batch_size,
+            _ => 1,
+        }
+    }
+
+    /// Runs `target` under `load` while sampling the processes of `groups`.
+    async fn measure<T: Target>(
+        &self,
+        target: T,
+        load: Load,
+        limit: Duration,
+        watched: &[Watched],
+    ) -> (
+        crate::bench_measure::Outcome,
+        BTreeMap<&'static str, crate::bench_procs::Usage>,
+    ) {
+        let sampler = Sampler::start(watched, Duration::from_millis(250));
+        let outcome = drive(Arc::new(target), load, limit).await;
+        (outcome, sampler.stop().await)
+    }
+
+    /// One scenario: `plan` under `load`, `units` units, ids prefixed with `tag`.
+    async fn scenario(
+        &self,
+        plan: &Plan,
+        load: Load,
+        units: usize,
+        tag: &str,
+        limit: Duration,
+    ) -> anyhow::Result<(
+        crate::bench_measure::Outcome,
+        BTreeMap<&'static str, crate::bench_procs::Usage>,
+    )> {
+        let mut watched = vec![Watched {
+            group: "bench",
+            pid: std::process::id(),
+        }];
+        watched.extend(self.b.broker_pids.iter().map(|&pid| Watched {
+            group: "brokers",
+            pid,
+        }));
+        let per = self.per_unit(plan.kind);
+        let mk = |i| event(&self.source, tag, i, &self.payload);
+        let proxy_urls: Vec<String> = self.proxies[..plan.proxies]
+            .iter()
+            .map(|p| format!("{}/v1/events", p.url))
+            .collect();
+        if plan.proxies > 0 {
+            watched.extend(self.proxies[..plan.proxies].iter().map(|p| Watched {
+                group: "proxy",
+                pid: p.pid(),
+            }));
+        }
+        let bridge_url = || -> anyhow::Result<Vec<String>> {
+            let (url, _) = self.b.bridge.as_ref().context("no bridge")?;
+            Ok(vec![format!(
+                "{}/topics/{}",
+                url.trim_end_matches('/'),
+                self.topic
+            )])
+        };
+        if matches!(plan.kind, Kind::BridgeSingle | Kind::BridgeBatch)
+            && let Some((_, Some(pid))) = &self.b.bridge
+        {
+            watched.push(Watched {
+                group: "bridge",
+                pid: *pid,
+            });
+        }
+        let bridge_records = |events: Vec<serde_json::Value>| {
+            let records: Vec<_> = events
+                .into_iter()
+                .map(|e| serde_json::json!({"key": e["partitionkey"], "value": e}))
+                .collect();
+            serde_json::json!({ "records": records })
+        };
+        let http = |urls: Vec<String>, content_type, bodies| HttpPost {
+            http: self.http.clone(),
+            urls,
+            content_type,
+            bodies,
+            per_unit: per,
+            expect: 200,
+        };
+        Ok(match plan.kind {
+            Kind::ProxySingle => {
+                let b = bodies(units, 1, mk, |mut e| e.remove(0))?;
+                let t = http(proxy_urls, "application/cloudevents+json", b);
+                self.measure(t, load, limit, &watched).await
+            }
+            Kind::ProxyBatch => {
+                let b = bodies(units, per, mk, serde_json::Value::Array)?;
+                let t = http(proxy_urls, "application/cloudevents-batch+json", b);
+                self.measure(t, load, limit, &watched).await
+            }
+            Kind::BridgeSingle | Kind::BridgeBatch => {
+                let b = bodies(units, per, mk, bridge_records)?;
+                let t = http(bridge_url()?, "application/vnd.kafka.json.v2+json", b);
+                self.measure(t, load, limit, &watched).await
+            }
+            Kind::Direct => {
+                let records = (0..units)
+                    .map(|i| {
+                        let json = serde_json::to_vec(&mk(i))?;
+                        Ok(to_record(&Event::from_json(&json)?))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let t = Direct {
+                    producer: self.direct.clone(),
+                    topic: self.topic.clone(),
+                    records,
+                };
+                self.measure(t, load, limit, &watched).await
+            }
+            Kind::Client => {
+                let t = ClientPublish {
+                    client: self.client.clone(),
+                    scenario: tag.to_owned(),
+                    payload: self.payload.clone(),
+                    units,
+                };
+                self.measure(t, load, limit, &watched).await
+            }
+        })
+    }
+}
+
+fn median_by_rate(rows: &[&Row]) -> Option<Row> {
+    let mut v: Vec<&Row> = rows.to_vec();
+    v.sort_by(|a, b| a.outcome.rate().total_cmp(&b.outcome.rate()));
+    v.get(v.len().saturating_sub(1) / 2).map(|r| (*r).clone())
+}
+
+/// The rows to chart and judge: per (target, load), the round with the median rate.
+fn medians(rows: &[Row]) -> Vec<Row> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let k = (r.target.clone(), r.load.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.iter()
+        .filter_map(|(t, l)| {
+            let same: Vec<&Row> = rows
+                .iter()
+                .filter(|r| &r.target == t && &r.load == l)
+                .collect();
+            median_by_rate(&same)
+        })
+        .collect()
+}
+
+/// Runs the plan and reports it.
+pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(b.single_concurrency.max(b.batch_concurrency))
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let state = tempfile::tempdir()?;
+    let wanted = |p: &Plan| {
+        (b.only.is_empty() || b.only.iter().any(|k| k == p.key))
+            && (b.bridge.is_some() || !matches!(p.kind, Kind::BridgeSingle | Kind::BridgeBatch))
+    };
+    let proxies_needed = PLANS
+        .iter()
+        .filter(|p| wanted(p))
+        .map(|p| p.proxies)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut proxies = Vec::new();
+    for n in 0..proxies_needed {
+        proxies.push(ProxyProcess::start(
+            &b.bootstrap,
+            &state.path().join(format!("dlq{n}.db")),
+            &[],
+        )?);
+    }
+    for p in &proxies {
+        p.wait(&http, "/readyz").await?;
+    }
+    let service = crate::unique("bench-");
+    let source = format!("/{service}");
+    let topic = format!("{service}.events");
+    let payload = "p".repeat(b.payload_bytes);
+
+    // The first publish creates the topic (proxy policy: RF 3, min ISR 2); every scenario
+    // then writes to it.
+    let warm = http
+        .post(format!("{}/v1/events", proxies[0].url))
+        .header("content-type", "application/cloudevents+json")
+        .body(event(&source, "warm", 0, &payload).to_string())
+        .send()
+        .await?;
+    if warm.status() != 200 {
+        bail!(
+            "warm-up event answered {}: {}",
+            warm.status(),
+            warm.text().await?
+        );
+    }
+    let kafka = KafkaConfig {
+        bootstrap_servers: b.bootstrap.clone(),
+        client_id: "courier-bench-direct".into(),
+        ..KafkaConfig::default()
+    };
+    let direct: FutureProducer = producer_config(&kafka, &DeliveryConfig::default()).create()?;
+    let client = courier::Client::builder(service.clone())
+        .proxy(&proxies[0].url)
+        .max_batch_events(b.batch_size)
+        .max_in_flight(b.batch_concurrency)
+        .buffer_capacity(b.batch_size * b.batch_concurrency * 4)
+        .build()?;
+    let run = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let bench = Bench {
+        b: &b,
+        http,
+        proxies,
+        source,
+        topic: topic.clone(),
+        payload,
+        direct,
+        client,
+        run,
+    };
+    eprintln!(
+        "courier-bench: topic {topic}, bootstrap {}, {} proxies, bridge {}",
+        b.bootstrap,
+        bench.proxies.len(),
+        b.bridge.as_ref().map_or("none", |(u, _)| u.as_str())
+    );
+
+    let mut rows = Vec::new();
+    let max_limit = Duration::from_secs_f64(b.max_secs);
+    let rate_limit = Duration::from_secs_f64(b.rate_secs);
+    for round in 1..=b.rounds.max(1) {
+        for plan in PLANS.iter().filter(|p| wanted(p)) {
+            let per = bench.per_unit(plan.kind);
+            let in_flight = bench.in_flight(plan.kind);
+            // A short unmeasured warm-up: connections opened, code paths hot.
+            let tag = format!("{}-r{round}", plan.key);
+            let warm_units = (2_000 / per).max(2);
+            bench
+                .scenario(
+                    plan,
+                    Load::Max {
+                        concurrency: in_flight,
+                    },
+                    warm_units,
+                    &format!("{tag}-warm"),
+                    Duration::from_secs(5),
+                )
+                .await?;
+            let mut loads = Vec::new();
+            if plan.fixed_rate {
+                loads.push((
+                    Load::Rate {
+                        events_per_sec: b.rate,
+                        max_in_flight: in_flight,
+                    },
+                    ((b.rate * b.rate_secs) as usize).div_ceil(per),
+                    rate_limit,
+                ));
+            }
+            loads.push((
+                Load::Max {
+                    concurrency: in_flight,
+                },
+                b.events.div_ceil(per),
+                max_limit,
+            ));
+            for (load, units, limit) in loads {
+                eprintln!(
+                    "[{}] round {round}: {} at {} ({} in flight, {} events/unit) ...",
+                    chrono::Utc::now().format("%H:%M:%S"),
+                    plan.name,
+                    load.label(),
+                    in_flight,
+                    per
+                );
+                let (outcome, usage) = bench
+                    .scenario(plan, load, units, &format!("{tag}-{}", load.label()), limit)
+                    .await?;
+                let row = Row {
+                    run: bench.run.clone(),
+                    round,
+                    target: plan.name.to_owned(),
+                    proxies: plan.proxies,
+                    load: load.label(),
+                    in_flight,
+                    per_unit: per,
+                    outcome,
+                    usage,
+                    load_avg: load_average(),
+                };
+                let o = &row.outcome;
+                eprintln!(
+                    "    {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms, {} errors, load {:.1}",
+                    o.rate(),
+                    o.ms(0.5),
+                    o.ms(0.99),
+                    o.ms(0.999),
+                    o.errors,
+                    row.load_avg
+                );
+                if let Some(csv) = &b.csv {
+                    append_csv(csv, std::slice::from_ref(&row))?;
+                }
+                rows.push(row);
+            }
+        }
+    }
+    bench.client.shutdown().await;
+    let flushed = bench.direct.clone();
+    tokio::task::spawn_blocking(move || flushed.flush(Duration::from_secs(10))).await??;
+
+    let summary = medians(&rows);
+    println!();
+    println!("{}", markdown(&summary));
+    println!("{}", goals(&summary, b.rate));
+    if let Some(dir) = &b.svg_dir {
+        write_charts(dir, &summary, b.rate)?;
+        eprintln!("charts written to {}", dir.display());
+    }
+    let failed: u64 = rows.iter().map(|r| r.outcome.errors).sum();
+    if failed > 0 {
+        bail!("{failed} events were not acknowledged");
+    }
+    Ok(())
+}
+
+fn find<'a>(rows: &'a [Row], target: &str, load: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.target == target && r.load == load)
+}
+
+/// The project's goals, judged on `rows`.
+fn goals(rows: &[Row], rate: f64) -> String {
+    let fixed = format!("{rate:.0}/s");
+    let max_rate = |t: &str| find(rows, t, "max").map(|r| r.outcome.rate());
+    let mut out = String::from("goals:\n");
+    let mut line = |what: String, ok: Option<bool>| {
+        let verdict = match ok {
+            Some(true) => "reached",
+            Some(false) => "NOT reached",
+            None => "not measured",
+        };
+        out.push_str(&format!("  {what}: {verdict}\n"));
+    };
+    let single = max_rate(PLANS[0].name);
+    line(
+        format!(
+            "single-event POSTs >= 30,000 events/s (measured {:.0})",
+            single.unwrap_or(0.0)
+        ),
+        single.map(|s| s >= 30_000.0),
+    );
+    let (batch, direct) = (max_rate(PLANS[1].name), max_rate(PLANS[3].name));
+    let ratio = batch.zip(direct).map(|(b, d)| b / d);
+    line(
+        format!(
+            "batched POSTs >= 80 % of the direct producer (measured {:.0} %)",
+            100.0 * ratio.unwrap_or(0.0)
+        ),
+        ratio.map(|r| r >= 0.8),
+    );
+    let bridge = max_rate(PLANS[5].name);
+    let times = batch.zip(bridge).map(|(b, s)| b / s);
+    line(
+        format!(
+            "batched POSTs >= 5x the Strimzi bridge, batched (measured {:.1}x)",
+            times.unwrap_or(0.0)
+        ),
+        times.map(|t| t >= 5.0),
+    );
+    let rss = [PLANS[0].name, PLANS[1].name, PLANS[2].name]
+        .iter()
+        .filter_map(|t| find(rows, t, &fixed))
+        .filter_map(|r| r.usage.get("proxy").map(|u| u.rss_peak_mib))
+        .reduce(f64::max);
+    line(
+        format!(
+            "proxy RSS <= 100 MiB at {fixed} (peak {:.0} MiB)",
+            rss.unwrap_or(0.0)
+        ),
+        rss.map(|m| m <= 100.0),
+    );
+    let client = max_rate(PLANS[2].name);
+    let share = client.zip(batch).map(|(c, b)| c / b);
+    line(
+        format!(
+            "client >= 90 % of batched POSTs (measured {:.0} %)",
+            100.0 * share.unwrap_or(0.0)
+        ),
+        share.map(|s| s >= 0.9),
+    );
+    out
+}
+
+/// The charts of a run: throughput at the maximum, latency at the fixed rate and at the
+/// maximum, CPU and memory per process at the fixed rate.
+fn write_charts(dir: &std::path::Path, rows: &[Row], rate: f64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let fixed = format!("{rate:.0}/s");
+    let targets: Vec<String> = {
+        let mut t: Vec<String> = Vec::new();
+        for r in rows {
+            if !t.contains(&r.target) {
+                t.push(r.target.clone());
+            }
+        }
+        t
+    };
+    let value = |load: &str, f: &dyn Fn(&Row) -> Option<f64>| -> Vec<Option<f64>> {
+        targets
+            .iter()
+            .map(|t| find(rows, t, load).and_then(f))
+            .collect()
+    };
+    let at = |load: &str| -> Vec<String> {
+        targets
+            .iter()
+            .filter(|t| find(rows, t, load).is_some())
+            .cloned()
+            .collect()
+    };
+    let only = |load: &str, v: Vec<Option<f64>>| -> Vec<Option<f64>> {
+        targets
+            .iter()
+            .zip(v)
+            .filter(|(t, _)| find(rows, t, load).is_some())
+            .map(|(_, v)| v)
+            .collect()
+    };
+    let charts = [
+        (
+            "throughput.svg",
+            BarChart {
+                title: "Events/s at the maximum (acknowledged by Kafka, acks=all)".into(),
+                unit: "events/s".into(),
+                categories: targets.clone(),
+                series: vec![("events/s".into(), value("max", &|r| Some(r.outcome.rate())))],
+                log: false,
+            },
+        ),
+        (
+            "latency-fixed-rate.svg",
+            BarChart {
+                title: format!("Latency at {fixed} offered (from when each request was due)"),
+                unit: "milliseconds (log scale)".into(),
+                categories: at(&fixed),
+                series: ["p50", "p99", "p999"]
+                    .iter()
+                    .zip([0.5, 0.99, 0.999])
+                    .map(|(n, q)| {
+                        (
+                            (*n).to_owned(),
+                            only(&fixed, value(&fixed, &|r| Some(r.outcome.ms(q)))),
+                        )
+                    })
+                    .collect(),
+                log: true,
+            },
+        ),
+        (
+            "latency-max.svg",
+            BarChart {
+                title: "Latency at the maximum".into(),
+                unit: "milliseconds (log scale)".into(),
+                categories: targets.clone(),
+                series: ["p50", "p99", "p999"]
+                    .iter()
+                    .zip([0.5, 0.99, 0.999])
+                    .map(|(n, q)| ((*n).to_owned(), value("max", &|r| Some(r.outcome.ms(q)))))
+                    .collect(),
+                log: true,
+            },
+        ),
+        (
+            "cpu-fixed-rate.svg",
+            BarChart {
+                title: format!("CPU at {fixed} offered, % of one core (2 cores = 200 %)"),
+                unit: "% of one core".into(),
+                categories: at(&fixed),
+                series: crate::bench_report::GROUPS
+                    .iter()
+                    .map(|g| {
+                        (
+                            (*g).to_owned(),
+                            only(
+                                &fixed,
+                                value(&fixed, &|r| r.usage.get(g).map(|u| u.cpu_pct)),
+                            ),
+                        )
+                    })
+                    .collect(),
+                log: false,
+            },
+        ),
+        (
+            "rss-fixed-rate.svg",
+            BarChart {
+                title: format!("Peak resident memory at {fixed} offered"),
+                unit: "MiB".into(),
+                categories: at(&fixed),
+                series: crate::bench_report::GROUPS
+                    .iter()
+                    .map(|g| {
+                        (
+                            (*g).to_owned(),
+                            only(
+                                &fixed,
+                                value(&fixed, &|r| r.usage.get(g).map(|u| u.rss_peak_mib)),
+                            ),
+                        )
+                    })
+                    .collect(),
+                log: false,
+            },
+        ),
+    ];
+    for (file, chart) in charts {
+        std::fs::write(dir.join(file), chart.svg())?;
+    }
+    Ok(())
+}
