@@ -7,6 +7,7 @@
 //! - the topic policy: read, update (persisted, in force at once on every proxy sharing the
 //!   store), preview of the topic a sample event gets;
 //! - the DLQ store's events: list and filter, inspect, replay, discard with a reason;
+//! - the publish endpoints' API keys: create (the key is shown once), list, rotate, revoke;
 //! - live stats and the audit log of every admin action (who, what, when, before/after).
 //!
 //! Who acted is the `X-Courier-Actor` header (the page asks the operator for a name), or
@@ -14,6 +15,7 @@
 //! identity the proxy verifies.
 
 pub mod dlq;
+pub mod keys;
 pub mod page;
 pub mod policy;
 pub mod topics;
@@ -61,6 +63,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/admin/api/policy", get(policy::get).put(policy::put))
         .route("/admin/api/policy/preview", post(policy::preview))
+        .route("/admin/api/keys", get(keys::list).post(keys::create))
+        .route("/admin/api/keys/{id}/rotate", post(keys::rotate))
+        .route("/admin/api/keys/{id}/revoke", post(keys::revoke))
         .route("/admin/api/stats", get(stats))
         .route("/admin/api/audit", get(audit_log))
         .route_layer(middleware::from_fn_with_state(state, require_token));
@@ -84,11 +89,12 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         next.run(request).await
     } else {
-        ApiError::new(
-            ProblemKind::Unauthorized,
+        // API keys are not admin credentials: only the admin token opens the admin API.
+        crate::auth::unauthorized(
+            "courier-admin",
+            !given.is_empty(),
             "the admin API needs `Authorization: Bearer <admin.token>`",
         )
-        .into_response()
     }
 }
 

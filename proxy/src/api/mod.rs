@@ -41,6 +41,7 @@ struct Inner {
     limits: LimitsConfig,
     delivery: DeliveryConfig,
     admin_token: Option<String>,
+    keys: Arc<crate::auth::KeyRing>,
     policy_version: std::sync::atomic::AtomicI64,
     dedupe: dedupe::DedupeWindow,
     rate_limits: Option<rate::ServiceLimits>,
@@ -66,6 +67,8 @@ pub struct Parts {
     pub delivery: DeliveryConfig,
     /// The admin API's bearer token.
     pub admin_token: Option<String>,
+    /// The publish endpoints' API keys.
+    pub keys: Arc<crate::auth::KeyRing>,
     /// Version of the topic policy in force (0: from the configuration).
     pub policy_version: i64,
     /// Fires when shutdown begins.
@@ -89,6 +92,7 @@ impl AppState {
             limits: p.limits,
             delivery: p.delivery,
             admin_token: p.admin_token,
+            keys: p.keys,
             policy_version: std::sync::atomic::AtomicI64::new(p.policy_version),
             dedupe,
             rate_limits,
@@ -114,6 +118,16 @@ impl AppState {
     /// The admin API's bearer token, when configured.
     pub fn admin_token(&self) -> Option<&str> {
         self.0.admin_token.as_deref()
+    }
+
+    /// The publish endpoints' API keys.
+    pub fn keys(&self) -> &crate::auth::KeyRing {
+        &self.0.keys
+    }
+
+    /// A shared handle on the API keys.
+    pub fn keys_handle(&self) -> Arc<crate::auth::KeyRing> {
+        self.0.keys.clone()
     }
 
     /// Version of the topic policy in force (0: from the configuration).
