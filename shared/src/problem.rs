@@ -165,10 +165,10 @@ impl ProblemKind {
     }
 }
 
-/// A problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A problem document (RFC 9457), the body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// URI naming the problem kind.
+    /// URI naming the problem kind, e.g. `urn:courier:problem:invalid-event`.
     #[serde(rename = "type")]
     pub type_uri: String,
     /// Summary of the kind.

@@ -81,6 +81,7 @@ pub(super) struct ListQuery {
 
 /// `GET /admin/api/keys?revoked=true`: the keys (oldest first), and those of the
 /// configuration file.
+#[utoipa::path(get, path = "/admin/api/keys", tag = "admin", summary = "The API keys", params(("revoked" = Option<bool>, Query, description = "Include revoked keys")), responses((status = 200, description = "The API keys", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Params(q): Params<ListQuery>,
@@ -105,6 +106,7 @@ pub(super) struct CreateRequest {
 }
 
 /// `POST /admin/api/keys`: 201 with the new key — the only time it is shown.
+#[utoipa::path(post, path = "/admin/api/keys", tag = "admin", summary = "Creates an API key, shown once", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "Creates an API key, shown once", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn create(
     State(state): State<AppState>,
     actor: Actor,
@@ -203,6 +205,7 @@ async fn existing(state: &AppState, id: &str) -> Result<ApiKey, ApiError> {
 
 /// `POST /admin/api/keys/{id}/rotate` with `{"grace_secs": n}` (optional): a new secret for the
 /// key, shown once; the old one is refused at once, or after the grace period.
+#[utoipa::path(post, path = "/admin/api/keys/{id}/rotate", tag = "admin", summary = "A new secret for the key, shown once", params(("id" = String, Path, description = "Key id")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "A new secret for the key, shown once", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn rotate(
     State(state): State<AppState>,
     actor: Actor,
@@ -260,6 +263,7 @@ pub(super) async fn rotate(
 
 /// `POST /admin/api/keys/{id}/revoke`: the key is refused from now on (kept, revoked, for the
 /// record).
+#[utoipa::path(post, path = "/admin/api/keys/{id}/revoke", tag = "admin", summary = "Revokes the key", params(("id" = String, Path, description = "Key id")), responses((status = 200, description = "Revokes the key", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn revoke(
     State(state): State<AppState>,
     actor: Actor,

@@ -59,7 +59,7 @@ pub enum Outcome {
 }
 
 /// Response body for one delivered event, and per event in a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventResult {
     /// Position in the batch (0 for a single event).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,7 +87,7 @@ pub struct EventResult {
 }
 
 /// Response body of a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchResult {
     /// Events acknowledged by Kafka.
     pub delivered: usize,
@@ -146,6 +146,27 @@ impl Outcome {
 const PARSE_INLINE_BYTES: usize = 64 * 1024;
 
 /// `POST /v1/events`: topics from the naming policy.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "publish",
+    summary = "Publish one event, a batch or NDJSON; topics from the naming policy",
+    description = "200: every event acknowledged by Kafka (`acks=all`); 202: every event durable \
+        (delivered or committed to the DLQ store); 207: a status per event; 4xx/5xx: nothing \
+        accepted, a problem document (or, for a batch, a status per event).",
+    request_body(content(
+        (super::openapi::CloudEvent = "application/cloudevents+json"),
+        (Vec<super::openapi::CloudEvent> = "application/cloudevents-batch+json"),
+        (Vec<super::openapi::CloudEvent> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
+        (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
+        (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -155,6 +176,25 @@ pub async fn publish(
 }
 
 /// `POST /v1/topics/{topic}/events`: an explicit, existing topic.
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{topic}/events",
+    tag = "publish",
+    summary = "Publish to an explicit topic, which must exist",
+    params(("topic" = String, Path, description = "An existing topic the key's service may publish to")),
+    request_body(content(
+        (super::openapi::CloudEvent = "application/cloudevents+json"),
+        (Vec<super::openapi::CloudEvent> = "application/cloudevents-batch+json"),
+        (Vec<super::openapi::CloudEvent> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
+        (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
+        (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn publish_to_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
