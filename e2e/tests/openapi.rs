@@ -111,5 +111,17 @@ async fn the_document_lists_every_route_and_the_router_serves_each() {
             "{method} {path} is not routed: {body}"
         );
     }
+    // Found by schemathesis: a sequence number out of range was answered in plain text.
+    let answer = http()
+        .get(proxy.url("/admin/api/dlq/9223372036854775808"))
+        .bearer_auth("openapi-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(
+        answer.headers()["content-type"],
+        courier_shared::problem::PROBLEM_JSON
+    );
     proxy.stop().await;
 }

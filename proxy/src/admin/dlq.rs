@@ -110,8 +110,16 @@ pub(super) async fn counts(
 #[utoipa::path(get, path = "/admin/api/dlq/{seq}", tag = "admin", summary = "One stored event", params(("seq" = i64, Path, description = "Sequence number")), responses((status = 200, description = "One stored event", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn inspect(
     AxumState(state): AxumState<AppState>,
-    Path(seq): Path<i64>,
+    Path(seq): Path<String>,
 ) -> Result<Json<EntryView>, ApiError> {
+    // Parsed here, so a sequence number that is not one is a problem document like any
+    // other admin error (axum's own rejection is plain text).
+    let seq: i64 = seq.parse().map_err(|_| {
+        ApiError::new(
+            ProblemKind::InvalidRequest,
+            format!("`{seq}` is not a sequence number"),
+        )
+    })?;
     store(&state)?
         .get(seq)
         .await

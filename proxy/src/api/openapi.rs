@@ -31,7 +31,7 @@ use super::publish::{BatchResult, EventResult};
         (name = "operations", description = "Health, readiness, metrics, this document"),
         (name = "admin", description = "Topics, topic policy, dead letters, API keys, audit log"),
     ),
-    components(schemas(courier_shared::Problem, EventResult, BatchResult, CloudEvent))
+    components(schemas(courier_shared::Problem, EventResult, BatchResult, CloudEvent, CloudEventBatch))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -99,16 +99,21 @@ impl Modify for Conventions {
 #[allow(dead_code)] // a schema only
 pub struct CloudEvent {
     /// `1.0`.
+    #[schema(pattern = "^1\\.0$")]
     specversion: String,
     /// The event id; assigned (UUIDv7) when absent. A resend with the same `source` and `id`
     /// gets the first outcome.
+    #[schema(min_length = 1)]
     id: Option<String>,
     /// The producer: its service (`/billing/api` → `billing`) must be the API key's.
+    #[schema(min_length = 1, pattern = "[A-Za-z0-9]")]
     source: String,
     /// The event type.
     #[serde(rename = "type")]
+    #[schema(min_length = 1)]
     ty: String,
-    /// `event` (default), `log` or `error`.
+    /// `event` (default), `log` or `error`; `error` needs `errortype`.
+    #[schema(pattern = "^(event|log|error)$")]
     category: Option<String>,
     /// The error type of an error event (its topic: `{service}.error.{errortype}`).
     errortype: Option<String>,
@@ -121,6 +126,7 @@ pub struct CloudEvent {
     /// Subject of the event in the context of the producer.
     subject: Option<String>,
     /// RFC 3339 timestamp.
+    #[schema(format = DateTime)]
     time: Option<String>,
     /// The payload: any JSON value.
     #[schema(value_type = Object)]
@@ -128,6 +134,22 @@ pub struct CloudEvent {
     /// The payload as base64 (binary data).
     data_base64: Option<String>,
 }
+
+/// A batch: a JSON array of at least one event.
+#[derive(Debug)]
+pub struct CloudEventBatch;
+
+impl utoipa::PartialSchema for CloudEventBatch {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("CloudEvent"))
+            .min_items(Some(1))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for CloudEventBatch {}
 
 /// The answer to a single event ([`EventResult`]) or to a batch ([`BatchResult`]).
 #[derive(Debug, Serialize, ToSchema)]

@@ -156,14 +156,20 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
         accepted, a problem document (or, for a batch, a status per event).",
     request_body(content(
         (super::openapi::CloudEvent = "application/cloudevents+json"),
-        (Vec<super::openapi::CloudEvent> = "application/cloudevents-batch+json"),
-        (Vec<super::openapi::CloudEvent> = "application/json"),
+        (super::openapi::CloudEventBatch = "application/cloudevents-batch+json"),
+        (super::openapi::CloudEventBatch = "application/json"),
         (String = "application/x-ndjson"),
     )),
     responses(
         (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
         (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
         (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+        (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 503, description = "Neither Kafka nor the DLQ store took the events: nothing accepted",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
     ),
     security(("api_key" = []))
 )]
@@ -184,14 +190,20 @@ pub async fn publish(
     params(("topic" = String, Path, description = "An existing topic the key's service may publish to")),
     request_body(content(
         (super::openapi::CloudEvent = "application/cloudevents+json"),
-        (Vec<super::openapi::CloudEvent> = "application/cloudevents-batch+json"),
-        (Vec<super::openapi::CloudEvent> = "application/json"),
+        (super::openapi::CloudEventBatch = "application/cloudevents-batch+json"),
+        (super::openapi::CloudEventBatch = "application/json"),
         (String = "application/x-ndjson"),
     )),
     responses(
         (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
         (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
         (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+        (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 503, description = "Neither Kafka nor the DLQ store took the events: nothing accepted",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
     ),
     security(("api_key" = []))
 )]
