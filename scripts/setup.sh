@@ -6,7 +6,8 @@
 # server + client for the tests' throwaway database (scripts/postgres.sh; the
 # package may create Debian's default cluster `main` on 5432, which we never
 # use), Chromium and Node.js for the admin page's browser tests, then the
-# Kafka jars. Idempotent and non-interactive (CI=true, no stdin,
+# Kafka jars, and schemathesis (PyPI, in a venv under the cache) for the API
+# conformance run of scripts/test.sh. Idempotent and non-interactive (CI=true, no stdin,
 # root); a second run installs nothing and needs no network.
 #
 # Usage: scripts/setup.sh [--elasticsearch]
@@ -30,7 +31,7 @@ LOG_TAG=setup
 
 PACKAGES=(
   build-essential pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev
-  libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
+  libzstd-dev liblz4-dev libsasl2-dev python3 python3-venv maven default-jdk-headless curl
   postgresql postgresql-client chromium fonts-dejavu-core
   haproxy iptables
 )
@@ -70,5 +71,15 @@ java_major="$(java -XshowSettings:properties -version 2>&1 |
 "$here/kafka/fetch.sh" >/dev/null
 if ((with_es)); then
   "$here/elasticsearch/fetch.sh" >/dev/null
+fi
+
+# schemathesis checks the served OpenAPI document against the running proxy
+# (scripts/schemathesis.sh); pinned, in a venv of its own.
+SCHEMATHESIS_VERSION=4.32.5
+venv="$(courier_cache_dir)/schemathesis-venv"
+if [ "$("$venv/bin/schemathesis" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)" != "$SCHEMATHESIS_VERSION" ]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 log "done"

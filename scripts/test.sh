@@ -10,9 +10,11 @@
 #   5. start a single-node Elasticsearch for the sink tests (COURIER_TEST_ES_URL),
 #   6. run every test of the workspace against them,
 #   7. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
-#      process on the shared cluster, then stop everything.
+#      process on the shared cluster,
+#   8. check the served OpenAPI document against a running proxy with schemathesis
+#      (scripts/schemathesis.sh), then stop everything.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`) and skip the
-# browser tests.
+# browser tests and schemathesis.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -100,4 +102,6 @@ if (($# == 0)); then
   npm ci --prefix e2e/browser --no-audit --no-fund --loglevel=error
   # The proxy binary the browser tests start was built with the tests (debug profile).
   (cd e2e/browser && node --test --test-concurrency=1 admin.test.mjs)
+  log "OpenAPI document against the running proxy (schemathesis)"
+  "$here/schemathesis.sh"
 fi

@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! scripts/up.sh                                   # Kafka and the proxy on 127.0.0.1:8080
+//! . .run/keys.env                                 # ORDERS_COURIER_KEY, the service's API key
 //! cargo run -p courier-client --example orders    # this service on 127.0.0.1:3000
 //! curl -sS 127.0.0.1:3000/orders -H 'content-type: application/json' \
 //!   -d '{"item":"book","qty":2,"card":"4242"}'    # → 200, event in orders.events
@@ -11,7 +12,8 @@
 //!   -d '{"item":"book","qty":0,"card":"4242"}'    # → 409, event in orders.error.out-of-stock
 //! ```
 //!
-//! `COURIER_URLS` (comma-separated proxy URLs) and `ORDERS_LISTEN` change the defaults.
+//! `COURIER_URLS` (comma-separated proxy URLs) and `ORDERS_LISTEN` change the defaults;
+//! without `ORDERS_COURIER_KEY` only a proxy with authentication off takes the events.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,9 +89,11 @@ async fn create(Json(order): Json<NewOrder>) -> Result<Json<Placed>, (StatusCode
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let urls = std::env::var("COURIER_URLS").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let client = courier::Client::builder("orders")
-        .proxies(urls.split(','))
-        .build()?;
+    let mut client = courier::Client::builder("orders").proxies(urls.split(','));
+    if let Ok(key) = std::env::var("ORDERS_COURIER_KEY") {
+        client = client.api_key(key);
+    }
+    let client = client.build()?;
     courier::set_global(client.clone()).map_err(|_| "a global client is already installed")?;
 
     let listen = std::env::var("ORDERS_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());

@@ -219,7 +219,15 @@ impl Client {
             }
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &b.api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.0))
+                .map_err(|e| BuildError::Invalid(format!("api_key: {e}")))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(b.request_timeout)
             .pool_max_idle_per_host(b.max_in_flight)
             .user_agent(concat!("courier-client/", env!("CARGO_PKG_VERSION")))

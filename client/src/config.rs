@@ -43,10 +43,21 @@ pub enum BuildError {
     NoRuntime,
 }
 
+/// An API key, kept out of `Debug` output and logs.
+#[derive(Clone)]
+pub(crate) struct ApiKey(pub(crate) String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(…)")
+    }
+}
+
 /// Settings of a [`Client`]; see [`Client::builder`].
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     pub(crate) service: String,
+    pub(crate) api_key: Option<ApiKey>,
     pub(crate) source: Option<String>,
     pub(crate) urls: Vec<String>,
     pub(crate) buffer_capacity: usize,
@@ -65,6 +76,7 @@ impl ClientBuilder {
     pub(crate) fn new(service: impl Into<String>) -> Self {
         Self {
             service: service.into(),
+            api_key: None,
             source: None,
             urls: Vec::new(),
             buffer_capacity: 10_000,
@@ -90,6 +102,14 @@ impl ClientBuilder {
     /// Several proxy base URLs at once.
     pub fn proxies<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
         self.urls.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// The service's API key (`ck_…`, from the proxy's admin API), sent with every request
+    /// as `Authorization: Bearer`. Proxies with authentication on (the default) refuse
+    /// requests without it (401); the key names the service, so events must come from it.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(ApiKey(key.into()));
         self
     }
 
@@ -175,6 +195,14 @@ impl ClientBuilder {
             if v == 0 {
                 return Err(BuildError::Invalid(format!("{name} must be at least 1")));
             }
+        }
+        if let Some(ApiKey(key)) = &self.api_key
+            && (key.trim().is_empty()
+                || reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err())
+        {
+            return Err(BuildError::Invalid(
+                "api_key must be non-empty visible ASCII".into(),
+            ));
         }
         if self.buffer_capacity > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(BuildError::Invalid("buffer_capacity is too large".into()));

@@ -101,10 +101,15 @@ before(async () => {
     name: `${service}.narrow`, template: "default", partitions: 1, configs: { "max.message.bytes": "1000" },
   });
   assert.equal(narrow.status, 201, JSON.stringify(narrow.body));
+  // Publishing needs the service's API key.
+  const made = await admin("POST", "/keys", { service, label: "browser test setup" });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
   const event = { specversion: "1.0", id: "wide-1", source: `/${service}`, type: "t", data: { pad: "w".repeat(5000) } };
   await until("the wide event is stored", 30_000, async () => {
     const resp = await fetch(`${base}/v1/topics/${service}.narrow/events`, {
-      method: "POST", headers: { "content-type": "application/cloudevents+json" }, body: JSON.stringify(event),
+      method: "POST",
+      headers: { "content-type": "application/cloudevents+json", authorization: `Bearer ${made.body.key}` },
+      body: JSON.stringify(event),
     });
     return resp.status === 202;
   });
@@ -237,6 +242,59 @@ test("a parked event is replayed from the page, delivered, and the audit log sho
   const created = page.locator("#audit-table tbody tr", { hasText: `${service}.orders` });
   assert.match(await created.first().textContent(), /topic\.create/);
   await page.screenshot({ path: join(shots, "admin-audit.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+/** The status of a publish of one event from `svc` with `key`. */
+async function publishWith(key, svc) {
+  const resp = await fetch(`${base}/v1/events`, {
+    method: "POST",
+    headers: { "content-type": "application/cloudevents+json", authorization: `Bearer ${key}` },
+    body: JSON.stringify({ specversion: "1.0", source: `/${svc}`, type: "key.checked" }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return resp.status;
+}
+
+test("an operator creates, rotates and revokes an API key, and the proxy follows at once", async () => {
+  const { page, errors } = await signedIn();
+  page.on("dialog", (d) => d.accept());
+  const svc = `${service}-keys`;
+  await page.click('#tabs button[data-tab="keys"]');
+  await page.fill("#key-service", svc);
+  await page.fill("#key-label", "<b>ops</b> laptop");
+  await page.click("#key-form button[type=submit]");
+  await page.waitForSelector("#key-once:not([hidden])");
+  const first = (await page.textContent("#key-secret")).trim();
+  assert.match(first, /^ck_[A-Za-z0-9_-]{43}$/);
+  const row = page.locator("#keys-table tbody tr", { hasText: svc });
+  await row.waitFor();
+  // Shown once, then only its last four characters; a label is text, never markup.
+  assert.ok((await row.textContent()).includes(`ck_…${first.slice(-4)}`));
+  assert.equal(await row.locator("b").count(), 0);
+  assert.match(await row.textContent(), /<b>ops<\/b> laptop/);
+  // Events are accepted (200, or 202: this proxy stores every event at once).
+  assert.ok([200, 202].includes(await publishWith(first, svc)));
+  await page.click("#key-once-close");
+
+  await row.locator("button.rotate").click();
+  await page.waitForSelector("#key-once:not([hidden])");
+  const second = (await page.textContent("#key-secret")).trim();
+  assert.notEqual(second, first);
+  assert.equal(await publishWith(first, svc), 401, "the rotated-out secret");
+  assert.ok([200, 202].includes(await publishWith(second, svc)));
+  await page.screenshot({ path: join(shots, "admin-keys.png"), fullPage: true });
+
+  await row.locator("button.revoke").click();
+  await page.waitForSelector('#toast:text("Revoked")');
+  assert.equal(await publishWith(second, svc), 401, "the revoked key");
+  await page.check("#keys-revoked");
+  await page.locator("#keys-table tbody tr", { hasText: svc }).locator(".state.revoked").waitFor();
+
+  const audit = (await admin("GET", "/audit?action=key.")).body.entries.filter((e) => e.actor === "operator-ui");
+  assert.deepEqual(audit.map((e) => e.action).slice(0, 3), ["key.revoke", "key.rotate", "key.create"]);
+  assert.ok(!JSON.stringify(audit).includes(first.slice(3)) && !JSON.stringify(audit).includes(second.slice(3)));
   assert.deepEqual(errors, []);
   await page.close();
 });

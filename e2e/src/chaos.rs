@@ -207,7 +207,8 @@ pub struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    /// Starts the proxy on a free port and waits until it answers `/healthz`.
+    /// Starts the proxy on a free port and waits until it answers `/healthz`. Authentication
+    /// is off (these tests are about delivery), unless `extra_env` turns it on.
     pub async fn start(bootstrap: &str, state_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -223,6 +224,7 @@ impl ProxyProcess {
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--bootstrap-servers", bootstrap])
             .env("COURIER_DLQ__URL", &dlq_url)
+            .env("COURIER_AUTH__ENABLED", "false")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log);

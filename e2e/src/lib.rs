@@ -59,9 +59,12 @@ pub struct TestProxy {
 
 impl TestProxy {
     /// Starts a proxy against the test cluster, after `tweak` adjusted its configuration.
+    /// Authentication is off, explicitly, for the tests that are about something else;
+    /// `tests/auth.rs` turns it on with `tweak`.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
         let dlq_dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
+        config.auth.enabled = false;
         config.kafka.bootstrap_servers = bootstrap();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.dlq.url = format!("sqlite:{}", dlq_dir.path().join("dlq.db").display());

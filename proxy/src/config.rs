@@ -79,6 +79,8 @@ pub struct Config {
     pub dlq: DlqConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// API keys of the publish endpoints.
+    pub auth: AuthConfig,
     /// HTTPS on the listener; unset: plain HTTP.
     pub tls: Option<TlsConfig>,
 }
@@ -101,6 +103,40 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
+/// Authentication of the publish endpoints by per-service API keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Publishing needs an API key, and the key names the service. Off only for local
+    /// development: every caller may then claim any service (logged as a warning at start).
+    pub enabled: bool,
+    /// Keys declared here, by their SHA-256 (for deployments without a DLQ store; keys made
+    /// through the admin API live in the store).
+    pub keys: Vec<ConfigKey>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// An API key declared in the configuration file: `[[auth.keys]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigKey {
+    /// The service the key speaks for.
+    pub service: String,
+    /// SHA-256 of the key, 64 hex digits (`printf %s "$KEY" | sha256sum`).
+    pub sha256: String,
+    /// An operator's note.
+    #[serde(default)]
+    pub label: String,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -111,6 +147,7 @@ impl Default for Config {
             topics: TopicPolicy::default(),
             dlq: DlqConfig::default(),
             admin: AdminConfig::default(),
+            auth: AuthConfig::default(),
             tls: None,
         }
     }
@@ -303,6 +340,29 @@ impl Config {
         if self.dlq.batch > self.delivery.redelivery_in_flight {
             return invalid("dlq.batch exceeds delivery.redelivery_in_flight");
         }
+        for key in &self.auth.keys {
+            if key.service.is_empty()
+                || courier_shared::topic::normalise_component(&key.service) != key.service
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.keys: `{}` is not a service name (lowercase letters, digits and `-`)",
+                    key.service
+                )));
+            }
+            let Some(hash) = crate::auth::parse_hash(&key.sha256) else {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.keys: the sha256 of service `{}` is not 64 hex digits",
+                    key.service
+                )));
+            };
+            if let Some(token) = &self.admin.token
+                && crate::auth::hash(token) == hash
+            {
+                return invalid(
+                    "auth.keys: a key is the admin token; the admin token must not publish",
+                );
+            }
+        }
         self.topics
             .clone()
             .compile()
@@ -361,6 +421,36 @@ mod tests {
             assert!(err.contains("kakfa"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn config_keys_are_checked() {
+        let mut c = Config::default();
+        assert!(c.auth.enabled, "auth is on unless turned off");
+        c.auth.keys.push(ConfigKey {
+            service: "billing".into(),
+            sha256: crate::auth::hex(&crate::auth::hash("ck_x")),
+            label: String::new(),
+        });
+        c.validate().unwrap();
+        c.admin.token = Some("ck_x".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("admin token")
+        );
+        c.admin.token = None;
+        c.auth.keys[0].sha256 = "abc".into();
+        assert!(c.validate().unwrap_err().to_string().contains("64 hex"));
+        c.auth.keys[0].sha256 = crate::auth::hex(&crate::auth::hash("ck_x"));
+        c.auth.keys[0].service = "Billing".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("service name")
+        );
     }
 
     #[test]

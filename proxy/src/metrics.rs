@@ -2,7 +2,9 @@
 //!
 //! - `courier_events_total{service,topic,outcome}`: events answered `delivered` (200),
 //!   `stored` (202) or `refused`; `courier_events_refused_total{service,reason}` with the
-//!   problem code as the reason;
+//!   problem code as the reason; `courier_auth_refused_total{service,reason}` for the
+//!   refusals of authentication and authorisation (`unauthenticated`, `spoofed_source`, `acl`,
+//!   `policy`);
 //! - `courier_redelivered_total{topic}`, `courier_redelivery_failures_total{topic}`,
 //!   `courier_parked_total{topic}`: what the retry scheduler did;
 //! - `courier_http_requests_total{route,method,status}` and
@@ -123,6 +125,8 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// Refused events by service and reason.
     pub refused: Family<RefusedLabels, Counter>,
+    /// Authentication and authorisation refusals by service and reason.
+    pub auth_refused: Family<RefusedLabels, Counter>,
     /// Stored events the scheduler delivered.
     pub redelivered: Family<TopicLabels, Counter>,
     /// Failed redelivery attempts.
@@ -156,6 +160,7 @@ impl Default for Metrics {
             registry: Mutex::new(Registry::with_prefix("courier")),
             events: Family::default(),
             refused: Family::default(),
+            auth_refused: Family::default(),
             redelivered: Family::default(),
             redelivery_failures: Family::default(),
             parked: Family::default(),
@@ -193,6 +198,12 @@ impl Metrics {
             "events_refused",
             "Refused events by service and problem code",
             self.refused.clone(),
+        );
+        r.register(
+            "auth_refused",
+            "Requests (unauthenticated) and events (spoofed_source, acl, policy) refused by \
+             authentication or authorisation, by service and reason",
+            self.auth_refused.clone(),
         );
         r.register(
             "redelivered",
@@ -291,6 +302,16 @@ impl Metrics {
     /// Counts `n` refusals of one service for one reason.
     pub fn record_refusals(&self, service: &str, reason: &str, n: u64) {
         self.refused
+            .get_or_create(&RefusedLabels {
+                service: service.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// Counts `n` authentication or authorisation refusals of one service and reason.
+    pub fn record_auth_refusals(&self, service: &str, reason: &str, n: u64) {
+        self.auth_refused
             .get_or_create(&RefusedLabels {
                 service: service.to_owned(),
                 reason: reason.to_owned(),

@@ -56,6 +56,30 @@ pub async fn build_state(
         None
     };
     let (policy, policy_version) = crate::admin::policy::initial(config, dlq.as_ref()).await?;
+    let keys = Arc::new(crate::auth::KeyRing::new(
+        &config.auth,
+        config.admin.token.clone(),
+    ));
+    if let Some(store) = &dlq {
+        keys.reload(store).await?;
+    }
+    if !config.auth.enabled {
+        tracing::warn!(
+            "authentication is OFF (auth.enabled = false): any caller may publish as any \
+             service; use this for local development only"
+        );
+    } else if keys.is_empty() && (dlq.is_none() || config.admin.token.is_none()) {
+        tracing::warn!(
+            "authentication is on but no API key exists, and none can be created without a \
+             DLQ store and an admin token: declare keys in [[auth.keys]], or every publish is \
+             refused"
+        );
+    } else {
+        tracing::info!(
+            keys = keys.len(),
+            "authentication on: publishing needs an API key"
+        );
+    }
     let topics = Arc::new(TopicManager::new(
         policy,
         &config.kafka,
@@ -70,6 +94,7 @@ pub async fn build_state(
         limits: config.limits.clone(),
         delivery: config.delivery.clone(),
         admin_token: config.admin.token.clone(),
+        keys,
         policy_version,
         shutdown,
     }))
@@ -113,16 +138,18 @@ pub async fn run(
             }
         });
     }
-    if state.dlq().is_some() {
+    if let Some(store) = state.dlq() {
         tokio::spawn(crate::admin::policy::follow(
             state.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(state.keys_handle().follow(store.clone(), shutdown.clone()));
     }
     let app = api::router(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
         https = tls.is_some(),
+        auth = config.auth.enabled,
         bootstrap_servers = %config.kafka.bootstrap_servers,
         dlq = if config.dlq.enabled { config.dlq.url.as_str() } else { "disabled" },
         "courier proxy started"

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use courier_proxy::dlq::store::{Failure, now_ms};
-use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewEntry, State};
+use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewApiKey, NewEntry, State};
 use courier_shared::KafkaRecord;
 use sqlx::Connection as _;
 
@@ -314,6 +314,78 @@ async fn settings_are_versioned_and_saved_with_their_audit_entry() {
         assert_eq!(saved.updated_by, "alice");
         let log = store.audit_log(0, Some("policy."), 10).await.unwrap();
         assert_eq!(log.len(), 2, "one audit entry per saved version");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_keys_are_created_rotated_and_revoked_with_their_audit_entries() {
+    on_both(|store| async move {
+        let new = NewApiKey {
+            id: "key-1".into(),
+            service: "billing".into(),
+            label: "ops".into(),
+            key_hash: "a".repeat(64),
+            last4: "wxyz".into(),
+            created_by: "alice".into(),
+        };
+        store
+            .create_api_key(&new, &audit_entry("key.create", "key-1"))
+            .await
+            .unwrap();
+        // The hash is unique: the same secret cannot be two keys.
+        let twin = NewApiKey {
+            id: "key-2".into(),
+            ..new.clone()
+        };
+        assert!(
+            store
+                .create_api_key(&twin, &audit_entry("key.create", "key-2"))
+                .await
+                .is_err()
+        );
+        let until = now_ms() + 60_000;
+        let rotated = store
+            .rotate_api_key(
+                "key-1",
+                &"b".repeat(64),
+                "abcd",
+                Some(until),
+                &audit_entry("key.rotate", "key-1"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rotated.key_hash, "b".repeat(64));
+        assert_eq!(rotated.previous_hash, Some("a".repeat(64)));
+        assert_eq!(rotated.previous_until_ms, Some(until));
+        assert!(rotated.rotated_ms.is_some());
+        let revoked = store
+            .revoke_api_key("key-1", &audit_entry("key.revoke", "key-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(revoked.revoked_ms.is_some());
+        assert_eq!(
+            revoked.previous_hash, None,
+            "revoking ends the grace period"
+        );
+        // Revoked once: not again, not rotated, listed only on request.
+        let again = audit_entry("key.revoke", "key-1");
+        assert_eq!(store.revoke_api_key("key-1", &again).await.unwrap(), None);
+        let rotate = audit_entry("key.rotate", "key-1");
+        let hash = "c".repeat(64);
+        let rotated = store.rotate_api_key("key-1", &hash, "c", None, &rotate);
+        assert_eq!(rotated.await.unwrap(), None);
+        assert!(store.api_keys(false).await.unwrap().is_empty());
+        assert_eq!(store.api_keys(true).await.unwrap(), vec![revoked]);
+        let log = store.audit_log(0, Some("key."), 10).await.unwrap();
+        let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["key.revoke", "key.rotate", "key.create"],
+            "one entry per change that happened"
+        );
     })
     .await;
 }

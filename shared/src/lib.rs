@@ -13,7 +13,7 @@ pub mod topic;
 
 pub use binding::{KafkaRecord, from_record, to_record};
 pub use envelope::{Category, Data, Event, EventError, ExtensionValue};
-pub use policy::{CompiledPolicy, PolicyError, Refusal, TopicPolicy, TopicTemplate};
+pub use policy::{AclEntry, CompiledPolicy, PolicyError, Refusal, TopicPolicy, TopicTemplate};
 pub use problem::{Problem, ProblemKind};
 pub use topic::{NamingPolicy, TopicError};
 

@@ -1,5 +1,5 @@
 //! The topic policy: which topic an event gets ([`NamingPolicy`]), who may publish to which
-//! topic (ownership, allow and deny patterns) and how a topic is created on first use
+//! topic (ownership, ACL entries, allow and deny patterns) and how a topic is created on first use
 //! (templates chosen by pattern).
 //!
 //! A [`TopicPolicy`] is plain data — what the configuration file and the admin API carry. It
@@ -13,7 +13,9 @@ use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Event;
-use crate::topic::{NamingPolicy, TopicError, service_of, validate_topic_name};
+use crate::topic::{
+    NamingPolicy, TopicError, normalise_component, service_of, validate_topic_name,
+};
 
 /// Most templates and patterns a policy may hold.
 pub const MAX_RULES: usize = 256;
@@ -30,6 +32,8 @@ pub struct TopicPolicy {
     pub ownership: bool,
     /// Topics any service may publish to, whatever `ownership` says.
     pub shared: Vec<String>,
+    /// Topics a named service may publish to besides its own, whatever `ownership` says.
+    pub acl: Vec<AclEntry>,
     /// When not empty, only topics matching one of these may be published to.
     pub allow: Vec<String>,
     /// Topics nobody may publish to (checked before `allow` and `shared`).
@@ -45,6 +49,7 @@ impl Default for TopicPolicy {
             naming: NamingPolicy::default(),
             ownership: true,
             shared: Vec::new(),
+            acl: Vec::new(),
             allow: Vec::new(),
             deny: Vec::new(),
             templates: vec![
@@ -59,6 +64,16 @@ impl Default for TopicPolicy {
             ],
         }
     }
+}
+
+/// Topics one service may publish to beyond its own prefix and the shared patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclEntry {
+    /// The service, as the API key names it (normalised like a `source`'s service).
+    pub service: String,
+    /// Patterns of the topics it may publish to.
+    pub topics: Vec<String>,
 }
 
 /// How a topic whose name matches `pattern` is created.
@@ -144,8 +159,11 @@ pub enum Refusal {
     /// An allow list exists and the topic is not on it.
     #[error("topic `{0}` matches none of the policy's allow patterns")]
     NotAllowed(String),
-    /// The topic belongs to another service.
-    #[error("service `{service}` may publish only to topics named `{service}.…`, not `{topic}`")]
+    /// The topic belongs to another service, and neither `shared` nor an ACL entry opens it.
+    #[error(
+        "service `{service}` may publish only to topics named `{service}.…`, the shared ones \
+         and those its ACL entries name, not `{topic}`"
+    )]
     NotOwner {
         /// The publishing service.
         service: String,
@@ -162,6 +180,7 @@ pub enum Refusal {
 pub struct CompiledPolicy {
     policy: TopicPolicy,
     shared: GlobSet,
+    acl: BTreeMap<String, GlobSet>,
     allow: GlobSet,
     deny: GlobSet,
     templates: Vec<GlobMatcher>,
@@ -363,8 +382,30 @@ impl TopicPolicy {
             }
             templates.push(glob("templates", &t.pattern)?.compile_matcher());
         }
+        if self.acl.iter().map(|e| e.topics.len()).sum::<usize>() > MAX_RULES {
+            return Err(PolicyError::Inconsistent(format!(
+                "acl: at most {MAX_RULES} patterns in all"
+            )));
+        }
+        let mut acl: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for entry in &self.acl {
+            if entry.service.is_empty() || normalise_component(&entry.service) != entry.service {
+                return Err(PolicyError::Inconsistent(format!(
+                    "acl: `{}` is not a service name (lowercase letters, digits and `-`)",
+                    entry.service
+                )));
+            }
+            acl.entry(entry.service.clone())
+                .or_default()
+                .extend(entry.topics.iter().cloned());
+        }
+        let acl = acl
+            .into_iter()
+            .map(|(service, topics)| Ok((service, glob_set("acl", &topics)?)))
+            .collect::<Result<_, PolicyError>>()?;
         Ok(CompiledPolicy {
             shared: glob_set("shared", &self.shared)?,
+            acl,
             allow: glob_set("allow", &self.allow)?,
             deny: glob_set("deny", &self.deny)?,
             templates,
@@ -395,7 +436,8 @@ impl CompiledPolicy {
     }
 
     /// Whether `service` may publish to `topic`: not denied, allowed when an allow list
-    /// exists, and owned by the service (or shared) when ownership is on.
+    /// exists, and — when ownership is on — owned by the service, shared, or opened to the
+    /// service by an ACL entry.
     pub fn check(&self, service: &str, topic: &str) -> Result<(), Refusal> {
         if let Some(&i) = self.deny.matches(topic).first() {
             return Err(Refusal::Denied {
@@ -406,7 +448,11 @@ impl CompiledPolicy {
         if !self.policy.allow.is_empty() && !self.allow.is_match(topic) {
             return Err(Refusal::NotAllowed(topic.to_owned()));
         }
-        if self.policy.ownership && !owns(service, topic) && !self.shared.is_match(topic) {
+        if self.policy.ownership
+            && !owns(service, topic)
+            && !self.shared.is_match(topic)
+            && !self.acl.get(service).is_some_and(|set| set.is_match(topic))
+        {
             return Err(Refusal::NotOwner {
                 service: service.to_owned(),
                 topic: topic.to_owned(),
@@ -549,6 +595,62 @@ mod tests {
         .compile()
         .unwrap();
         assert_eq!(open.check("billing", "shipping.events"), Ok(()));
+    }
+
+    #[test]
+    fn acl_entries_open_topics_to_one_service() {
+        let p = TopicPolicy {
+            acl: vec![
+                AclEntry {
+                    service: "billing".into(),
+                    topics: vec!["payments.*".into()],
+                },
+                AclEntry {
+                    service: "billing".into(),
+                    topics: vec!["ledger.in".into()],
+                },
+            ],
+            deny: vec!["payments.secret*".into()],
+            ..TopicPolicy::default()
+        }
+        .compile()
+        .unwrap();
+        assert_eq!(p.check("billing", "payments.settled"), Ok(()));
+        assert_eq!(p.check("billing", "ledger.in"), Ok(()));
+        // Only the named service, only the named topics, and deny still wins.
+        assert!(matches!(
+            p.check("shipping", "payments.settled"),
+            Err(Refusal::NotOwner { .. })
+        ));
+        assert!(matches!(
+            p.check("billing", "ledger.out"),
+            Err(Refusal::NotOwner { .. })
+        ));
+        assert!(matches!(
+            p.check("billing", "payments.secret-keys"),
+            Err(Refusal::Denied { .. })
+        ));
+        let bad = TopicPolicy {
+            acl: vec![AclEntry {
+                service: "Billing".into(),
+                topics: vec!["x".into()],
+            }],
+            ..TopicPolicy::default()
+        };
+        assert!(bad.compile().unwrap_err().to_string().contains("acl"));
+        let bad = TopicPolicy {
+            acl: vec![AclEntry {
+                service: "billing".into(),
+                topics: vec!["a b".into()],
+            }],
+            ..TopicPolicy::default()
+        };
+        assert!(
+            bad.compile()
+                .unwrap_err()
+                .to_string()
+                .contains("acl: pattern")
+        );
     }
 
     #[test]

@@ -47,8 +47,11 @@ pub enum ProblemKind {
     Unauthorized,
     /// The credentials do not allow this.
     Forbidden,
-    /// The topic policy refuses this service this topic (ownership, allow/deny, no template).
+    /// The topic policy refuses this service this topic (ownership, ACL, allow/deny, no
+    /// template).
     TopicNotAllowed,
+    /// The event's `source` names another service than the API key it was sent with.
+    SourceNotAllowed,
     /// The request conflicts with the current state (e.g. the topic exists already).
     Conflict,
     /// No such route.
@@ -83,6 +86,7 @@ impl ProblemKind {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::TopicNotAllowed => "topic-not-allowed",
+            Self::SourceNotAllowed => "source-not-allowed",
             Self::Conflict => "conflict",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -95,7 +99,7 @@ impl ProblemKind {
         match self {
             Self::MalformedJson | Self::EmptyBatch | Self::InvalidRequest => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden | Self::TopicNotAllowed => 403,
+            Self::Forbidden | Self::TopicNotAllowed | Self::SourceNotAllowed => 403,
             Self::Conflict => 409,
             Self::NotFound | Self::UnknownTopic => 404,
             Self::MethodNotAllowed => 405,
@@ -134,6 +138,7 @@ impl ProblemKind {
             Self::Unauthorized => "Authentication required",
             Self::Forbidden => "Not allowed",
             Self::TopicNotAllowed => "The topic policy does not allow this topic",
+            Self::SourceNotAllowed => "The event's source belongs to another service than the key",
             Self::Conflict => "The request conflicts with the current state",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
@@ -160,10 +165,10 @@ impl ProblemKind {
     }
 }
 
-/// A problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A problem document (RFC 9457), the body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// URI naming the problem kind.
+    /// URI naming the problem kind, e.g. `urn:courier:problem:invalid-event`.
     #[serde(rename = "type")]
     pub type_uri: String,
     /// Summary of the kind.

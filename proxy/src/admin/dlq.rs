@@ -77,6 +77,7 @@ impl From<Entry> for EntryView {
     }
 }
 
+#[utoipa::path(get, path = "/admin/api/dlq", tag = "admin", summary = "Stored events, filtered, oldest first", params(("state" = Option<String>, Query, description = "pending or parked"), ("topic" = Option<String>, Query, description = "Only this topic"), ("error" = Option<String>, Query, description = "Only errors containing this"), ("after" = Option<i64>, Query, description = "After this sequence number"), ("limit" = Option<i64>, Query, description = "At most this many")), responses((status = 200, description = "Stored events, filtered, oldest first", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn list(
     AxumState(state): AxumState<AppState>,
     Params(q): Params<ListQuery>,
@@ -98,6 +99,7 @@ pub(super) async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/admin/api/dlq/counts", tag = "admin", summary = "Pending and parked counts", responses((status = 200, description = "Pending and parked counts", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn counts(
     AxumState(state): AxumState<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -105,10 +107,19 @@ pub(super) async fn counts(
     Ok(Json(json!({ "pending": pending, "parked": parked })))
 }
 
+#[utoipa::path(get, path = "/admin/api/dlq/{seq}", tag = "admin", summary = "One stored event", params(("seq" = i64, Path, description = "Sequence number")), responses((status = 200, description = "One stored event", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn inspect(
     AxumState(state): AxumState<AppState>,
-    Path(seq): Path<i64>,
+    Path(seq): Path<String>,
 ) -> Result<Json<EntryView>, ApiError> {
+    // Parsed here, so a sequence number that is not one is a problem document like any
+    // other admin error (axum's own rejection is plain text).
+    let seq: i64 = seq.parse().map_err(|_| {
+        ApiError::new(
+            ProblemKind::InvalidRequest,
+            format!("`{seq}` is not a sequence number"),
+        )
+    })?;
     store(&state)?
         .get(seq)
         .await
@@ -149,6 +160,7 @@ async fn selected(store: &DlqStore, s: &Selection) -> Result<Vec<i64>, ApiError>
     }
 }
 
+#[utoipa::path(post, path = "/admin/api/dlq/replay", tag = "admin", summary = "Replays stored events", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Replays stored events", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn replay(
     AxumState(state): AxumState<AppState>,
     actor: Actor,
@@ -186,6 +198,7 @@ fn target_of(selection: &Selection, seqs: &[i64]) -> String {
     }
 }
 
+#[utoipa::path(post, path = "/admin/api/dlq/discard", tag = "admin", summary = "Discards stored events with a reason", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Discards stored events with a reason", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn discard(
     AxumState(state): AxumState<AppState>,
     actor: Actor,

@@ -7,6 +7,7 @@
 //! - the topic policy: read, update (persisted, in force at once on every proxy sharing the
 //!   store), preview of the topic a sample event gets;
 //! - the DLQ store's events: list and filter, inspect, replay, discard with a reason;
+//! - the publish endpoints' API keys: create (the key is shown once), list, rotate, revoke;
 //! - live stats and the audit log of every admin action (who, what, when, before/after).
 //!
 //! Who acted is the `X-Courier-Actor` header (the page asks the operator for a name), or
@@ -14,22 +15,24 @@
 //! identity the proxy verifies.
 
 pub mod dlq;
+pub mod keys;
 pub mod page;
 pub mod policy;
 pub mod topics;
 
+use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use courier_shared::ProblemKind;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::AppState;
 use crate::dlq::{AuditEntry, DlqStore, StoreError};
@@ -38,33 +41,27 @@ use crate::error::ApiError;
 /// Most entries one list request returns.
 pub(crate) const MAX_PAGE: i64 = 1_000;
 
-/// The admin routes (merged into the main router).
-pub fn router(state: AppState) -> Router<AppState> {
-    let api = Router::new()
-        .route("/admin/api/dlq", get(dlq::list))
-        .route("/admin/api/dlq/counts", get(dlq::counts))
-        .route("/admin/api/dlq/replay", post(dlq::replay))
-        .route("/admin/api/dlq/discard", post(dlq::discard))
-        .route("/admin/api/dlq/{seq}", get(dlq::inspect))
-        .route("/admin/api/topics", get(topics::list).post(topics::create))
-        .route(
-            "/admin/api/topics/{name}",
-            get(topics::detail).delete(topics::delete),
-        )
-        .route(
-            "/admin/api/topics/{name}/configs",
-            axum::routing::patch(topics::alter),
-        )
-        .route(
-            "/admin/api/topics/{name}/delete-token",
-            post(topics::delete_token),
-        )
-        .route("/admin/api/policy", get(policy::get).put(policy::put))
-        .route("/admin/api/policy/preview", post(policy::preview))
-        .route("/admin/api/stats", get(stats))
-        .route("/admin/api/audit", get(audit_log))
-        .route_layer(middleware::from_fn_with_state(state, require_token));
-    api.merge(page::router())
+/// The admin API's routes (merged into the main router, and into its OpenAPI document),
+/// behind the admin token. The page's routes are apart: [`page::router`].
+pub fn router(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(dlq::list))
+        .routes(routes!(dlq::counts))
+        .routes(routes!(dlq::replay))
+        .routes(routes!(dlq::discard))
+        .routes(routes!(dlq::inspect))
+        .routes(routes!(topics::list, topics::create))
+        .routes(routes!(topics::detail, topics::delete))
+        .routes(routes!(topics::alter))
+        .routes(routes!(topics::delete_token))
+        .routes(routes!(policy::get, policy::put))
+        .routes(routes!(policy::preview))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(stats))
+        .routes(routes!(audit_log))
+        .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -84,11 +81,12 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         next.run(request).await
     } else {
-        ApiError::new(
-            ProblemKind::Unauthorized,
+        // API keys are not admin credentials: only the admin token opens the admin API.
+        crate::auth::unauthorized(
+            "courier-admin",
+            !given.is_empty(),
             "the admin API needs `Authorization: Bearer <admin.token>`",
         )
-        .into_response()
     }
 }
 
@@ -195,6 +193,10 @@ pub(crate) async fn audit(
 
 /// `GET /admin/api/stats`: counters, the last five minutes of samples, queue depth, stored
 /// and parked events.
+#[utoipa::path(get, path = "/admin/api/stats", tag = "admin",
+    summary = "Counters, the last five minutes per second, queue depth, DLQ counts",
+    responses((status = 200, description = "Stats", body = Object)),
+    security(("admin_token" = [])))]
 async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
     let stats = state.pipeline().stats();
     let (pending, parked) = match state.dlq() {
@@ -221,6 +223,15 @@ struct AuditQuery {
 }
 
 /// `GET /admin/api/audit`: newest first; page with `before` = the last `seq` seen.
+#[utoipa::path(get, path = "/admin/api/audit", tag = "admin",
+    summary = "The audit log, newest first",
+    params(
+        ("before" = Option<i64>, Query, description = "Entries before this sequence number"),
+        ("action" = Option<String>, Query, description = "Only actions starting with this"),
+        ("limit" = Option<i64>, Query, description = "At most this many (1 to 1000)"),
+    ),
+    responses((status = 200, description = "Entries and the next page's `before`", body = Object)),
+    security(("admin_token" = [])))]
 async fn audit_log(
     State(state): State<AppState>,
     Params(q): Params<AuditQuery>,

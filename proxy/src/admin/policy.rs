@@ -96,6 +96,7 @@ pub async fn follow(state: AppState, shutdown: CancellationToken) {
 }
 
 /// `GET /admin/api/policy`.
+#[utoipa::path(get, path = "/admin/api/policy", tag = "admin", summary = "The topic policy in force and its version", responses((status = 200, description = "The topic policy in force and its version", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn get(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "version": state.policy_version(),
@@ -114,6 +115,7 @@ pub(super) struct PolicyUpdate {
 }
 
 /// `PUT /admin/api/policy`: validates, saves with its audit entry, puts in force.
+#[utoipa::path(put, path = "/admin/api/policy", tag = "admin", summary = "Saves the topic policy", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Saves the topic policy", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn put(
     State(state): State<AppState>,
     actor: Actor,
@@ -188,6 +190,7 @@ pub(super) struct PreviewRequest {
 
 /// `POST /admin/api/policy/preview`: the topic a sample event gets, the template it would be
 /// created from, and whether the policy lets its service publish there.
+#[utoipa::path(post, path = "/admin/api/policy/preview", tag = "admin", summary = "The topic, template and verdict a sample event gets", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The topic, template and verdict a sample event gets", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn preview(
     State(state): State<AppState>,
     Body(request): Body<PreviewRequest>,

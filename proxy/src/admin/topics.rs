@@ -44,6 +44,7 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /admin/api/topics`.
+#[utoipa::path(get, path = "/admin/api/topics", tag = "admin", summary = "Every topic with health and offsets", responses((status = 200, description = "Every topic with health and offsets", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -52,6 +53,7 @@ pub(super) async fn list(
 }
 
 /// `GET /admin/api/topics/{name}`.
+#[utoipa::path(get, path = "/admin/api/topics/{name}", tag = "admin", summary = "One topic: partitions, configs, lag", params(("name" = String, Path, description = "Topic")), responses((status = 200, description = "One topic: partitions, configs, lag", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn detail(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -82,6 +84,7 @@ pub(super) struct CreateTopic {
 }
 
 /// `POST /admin/api/topics`: 201 with what was created.
+#[utoipa::path(post, path = "/admin/api/topics", tag = "admin", summary = "Creates a topic", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "Creates a topic", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn create(
     State(state): State<AppState>,
     actor: Actor,
@@ -183,6 +186,7 @@ pub(super) struct AlterConfigs {
 }
 
 /// `PATCH /admin/api/topics/{name}/configs`.
+#[utoipa::path(patch, path = "/admin/api/topics/{name}/configs", tag = "admin", summary = "Sets or resets topic configs", params(("name" = String, Path, description = "Topic")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Sets or resets topic configs", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn alter(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -244,6 +248,7 @@ fn delete_mac(state: &AppState, name: &str, expires_ms: i64) -> Result<String, A
 }
 
 /// `POST /admin/api/topics/{name}/delete-token`.
+#[utoipa::path(post, path = "/admin/api/topics/{name}/delete-token", tag = "admin", summary = "A confirmation token to delete the topic", params(("name" = String, Path, description = "Topic")), responses((status = 200, description = "A confirmation token to delete the topic", body = Object)), security(("admin_token" = [])))]
 pub(super) async fn delete_token(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -264,6 +269,7 @@ pub(super) struct DeleteQuery {
 }
 
 /// `DELETE /admin/api/topics/{name}?confirm=<token>`.
+#[utoipa::path(delete, path = "/admin/api/topics/{name}", tag = "admin", summary = "Deletes the topic", params(("name" = String, Path, description = "Topic"), ("confirm" = Option<String>, Query, description = "The confirmation token")), responses((status = 204, description = "Deleted")), security(("admin_token" = [])))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod dedupe;
+pub mod openapi;
 pub mod publish;
 pub mod rate;
 
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use courier_shared::ProblemKind;
 use serde_json::json;
@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::{DeliveryConfig, DlqConfig, LimitsConfig};
 use crate::delivery::Pipeline;
@@ -41,9 +44,11 @@ struct Inner {
     limits: LimitsConfig,
     delivery: DeliveryConfig,
     admin_token: Option<String>,
+    keys: Arc<crate::auth::KeyRing>,
     policy_version: std::sync::atomic::AtomicI64,
     dedupe: dedupe::DedupeWindow,
     rate_limits: Option<rate::ServiceLimits>,
+    openapi: std::sync::OnceLock<serde_json::Value>,
     shutdown: CancellationToken,
 }
 
@@ -66,6 +71,8 @@ pub struct Parts {
     pub delivery: DeliveryConfig,
     /// The admin API's bearer token.
     pub admin_token: Option<String>,
+    /// The publish endpoints' API keys.
+    pub keys: Arc<crate::auth::KeyRing>,
     /// Version of the topic policy in force (0: from the configuration).
     pub policy_version: i64,
     /// Fires when shutdown begins.
@@ -89,9 +96,11 @@ impl AppState {
             limits: p.limits,
             delivery: p.delivery,
             admin_token: p.admin_token,
+            keys: p.keys,
             policy_version: std::sync::atomic::AtomicI64::new(p.policy_version),
             dedupe,
             rate_limits,
+            openapi: std::sync::OnceLock::new(),
             shutdown: p.shutdown,
         }))
     }
@@ -114,6 +123,21 @@ impl AppState {
     /// The admin API's bearer token, when configured.
     pub fn admin_token(&self) -> Option<&str> {
         self.0.admin_token.as_deref()
+    }
+
+    /// The OpenAPI document of the router built on this state (null before it is built).
+    pub fn openapi(&self) -> serde_json::Value {
+        self.0.openapi.get().cloned().unwrap_or_default()
+    }
+
+    /// The publish endpoints' API keys.
+    pub fn keys(&self) -> &crate::auth::KeyRing {
+        &self.0.keys
+    }
+
+    /// A shared handle on the API keys.
+    pub fn keys_handle(&self) -> Arc<crate::auth::KeyRing> {
+        self.0.keys.clone()
     }
 
     /// Version of the topic policy in force (0: from the configuration).
@@ -185,13 +209,23 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits().max_body_bytes;
     let concurrency = state.limits().max_concurrent_requests.max(1);
-    Router::new()
-        .route("/v1/events", post(publish::publish))
-        .route("/v1/topics/{topic}/events", post(publish::publish_to_topic))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(publish::publish))
+        .routes(routes!(publish::publish_to_topic))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::document))
         .merge(crate::admin::router(state.clone()))
+        .split_for_parts();
+    let mut document = document;
+    utoipa::Modify::modify(&openapi::Conventions, &mut document);
+    // Built from the same routes the router serves; the first router built on a state wins.
+    let _ = state
+        .0
+        .openapi
+        .set(serde_json::to_value(&document).unwrap_or_default());
+    api.merge(crate::admin::page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
@@ -218,11 +252,26 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "The process is alive",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "ok"})))
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness: Kafka answers a metadata request and the proxy is not shutting down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Kafka answers a metadata request (503 otherwise)",
+    responses((status = 200, description = "Ready", body = Object,
+        example = json!({"status": "ready", "brokers": 3, "queue_depth": 0})))
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if state.is_shutting_down() {
         return Err(state.retriable(ProblemKind::ShuttingDown, "shutting down"));
@@ -239,6 +288,14 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics text).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"))
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let metrics = state.pipeline().metrics();
     metrics

@@ -1,6 +1,10 @@
 //! `POST /v1/events` and `POST /v1/topics/{topic}/events`: validate, route, make sure the
 //! topic exists, hand every event to the pipeline at once, and answer only when each event
 //! has its outcome. 200 means Kafka acknowledged (`acks=all`); a batch answers per event.
+//!
+//! Authentication comes first: without a valid API key (when `auth.enabled`) nothing of the
+//! request is read. The key names the service; an event whose `source` names another one is
+//! refused (403 `source-not-allowed`), and the topic policy decides for the key's service.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,13 +14,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use courier_shared::topic::service_of;
-use courier_shared::{Event, EventError, KafkaRecord, Problem, ProblemKind, to_record};
+use courier_shared::{Event, EventError, KafkaRecord, Problem, ProblemKind, Refusal, to_record};
 use futures::future::join_all;
 use serde::Serialize;
 
 use super::AppState;
 use super::body::{BodyFormat, Parsed, event_error, parse, read_body};
 use super::dedupe::Remembered;
+use crate::auth::Identity;
 use crate::delivery::{Delivered, DeliveryError, Outgoing};
 use crate::dlq::NewEntry;
 use crate::dlq::store::now_ms;
@@ -54,7 +59,7 @@ pub enum Outcome {
 }
 
 /// Response body for one delivered event, and per event in a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventResult {
     /// Position in the batch (0 for a single event).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,7 +87,7 @@ pub struct EventResult {
 }
 
 /// Response body of a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchResult {
     /// Events acknowledged by Kafka.
     pub delivered: usize,
@@ -141,6 +146,33 @@ impl Outcome {
 const PARSE_INLINE_BYTES: usize = 64 * 1024;
 
 /// `POST /v1/events`: topics from the naming policy.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "publish",
+    summary = "Publish one event, a batch or NDJSON; topics from the naming policy",
+    description = "200: every event acknowledged by Kafka (`acks=all`); 202: every event durable \
+        (delivered or committed to the DLQ store); 207: a status per event; 4xx/5xx: nothing \
+        accepted, a problem document (or, for a batch, a status per event).",
+    request_body(content(
+        (super::openapi::CloudEvent = "application/cloudevents+json"),
+        (super::openapi::CloudEventBatch = "application/cloudevents-batch+json"),
+        (super::openapi::CloudEventBatch = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
+        (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
+        (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+        (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 503, description = "Neither Kafka nor the DLQ store took the events: nothing accepted",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -150,6 +182,31 @@ pub async fn publish(
 }
 
 /// `POST /v1/topics/{topic}/events`: an explicit, existing topic.
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{topic}/events",
+    tag = "publish",
+    summary = "Publish to an explicit topic, which must exist",
+    params(("topic" = String, Path, description = "An existing topic the key's service may publish to")),
+    request_body(content(
+        (super::openapi::CloudEvent = "application/cloudevents+json"),
+        (super::openapi::CloudEventBatch = "application/cloudevents-batch+json"),
+        (super::openapi::CloudEventBatch = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
+        (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
+        (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+        (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+        (status = 503, description = "Neither Kafka nor the DLQ store took the events: nothing accepted",
+            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn publish_to_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
@@ -167,6 +224,17 @@ async fn handle(
     body: Body,
     topic: Option<String>,
 ) -> Result<Response, ApiError> {
+    let identity = match state.keys().authenticate(headers) {
+        Ok(identity) => identity,
+        Err(e) => {
+            state
+                .pipeline()
+                .metrics()
+                .record_auth_refusals("unknown", "unauthenticated", 1);
+            tracing::info!(reason = %e, "publish refused: not authenticated");
+            return Ok(e.response());
+        }
+    };
     if state.is_shutting_down() {
         return Err(state.retriable(ProblemKind::ShuttingDown, "not accepting new events"));
     }
@@ -189,10 +257,15 @@ async fn handle(
     };
     match parsed {
         Parsed::Single(event) => {
-            let outcome = process(state, vec![Ok(*event)], topic.as_deref())
-                .await
-                .pop()
-                .ok_or_else(|| ApiError::new(ProblemKind::Internal, "no outcome"))?;
+            let outcome = process(
+                state,
+                vec![Ok(*event)],
+                topic.as_deref(),
+                identity.as_deref(),
+            )
+            .await
+            .pop()
+            .ok_or_else(|| ApiError::new(ProblemKind::Internal, "no outcome"))?;
             match outcome {
                 Outcome::Delivered { .. } => Ok(Json(outcome.result(None)).into_response()),
                 Outcome::Stored { .. } => {
@@ -202,7 +275,7 @@ async fn handle(
             }
         }
         Parsed::Batch(events) => {
-            let outcomes = process(state, events, topic.as_deref()).await;
+            let outcomes = process(state, events, topic.as_deref(), identity.as_deref()).await;
             Ok(batch_response(state, &outcomes))
         }
     }
@@ -265,15 +338,19 @@ struct Routed {
 }
 
 /// Runs events through routing, topic creation and delivery; outcomes in input order.
+/// `identity` is the caller's, when authentication is on: each event's `source` must name
+/// its service, and the policy decides for that service.
 pub async fn process(
     state: &AppState,
     events: Vec<Result<Event, EventError>>,
     explicit_topic: Option<&str>,
+    identity: Option<&Identity>,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
     // (service, topic) of each event, as far as it got: the metrics' labels.
     let mut labels: Vec<(String, String)> = Vec::with_capacity(events.len());
     let mut routed: Vec<Routed> = Vec::with_capacity(events.len());
+    let mut auth_refusals: HashMap<(String, &'static str), u64> = HashMap::new();
     let max_event_bytes = state.limits().max_event_bytes;
     // One policy for the whole request, even if an operator changes it meanwhile.
     let policy = state.topics().policy();
@@ -293,10 +370,30 @@ pub async fn process(
             Ok(service) => service,
             Err(e) => {
                 let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
+                if let Some(identity) = identity {
+                    labels[index].0.clone_from(&identity.service);
+                }
                 outcomes[index] = refuse(Some(event.id), err);
                 continue;
             }
         };
+        if let Some(identity) = identity
+            && identity.service != service
+        {
+            let err = ApiError::new(
+                ProblemKind::SourceNotAllowed,
+                format!(
+                    "the API key is service `{}`'s; source `{}` names service `{service}`",
+                    identity.service, event.source
+                ),
+            );
+            labels[index].0.clone_from(&identity.service);
+            *auth_refusals
+                .entry((identity.service.clone(), "spoofed_source"))
+                .or_default() += 1;
+            outcomes[index] = refuse(Some(event.id), err);
+            continue;
+        }
         let topic = match explicit_topic {
             Some(t) => t.to_owned(),
             None => match policy.route_for(&service, &event) {
@@ -311,7 +408,14 @@ pub async fn process(
         };
         let allowed = policy
             .check(&service, &topic)
-            .map_err(|r| ApiError::new(ProblemKind::TopicNotAllowed, r.to_string()))
+            .map_err(|r| {
+                let reason = match r {
+                    Refusal::NotOwner { .. } => "acl",
+                    _ => "policy",
+                };
+                *auth_refusals.entry((service.clone(), reason)).or_default() += 1;
+                ApiError::new(ProblemKind::TopicNotAllowed, r.to_string())
+            })
             .and_then(|()| rate_limit(state, &service));
         labels[index] = (service, topic.clone());
         if let Err(err) = allowed {
@@ -507,6 +611,9 @@ pub async fn process(
     }
     for ((service, reason), n) in refusals {
         metrics.record_refusals(service, reason, n);
+    }
+    for ((service, reason), n) in auth_refusals {
+        metrics.record_auth_refusals(&service, reason, n);
     }
     state.pipeline().stats().record_requests(
         delivered,

@@ -6,4 +6,6 @@ pub mod scheduler;
 pub mod store;
 
 pub use scheduler::RetryScheduler;
-pub use store::{AuditEntry, DlqStore, Entry, Filter, NewEntry, Setting, State, StoreError};
+pub use store::{
+    ApiKey, AuditEntry, DlqStore, Entry, Filter, NewApiKey, NewEntry, Setting, State, StoreError,
+};

@@ -714,3 +714,6 @@ where
         .bind(text(&e.before))
         .bind(text(&e.after))
 }
+
+mod api_keys;
+pub use api_keys::{ApiKey, NewApiKey};

@@ -83,7 +83,7 @@ $("sign-out").addEventListener("click", () => { session.clear(); showLogin(); })
 
 // ---- tabs ----
 
-const loaders = { topics: loadTopics, policy: loadPolicy, dlq: loadDlq, audit: loadAudit };
+const loaders = { topics: loadTopics, policy: loadPolicy, dlq: loadDlq, keys: loadKeys, audit: loadAudit };
 
 function show(tab) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
@@ -297,6 +297,56 @@ $("dlq-discard").addEventListener("click", async () => {
     await loadDlq();
   } catch (e) { toast(e.message, true); }
 });
+
+// ---- API keys ----
+
+function showSecret(what, key) {
+  $("key-once-what").textContent = what;
+  $("key-secret").textContent = key;
+  $("key-once").hidden = false;
+}
+$("key-once-close").addEventListener("click", () => { $("key-secret").textContent = ""; $("key-once").hidden = true; });
+
+async function loadKeys() {
+  const { keys } = await api("GET", `/keys${$("keys-revoked").checked ? "?revoked=true" : ""}`);
+  $("keys-table").tBodies[0].replaceChildren(...(keys.length ? keys.map((k) => h("tr", { "data-key": k.id },
+    h("td", {}, k.service), h("td", {}, k.label), h("td", {}, h("code", {}, k.hint)),
+    h("td", {}, h("span", { class: `state ${k.state}` }, k.state),
+      k.previous_until_ms ? h("small", {}, ` old secret until ${when(k.previous_until_ms)}`) : ""),
+    h("td", {}, `${when(k.created_ms)} by ${k.created_by}`),
+    h("td", {}, k.rotated_ms ? when(k.rotated_ms) : "–"),
+    h("td", {}, k.state === "active" ? h("span", { class: "actions" },
+      h("button", { type: "button", class: "rotate", onclick: () => rotateKey(k) }, "Rotate"),
+      h("button", { type: "button", class: "revoke", onclick: () => revokeKey(k) }, "Revoke")) : "")))
+    : [h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No API key yet."))]));
+}
+async function rotateKey(k) {
+  const grace_secs = Math.max(0, Number($("key-grace").value) || 0);
+  try {
+    const r = await api("POST", `/keys/${encodeURIComponent(k.id)}/rotate`, { grace_secs });
+    showSecret(`New secret of ${k.service}'s key ${k.label ? `(${k.label})` : ""}; the old one is ${grace_secs ? `accepted for ${grace_secs} s more` : "refused from now on"}.`, r.key);
+    await loadKeys();
+  } catch (e) { toast(e.message, true); }
+}
+async function revokeKey(k) {
+  if (!window.confirm(`Revoke ${k.service}'s key ${k.hint}? Requests with it are refused at once.`)) return;
+  try {
+    await api("POST", `/keys/${encodeURIComponent(k.id)}/revoke`);
+    toast(`Revoked ${k.service}'s key ${k.hint}.`);
+    await loadKeys();
+  } catch (e) { toast(e.message, true); }
+}
+$("key-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const r = await api("POST", "/keys", { service: $("key-service").value.trim(), label: $("key-label").value.trim() });
+    showSecret(`Key of service ${r.api_key.service}.`, r.key);
+    $("key-form").reset();
+    await loadKeys();
+  } catch (e) { toast(e.message, true); }
+});
+$("keys-refresh").addEventListener("click", () => loadKeys().catch((e) => toast(e.message, true)));
+$("keys-revoked").addEventListener("change", () => loadKeys().catch((e) => toast(e.message, true)));
 
 // ---- audit log ----
 
