@@ -18,6 +18,7 @@ use courier_e2e::{TestProxy, event_json, header, http, unique};
 use courier_proxy::Config;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -101,6 +102,8 @@ async fn read_ids(
                     seen.insert(id, m);
                 }
             }
+            // The topic may not exist yet: the proxy creates it on its first delivery.
+            Ok(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {}
             Ok(Err(e)) => panic!("SASL_SSL consumer error: {e}"),
             Err(_) => {}
         }

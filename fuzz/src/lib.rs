@@ -8,9 +8,10 @@ use courier_shared::binding::{CONTENT_TYPE_HEADER, HEADER_PREFIX};
 use courier_shared::envelope::{MAX_ATTRIBUTES, MAX_EXTENSION_NAME_LEN};
 use courier_shared::{Category, Data, Event, ExtensionValue, from_record, to_record};
 
-/// Whether `bytes` is one JSON value (RFC 8259 grammar; numbers of any size).
+/// Whether `bytes` is one JSON text (RFC 8259: UTF-8, and the grammar, numbers of any size).
 pub fn is_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    std::str::from_utf8(bytes).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// What every event the envelope parser accepted satisfies.
