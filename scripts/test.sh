@@ -35,7 +35,7 @@ log "cargo deny check licenses bans sources"
 cargo deny --locked check licenses bans sources
 if timeout 120 cargo deny fetch db >/dev/null 2>&1; then
   log "cargo deny check advisories"
-  cargo deny --locked check --disable-fetch advisories
+  cargo deny --locked --offline check advisories
 else
   log "RustSec advisory database unreachable: advisories NOT checked"
 fi
