@@ -119,18 +119,18 @@ if (($# == 0)); then
   npm ci --prefix e2e/browser --no-audit --no-fund --loglevel=error
   # The proxy binary the browser tests start was built with the tests (debug profile).
   (cd e2e/browser && node --test --test-concurrency=1 admin.test.mjs)
-  # ---- fuzz smoke run: each target for 15 s from its seeds, with AddressSanitizer
+  # ---- fuzz smoke run: each target for 10 s from its seeds, with AddressSanitizer
   # (fuzz/README.md). cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable
   # compiler take them.
   log "fuzz smoke run"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build)
   fuzz_corpus=$(mktemp -d "${TMPDIR:-/tmp}/courier-fuzz.XXXXXX")
-  for target in envelope batch ndjson naming binding; do
+  for target in envelope batch ndjson naming policy binding; do
     mkdir -p "$fuzz_corpus/$target"
     seeds=()
     if [ -d "fuzz/seeds/$target" ]; then seeds=("seeds/$target"); fi
     if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" \
-      "$fuzz_corpus/$target" "${seeds[@]}" -- -max_total_time=15 -print_final_stats=1 \
+      "$fuzz_corpus/$target" "${seeds[@]}" -- -max_total_time=10 -print_final_stats=1 \
       >"$fuzz_corpus/$target.log" 2>&1); then
       tail -n 40 "$fuzz_corpus/$target.log" >&2
       die "fuzz target $target failed; the input is in fuzz/artifacts/$target"
