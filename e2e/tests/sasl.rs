@@ -1,7 +1,7 @@
 //! SASL_SSL to Kafka (SCRAM-SHA-512 over TLS, the broker's certificate checked against a
 //! private CA), configured through plain librdkafka properties: events published through the
 //! proxy are delivered and read back over SASL_SSL, and the main server's consumer runtime
-//! handles them over it; with a wrong password Kafka is unreachable, so `/readyz` says so
+//! handles them and writes its dead letters over it; with a wrong password Kafka is unreachable, so `/readyz` says so
 //! and events are stored (202), never answered 200, and a proxy with the right password
 //! delivers them from the same store.
 //!
@@ -226,7 +226,7 @@ async fn a_wrong_password_stores_events_and_the_right_one_delivers_them() {
     proxy.stop().await;
 }
 
-/// Records the ids it handled.
+/// Records the ids it handled; refuses `poison` events for good.
 #[derive(Debug, Default, Clone)]
 struct Seen(Arc<Mutex<HashSet<String>>>);
 
@@ -234,6 +234,9 @@ impl Handler for Seen {
     type Payload = Value;
 
     async fn handle(&self, e: Received<Value>) -> Result<(), HandlerError> {
+        if e.data["poison"] == true {
+            return Err(HandlerError::fatal("poison"));
+        }
         self.0.lock().unwrap().insert(e.event.id.clone());
         Ok(())
     }
@@ -246,9 +249,12 @@ async fn the_main_consumer_reads_over_sasl_ssl() {
     };
     let proxy = TestProxy::start(|c| use_sasl(c, &props)).await;
     let svc = unique("saslmain");
-    let batch: Vec<Value> = (0..4)
+    let mut batch: Vec<Value> = (0..4)
         .map(|i| event_json(&format!("m{i}"), &format!("/{svc}"), json!({})))
         .collect();
+    let mut poison = event_json("poison", &format!("/{svc}"), json!({}));
+    poison["data"] = json!({"poison": true});
+    batch.push(poison);
     let (status, body) = post(
         &proxy,
         "application/cloudevents-batch+json",
@@ -276,8 +282,20 @@ async fn the_main_consumer_reads_over_sasl_ssl() {
     while Instant::now() < deadline && *seen.0.lock().unwrap() != want {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The dead-letter topic is written over SASL_SSL too (the group's properties).
+    let dead = read_ids(
+        &props,
+        &format!("{svc}.events.dlt"),
+        &HashSet::from(["poison".to_owned()]),
+        Duration::from_secs(90),
+    )
+    .await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(*seen.0.lock().unwrap(), want);
+    assert!(
+        dead.contains_key("poison"),
+        "the poison event was not dead-lettered"
+    );
     proxy.stop().await;
 }
