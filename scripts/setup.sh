@@ -5,9 +5,9 @@
 # SASL, curl), plus Java + Maven for the local Kafka cluster, the PostgreSQL
 # server + client for the tests' throwaway database (scripts/postgres.sh; the
 # package may create Debian's default cluster `main` on 5432, which we never
-# use), Chromium and Node.js for the admin page's browser tests, then the
-# Kafka jars, and schemathesis (PyPI, in a venv under the cache) for the API
-# conformance run of scripts/test.sh. Idempotent and non-interactive (CI=true, no stdin,
+# use), Chromium and Node.js for the admin page's browser tests, cargo-deny and
+# cargo-fuzz, then the Kafka jars, and schemathesis (PyPI, in a venv under the cache) for
+# the API conformance run of scripts/test.sh. Idempotent and non-interactive (CI=true, no stdin,
 # root); a second run installs nothing and needs no network.
 #
 # Usage: scripts/setup.sh [--elasticsearch]
@@ -67,6 +67,16 @@ fi
 java_major="$(java -XshowSettings:properties -version 2>&1 |
   sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p')"
 ((${java_major:-0} >= 17)) || die "java ${java_major:-?} found; Kafka 4.x needs Java 17 or newer"
+
+# ---- cargo tools: cargo-deny (dependency checks in scripts/test.sh) and cargo-fuzz (fuzz/),
+# built from crates.io once and kept in ~/.cargo/bin.
+for tool in cargo-deny@0.20.2 cargo-fuzz@0.13.2; do
+  if ! command -v "${tool%@*}" >/dev/null; then
+    log "installing $tool"
+    cargo install --locked "$tool"
+  fi
+done
+# ---- end cargo tools
 
 "$here/kafka/fetch.sh" >/dev/null
 if ((with_es)); then

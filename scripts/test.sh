@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's second command and as CI runs it:
 #   1. install what is missing (scripts/setup.sh: build deps, Kafka jars),
-#   2. check formatting and lints,
+#   2. check formatting and lints, and the dependency tree with cargo-deny,
 #   3. build every test once,
 #   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
 #      stop and kill (COURIER_TEST_FAULT_KAFKA_DIR) — and a throwaway PostgreSQL
 #      (COURIER_TEST_POSTGRES_URL),
-#   5. start a single-node Elasticsearch for the sink tests (COURIER_TEST_ES_URL),
+#   5. start a single-node Elasticsearch for the sink tests (COURIER_TEST_ES_URL) and a
+#      one-broker cluster with a SASL_SSL listener (COURIER_TEST_SASL_KAFKA_DIR),
 #   6. run every test of the workspace against them,
 #   7. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
 #      process on the shared cluster,
 #   8. check the served OpenAPI document against a running proxy with schemathesis
-#      (scripts/schemathesis.sh), then stop everything.
+#      (scripts/schemathesis.sh), and run each fuzz target shortly (fuzz/), then stop
+#      everything.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`) and skip the
-# browser tests and schemathesis.
+# browser tests, schemathesis and the fuzz smoke run.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -31,6 +33,17 @@ log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "checking the testcontainers cluster fixture compiles (it needs Docker to run)"
 cargo check -p courier-e2e --features testcontainers --lib --locked
+# ---- cargo-deny (deny.toml): licences, bans and sources always; advisories need the RustSec
+# database, fetched from GitHub, so they are checked only when it can be fetched.
+log "cargo deny check licenses bans sources"
+cargo deny --locked check licenses bans sources
+if timeout 120 cargo deny fetch db >/dev/null 2>&1; then
+  log "cargo deny check advisories"
+  cargo deny --locked --offline check advisories
+else
+  log "RustSec advisory database unreachable: advisories NOT checked"
+fi
+# ---- end cargo-deny
 log "building tests"
 cargo test --workspace --locked --no-run
 
@@ -47,9 +60,19 @@ cleanup_es() {
 "$here/elasticsearch/node.sh" start --dir "$es_dir" >/dev/null &
 es_pid=$!
 # ---- end Elasticsearch
+# ---- SASL_SSL Kafka (one broker, SCRAM-SHA-512 over TLS) for e2e/tests/sasl.rs
+sasl_dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-test-kafka-sasl.XXXXXX")
+cleanup_sasl() {
+  "$here/kafka/cluster.sh" stop --dir "$sasl_dir" >/dev/null 2>&1 || true
+  if [ "${COURIER_KEEP_LOGS:-}" = "" ]; then rm -rf "$sasl_dir"; else log "SASL_SSL Kafka logs kept in $sasl_dir"; fi
+}
+"$here/kafka/cluster.sh" start --brokers 1 --sasl-ssl --timeout 180 --dir "$sasl_dir" >/dev/null &
+sasl_pid=$!
+# ---- end SASL_SSL Kafka
 
 cleanup() {
   cleanup_es
+  cleanup_sasl
   "$here/kafka/cluster.sh" stop --dir "$cluster_dir" || true
   "$here/kafka/cluster.sh" stop --dir "$fault_dir" || true
   "$here/postgres.sh" stop --dir "$pg_dir" || true
@@ -93,6 +116,11 @@ wait "$es_pid" || die "the Elasticsearch test node did not start"
 export COURIER_TEST_ES_URL COURIER_TEST_ES_DIR
 log "Elasticsearch at $COURIER_TEST_ES_URL"
 # ---- end Elasticsearch
+# ---- SASL_SSL Kafka
+wait "$sasl_pid" || die "the SASL_SSL Kafka test cluster did not start"
+export COURIER_TEST_SASL_KAFKA_DIR="$sasl_dir"
+log "SASL_SSL Kafka cluster in $sasl_dir"
+# ---- end SASL_SSL Kafka
 
 log "cargo test"
 cargo test --workspace --locked "$@"
@@ -104,4 +132,24 @@ if (($# == 0)); then
   (cd e2e/browser && node --test --test-concurrency=1 admin.test.mjs)
   log "OpenAPI document against the running proxy (schemathesis)"
   "$here/schemathesis.sh"
+  # ---- fuzz smoke run: each target for 10 s from its seeds, with AddressSanitizer
+  # (fuzz/README.md). cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable
+  # compiler take them.
+  log "fuzz smoke run"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build)
+  fuzz_corpus=$(mktemp -d "${TMPDIR:-/tmp}/courier-fuzz.XXXXXX")
+  for target in envelope batch ndjson naming policy binding; do
+    mkdir -p "$fuzz_corpus/$target"
+    seeds=()
+    if [ -d "fuzz/seeds/$target" ]; then seeds=("seeds/$target"); fi
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" \
+      "$fuzz_corpus/$target" "${seeds[@]}" -- -max_total_time=10 -print_final_stats=1 \
+      >"$fuzz_corpus/$target.log" 2>&1); then
+      tail -n 40 "$fuzz_corpus/$target.log" >&2
+      die "fuzz target $target failed; the input is in fuzz/artifacts/$target"
+    fi
+    log "fuzz $target: $(awk '/^stat::number_of_executed_units/ {print $2}' "$fuzz_corpus/$target.log") runs, no failure"
+  done
+  rm -rf "$fuzz_corpus"
+  # ---- end fuzz smoke run
 fi

@@ -100,6 +100,11 @@ impl DeadLetterPublisher {
     pub fn new(config: &KafkaConsumerConfig) -> Result<Self, KafkaError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &config.bootstrap_servers);
+        // The group's own connection settings (TLS, SASL, …): the dead-letter topics live on
+        // the same cluster.
+        for (k, v) in &config.properties {
+            c.set(k, v);
+        }
         let admin = c.create()?;
         let producer = c
             .clone()

@@ -6,9 +6,17 @@
 # so a test cluster never collides with another instance.
 #
 #   cluster.sh start --brokers 1|3 --dir DIR [--port-base P] [--timeout S]
-#                    [--set key=value]... [--fresh]
+#                    [--set key=value]... [--sasl-ssl] [--fresh]
 #       If DIR holds a stopped cluster of the same shape, start resumes it
 #       with its data; --fresh replaces it with a new, empty one.
+#       --sasl-ssl gives every broker a second client listener, SASL_SSL with
+#       SCRAM-SHA-512, besides PLAINTEXT: a CA and a broker certificate for
+#       127.0.0.1/localhost are made in DIR/tls (openssl), the SCRAM user
+#       `courier` with a random password is created at format time, and
+#       DIR/sasl-client.properties holds the librdkafka properties of a client
+#       of that listener (bootstrap, security.protocol, mechanism, user,
+#       password, ssl.ca.location); DIR/env exports the same as
+#       COURIER_TEST_SASL_{BOOTSTRAP,USERNAME,PASSWORD,CA}.
 #   cluster.sh stop --dir DIR
 #   cluster.sh status --dir DIR            (exit 3 if some node is not running)
 #   cluster.sh start-node --dir DIR --node I [--no-wait] [--timeout S]
@@ -18,7 +26,8 @@
 #
 # Layout of DIR: nodeI.properties, nodeI/data (log.dirs), nodeI/server.log
 # (full INFO log), nodeI.log (stdout/stderr: WARN+ and JVM output), nodeI.pid,
-# nodeI.start (relaunches node I), cluster.conf, cluster.id, bootstrap, env.
+# nodeI.start (relaunches node I), cluster.conf, cluster.id, bootstrap, env;
+# with --sasl-ssl also tls/ (ca.pem, broker.p12) and sasl-client.properties.
 #
 # Env: KAFKA_VERSION, COURIER_CACHE (see fetch.sh); KAFKA_JAVA (java binary,
 # default `java`; Kafka 4.x needs 17+); KAFKA_HEAP_OPTS (default
@@ -168,11 +177,26 @@ write_node_files() {
     # Static quorum: every node knows all voters up front, so formatting needs
     # no --standalone / --initial-controllers and all nodes format alike.
     echo "controller.quorum.voters=$VOTERS"
-    echo "listeners=PLAINTEXT://127.0.0.1:$cport,CONTROLLER://127.0.0.1:$kport"
-    echo "advertised.listeners=PLAINTEXT://127.0.0.1:$cport,CONTROLLER://127.0.0.1:$kport"
+    local listeners="PLAINTEXT://127.0.0.1:$cport,CONTROLLER://127.0.0.1:$kport"
+    local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if ((SASL_SSL)); then
+      listeners+=",SASL_SSL://127.0.0.1:${SASL_PORT_ARR[$1 - 1]}"
+      protocols+=",SASL_SSL:SASL_SSL"
+    fi
+    echo "listeners=$listeners"
+    echo "advertised.listeners=$listeners"
     echo "inter.broker.listener.name=PLAINTEXT"
     echo "controller.listener.names=CONTROLLER"
-    echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    echo "listener.security.protocol.map=$protocols"
+    if ((SASL_SSL)); then
+      # Clients only: brokers and controllers keep talking PLAINTEXT among themselves.
+      echo "sasl.enabled.mechanisms=SCRAM-SHA-512"
+      echo "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+      echo "ssl.keystore.type=PKCS12"
+      echo "ssl.keystore.location=$DIR/tls/broker.p12"
+      echo "ssl.keystore.password=$TLS_STORE_PASSWORD"
+      echo "ssl.key.password=$TLS_STORE_PASSWORD"
+    fi
     echo "log.dirs=$DIR/node$i/data"
     echo "num.partitions=$BROKERS"
     echo "default.replication.factor=$rf"
@@ -280,6 +304,7 @@ wait_started() {
 cmd_start() {
   local port_base="" timeout=90 fresh=0
   BROKERS=""
+  SASL_SSL=0
   EXTRA_SETTINGS=()
   while (($#)); do
     case "$1" in
@@ -289,6 +314,7 @@ cmd_start() {
       --timeout) timeout=$2; shift 2 ;;
       --set) EXTRA_SETTINGS+=("$2"); shift 2 ;;
       --fresh) fresh=1; shift ;;
+      --sasl-ssl) SASL_SSL=1; shift ;;
       *) usage ;;
     esac
   done
@@ -302,7 +328,8 @@ cmd_start() {
   # on that). Otherwise only --fresh may replace it, so no data is lost by a
   # typo in the arguments.
   if [[ -f "$DIR/cluster.conf" ]]; then
-    local want=$BROKERS
+    local want=$BROKERS want_sasl=$SASL_SSL
+    SASL_PORTS=""
     # shellcheck source=/dev/null
     source "$DIR/cluster.conf"
     for ((i = 1; i <= BROKERS; i++)); do
@@ -312,6 +339,8 @@ cmd_start() {
       local first_port=${CLIENT_PORTS%% *}
       [[ "$BROKERS" == "$want" && (-z "$port_base" || "$port_base" == "$first_port") ]] ||
         die "$DIR holds a stopped $BROKERS-node cluster (first port $first_port); pass --fresh to replace it"
+      [[ -n "$SASL_PORTS" || "$want_sasl" == 0 ]] ||
+        die "$DIR holds a stopped cluster without --sasl-ssl; pass --fresh to replace it"
       for ((i = 1; i <= BROKERS; i++)); do
         [[ -f "$DIR/node$i/data/meta.properties" && -x "$DIR/node$i.start" ]] ||
           die "$DIR: node $i was never formatted; pass --fresh to recreate the cluster"
@@ -328,13 +357,15 @@ cmd_start() {
     KAFKA_HOME="$(KAFKA_VERSION="$KAFKA_VERSION" "$here/fetch.sh")"
     read -r -a CLIENT_PORT_ARR <<<"$CLIENT_PORTS"
     read -r -a CONTROLLER_PORT_ARR <<<"$CONTROLLER_PORTS"
-    for i in "${CLIENT_PORT_ARR[@]}" "${CONTROLLER_PORT_ARR[@]}"; do
+    read -r -a SASL_PORT_ARR <<<"${SASL_PORTS:-}"
+    for i in "${CLIENT_PORT_ARR[@]}" "${CONTROLLER_PORT_ARR[@]}" "${SASL_PORT_ARR[@]}"; do
       port_in_use "$i" && die "port $i of the stopped cluster in $DIR is now in use; pass --fresh"
     done
   else
     # Remove only what this script creates, so a --dir pointing somewhere
     # unexpected loses nothing else.
     rm -rf "$DIR"/node[0-9] "$DIR"/node[0-9].* "$DIR"/{cluster.conf,cluster.id,bootstrap,env}
+    rm -rf "$DIR"/tls "$DIR"/sasl-client.properties
     KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
     KAFKA_HOME="$(KAFKA_VERSION="$KAFKA_VERSION" "$here/fetch.sh")"
     create_cluster "$port_base"
@@ -373,8 +404,8 @@ create_cluster() {
   local port_base=$1 i ports
   # Ports: client ports from --port-base (consecutive) or free ones; the
   # controller ports are always free ones, so only client ports are fixed.
-  mapfile -t ports < <(free_ports $((2 * BROKERS)))
-  CLIENT_PORT_ARR=() CONTROLLER_PORT_ARR=()
+  mapfile -t ports < <(free_ports $(((2 + SASL_SSL) * BROKERS)))
+  CLIENT_PORT_ARR=() CONTROLLER_PORT_ARR=() SASL_PORT_ARR=()
   for ((i = 0; i < BROKERS; i++)); do
     if [[ -n "$port_base" ]]; then
       CLIENT_PORT_ARR+=($((port_base + i)))
@@ -383,6 +414,7 @@ create_cluster() {
       CLIENT_PORT_ARR+=("${ports[$((BROKERS + i))]}")
     fi
     CONTROLLER_PORT_ARR+=("${ports[$i]}")
+    if ((SASL_SSL)); then SASL_PORT_ARR+=("${ports[$((2 * BROKERS + i))]}"); fi
   done
   VOTERS=""
   local bootstrap=""
@@ -391,6 +423,11 @@ create_cluster() {
     bootstrap+="${bootstrap:+,}127.0.0.1:${CLIENT_PORT_ARR[$i - 1]}"
   done
 
+  local scram=()
+  if ((SASL_SSL)); then
+    make_tls
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]")
+  fi
   for ((i = 1; i <= BROKERS; i++)); do
     write_node_files "$i"
   done
@@ -400,6 +437,7 @@ create_cluster() {
     printf 'BROKERS=%q\n' "$BROKERS"
     printf 'CLIENT_PORTS=%q\n' "${CLIENT_PORT_ARR[*]}"
     printf 'CONTROLLER_PORTS=%q\n' "${CONTROLLER_PORT_ARR[*]}"
+    printf 'SASL_PORTS=%q\n' "${SASL_PORT_ARR[*]}"
   } >"$DIR/cluster.conf"
   echo "$bootstrap" >"$DIR/bootstrap"
   # Single-quoted (not %q, which escapes the commas) so the file also reads
@@ -409,6 +447,7 @@ create_cluster() {
     echo "export COURIER_TEST_KAFKA_DIR=$(squote "$DIR")"
     echo "export COURIER_TEST_KAFKA_BROKERS=$BROKERS"
   } >"$DIR/env"
+  if ((SASL_SSL)); then write_sasl_client_files; fi
 
   # Format every node's storage with one shared cluster id (in parallel: each
   # StorageTool run is a JVM start, seconds on a busy 2-core machine). With a
@@ -418,13 +457,63 @@ create_cluster() {
   echo "$cluster_id" >"$DIR/cluster.id"
   for ((i = 1; i <= BROKERS; i++)); do
     mkdir -p "$DIR/node$i"
-    run_tool kafka.tools.StorageTool format -t "$cluster_id" \
+    run_tool kafka.tools.StorageTool format -t "$cluster_id" "${scram[@]}" \
       -c "$DIR/node$i.properties" >"$DIR/node$i/format.log" 2>&1 &
     pids+=($!)
   done
   for ((i = 1; i <= BROKERS; i++)); do
     wait "${pids[$i - 1]}" || { cat "$DIR/node$i/format.log" >&2; die "formatting node $i failed"; }
   done
+}
+
+# make_tls: a CA and a certificate for 127.0.0.1/localhost signed by it in
+# DIR/tls (ca.pem for clients, broker.p12 for the brokers), and the SCRAM
+# user's credentials. Throwaway material for a local cluster, made anew by
+# every fresh start.
+make_tls() {
+  local tls="$DIR/tls"
+  mkdir -p "$tls"
+  chmod 700 "$tls"
+  SASL_USER=courier
+  SASL_PASSWORD="$(openssl rand -hex 16)"
+  TLS_STORE_PASSWORD="$(openssl rand -hex 16)"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+      -subj "/CN=Courier local Kafka CA" -keyout ca.key -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+      -keyout broker.key -out broker.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -sha256 -days 3650 -in broker.csr -CA ca.pem -CAkey ca.key \
+      -CAcreateserial -extfile broker.ext -out broker.pem
+    openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key \
+      -certfile ca.pem -out broker.p12 -passout "pass:$TLS_STORE_PASSWORD"
+  ) >"$tls/openssl.log" 2>&1 || { cat "$tls/openssl.log" >&2; die "making the TLS material failed"; }
+}
+
+# write_sasl_client_files: what a client of the SASL_SSL listener needs, as
+# librdkafka properties (sasl-client.properties) and in DIR/env.
+write_sasl_client_files() {
+  local bootstrap="" port
+  for port in "${SASL_PORT_ARR[@]}"; do
+    bootstrap+="${bootstrap:+,}127.0.0.1:$port"
+  done
+  {
+    echo "# librdkafka properties of a client of the SASL_SSL listener; generated by scripts/kafka/cluster.sh."
+    echo "bootstrap.servers=$bootstrap"
+    echo "security.protocol=SASL_SSL"
+    echo "sasl.mechanism=SCRAM-SHA-512"
+    echo "sasl.username=$SASL_USER"
+    echo "sasl.password=$SASL_PASSWORD"
+    echo "ssl.ca.location=$DIR/tls/ca.pem"
+  } >"$DIR/sasl-client.properties"
+  chmod 600 "$DIR/sasl-client.properties"
+  {
+    echo "export COURIER_TEST_SASL_BOOTSTRAP=$(squote "$bootstrap")"
+    echo "export COURIER_TEST_SASL_USERNAME=$(squote "$SASL_USER")"
+    echo "export COURIER_TEST_SASL_PASSWORD=$(squote "$SASL_PASSWORD")"
+    echo "export COURIER_TEST_SASL_CA=$(squote "$DIR/tls/ca.pem")"
+  } >>"$DIR/env"
 }
 
 # Stop all nodes of the loaded cluster: CONT (a SIGSTOPped JVM cannot act on

@@ -182,18 +182,19 @@ impl EventError {
         matches!(self, Self::Syntax(_))
     }
 
-    /// Classifies a failed read of `bytes`. serde reports a wrong shape as soon as it sees
-    /// one, before reading to the end; the body is only a shape problem if it is JSON at all.
+    /// Classifies a failed read of `bytes`. serde stops at the first thing it cannot use — a
+    /// wrong shape, a number too large for an attribute — before reading to the end, and it
+    /// skips over values it does not keep without checking their UTF-8; so the body is a
+    /// syntax problem exactly when it is not JSON text (RFC 8259: UTF-8 and the grammar),
+    /// whatever `e` says.
     fn from_json(e: &serde_json::Error, bytes: &[u8]) -> Self {
-        match e.classify() {
-            serde_json::error::Category::Data => {
-                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                    Ok(_) => Self::Shape(e.to_string()),
-                    Err(syntax) => Self::Syntax(syntax.to_string()),
-                }
-            }
-            _ => Self::Syntax(e.to_string()),
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return Self::Syntax(syntax.to_string());
         }
+        if let Err(utf8) = std::str::from_utf8(bytes) {
+            return Self::Syntax(format!("not UTF-8: {utf8}"));
+        }
+        Self::Shape(e.to_string())
     }
 }
 
@@ -648,6 +649,32 @@ mod tests {
                 other => panic!("{json}: {other:?}"),
             }
         }
+    }
+
+    /// Found by the `envelope` fuzz target: a body that is not UTF-8 was refused as an
+    /// invalid event (422) when serde saw a wrong shape before the bad bytes.
+    #[test]
+    fn a_body_that_is_not_utf8_is_a_syntax_error_whatever_its_shape() {
+        for body in [
+            &b"[\"\xff\"]"[..],
+            b"{\"specversion\":1,\"x\":\"\xc3\"}",
+            b"7\xff",
+        ] {
+            let e = Event::from_json(body).unwrap_err();
+            assert!(e.is_syntax(), "{e}");
+        }
+        let e = Event::batch_from_json(b"{\"a\":\"\xff\"}").unwrap_err();
+        assert!(e.is_syntax(), "{e}");
+    }
+
+    /// A number beyond `f64` is valid JSON, so an event carrying one is an invalid event
+    /// (422), not malformed JSON (400).
+    #[test]
+    fn a_huge_number_is_json_that_makes_an_invalid_event() {
+        let e = err(r#"{"specversion":"1.0","source":"s","type":"t","n":1e400}"#);
+        assert!(!e.is_syntax(), "{e}");
+        let e = err("1e400");
+        assert!(!e.is_syntax(), "{e}");
     }
 
     #[test]

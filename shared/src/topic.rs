@@ -44,9 +44,9 @@ pub enum TopicError {
 }
 
 /// Templates that turn an event into a topic name, one per category. Placeholders:
-/// `{service}`, `{category}`, `{errortype}`; each fills at most one `.`-separated segment of
-/// the name, so a name can be read back into its parts and two templates can be checked for
-/// overlap.
+/// `{service}`, `{category}`, `{errortype}` (the error template only); each fills at most one
+/// `.`-separated segment of the name, so a name can be read back into its parts and two
+/// templates can be checked for overlap.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamingPolicy {
@@ -85,6 +85,18 @@ impl NamingPolicy {
             let segments = segments(template)?;
             if segments.is_empty() {
                 return Err(illegal_template(template, "empty template"));
+            }
+            // Only error events have an error type: elsewhere the placeholder would render
+            // empty, and so an empty or clashing name.
+            if category != Category::Error
+                && segments
+                    .iter()
+                    .any(|(_, placeholder, _)| placeholder.as_deref() == Some("errortype"))
+            {
+                return Err(illegal_template(
+                    template,
+                    "`{errortype}` is only known for error events; use it in the error template",
+                ));
             }
             validate_topic_name(&render(template, "svc", category.as_str(), "kind"))?;
             let longest_name = render(template, &longest, category.as_str(), &longest);
@@ -506,6 +518,26 @@ mod tests {
                 ..NamingPolicy::default()
             };
             assert!(p.validate().is_err(), "{reason}");
+        }
+    }
+
+    /// Found by the `naming` fuzz target: `{errortype}` in the event (or log) template
+    /// passed validation, then rendered empty for every event — an illegal (or clashing)
+    /// topic for an event the policy had promised to route.
+    #[test]
+    fn errortype_is_refused_outside_the_error_template() {
+        for (event_template, log_template) in [
+            ("{errortype}", "{service}.logs"),
+            ("{service}.x{errortype}", "{service}.logs"),
+            ("{service}.events", "{service}.{errortype}.logs"),
+        ] {
+            let p = NamingPolicy {
+                event_template: event_template.into(),
+                log_template: log_template.into(),
+                ..NamingPolicy::default()
+            };
+            let err = p.validate().unwrap_err().to_string();
+            assert!(err.contains("only known for error events"), "{err}");
         }
     }
 
