@@ -13,7 +13,8 @@
 #                direct _bulk loader, and the handler runtime), summary in the same file
 #   --no-bridge  leave the Strimzi bridge out
 #   Arguments after -- go to courier-bench, in both modes (e.g. -- --rounds 3 --events 200000).
-# Env: CARGO_TARGET_DIR; BENCH_OUT (default docs/bench); STRIMZI_BRIDGE_VERSION.
+# Env: CARGO_TARGET_DIR; BENCH_OUT (default docs/bench); STRIMZI_BRIDGE_VERSION;
+# BENCH_PREBUILT=1 runs the release binaries already in CARGO_TARGET_DIR without building.
 # The bridge is skipped, with a note, when the registry does not serve it.
 set -euo pipefail
 
@@ -36,8 +37,10 @@ done
 out="${BENCH_OUT:-$root/docs/bench}"
 mkdir -p "$out"
 cd "$root"
-log "building release binaries"
-cargo build --release -q -p courier-proxy -p courier-e2e
+if [[ -z "${BENCH_PREBUILT:-}" ]]; then
+  log "building release binaries"
+  cargo build --release -q -p courier-proxy -p courier-e2e
+fi
 bin="${CARGO_TARGET_DIR:-$root/target}/release/courier-bench"
 
 work="$(mktemp -d /tmp/courier-bench.XXXXXX)"
