@@ -50,7 +50,13 @@ impl FaultCluster {
     /// Starts broker `node` again and waits (up to 180 s: a restarted controller replays
     /// the metadata log, slow on a loaded machine) until it is up.
     pub fn start_node(&self, node: u8) {
-        self.run(&["start-node", "--node", &node.to_string(), "--timeout", "180"]);
+        self.run(&[
+            "start-node",
+            "--node",
+            &node.to_string(),
+            "--timeout",
+            "180",
+        ]);
     }
 
     /// The client and controller ports of broker `node` (1-based).
