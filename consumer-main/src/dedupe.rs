@@ -8,13 +8,19 @@ use moka::sync::Cache;
 #[derive(Debug, Clone)]
 pub struct Dedupe {
     seen: Option<Cache<String, ()>>,
+    /// Striped locks making check-and-insert one step per key (the cache's own entry API
+    /// does not promise that two racing callers cannot both see the key as new).
+    stripes: std::sync::Arc<[std::sync::Mutex<()>; STRIPES]>,
 }
+
+const STRIPES: usize = 64;
 
 impl Dedupe {
     /// Remembers up to `capacity` events; 0 remembers none.
     pub fn new(capacity: u64) -> Self {
         Self {
             seen: (capacity > 0).then(|| Cache::new(capacity)),
+            stripes: std::sync::Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(()))),
         }
     }
 
@@ -25,9 +31,23 @@ impl Dedupe {
     /// Claims this event for handling: false when it was handled already or is being
     /// handled (on another partition) right now. Atomic, so two copies never both pass.
     pub fn claim(&self, source: &str, id: &str) -> bool {
-        self.seen
-            .as_ref()
-            .is_none_or(|c| c.entry(Self::key(source, id)).or_insert(()).is_fresh())
+        let Some(cache) = &self.seen else {
+            return true;
+        };
+        let key = Self::key(source, id);
+        let stripe = {
+            use std::hash::{BuildHasher, RandomState};
+            static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+            HASHER.get_or_init(RandomState::new).hash_one(&key) as usize % STRIPES
+        };
+        let _guard = self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.contains_key(&key) {
+            return false;
+        }
+        cache.insert(key, ());
+        true
     }
 
     /// Gives a claim back (the event was not handled), so a later copy is handled.
