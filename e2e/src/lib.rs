@@ -89,6 +89,24 @@ impl TestProxy {
         }
     }
 
+    /// Waits (at most 30 s) until the proxy serves `/healthz`: its store is open and
+    /// migrated. Panics when it does not.
+    pub async fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let up = http()
+                .get(self.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the proxy on {} did not serve within 30 s", self.addr);
+    }
+
     /// `http://addr` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

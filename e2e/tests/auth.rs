@@ -449,8 +449,11 @@ async fn the_admin_api_has_its_own_credential() {
 async fn proxies_on_one_store_follow_each_others_keys() {
     let svc = unique("follow-");
     let first = proxy(|_| {}).await;
+    // One SQLite file for both: the second opens it once the first has migrated it.
+    first.wait_serving().await;
     let url = first.config.dlq.url.clone();
     let second = proxy(|c| c.dlq.url = url).await;
+    second.wait_serving().await;
     let (id, key) = create_key(&first, &svc).await;
     let status_on = |proxy: &TestProxy| {
         let request = http()
