@@ -744,6 +744,28 @@ fn write_charts(dir: &std::path::Path, rows: &[Row], rate: f64) -> anyhow::Resul
             .map(|(_, v)| v)
             .collect()
     };
+    // One bar group per process group, for the fixed-rate scenarios.
+    let usage_chart = |file: &'static str,
+                       title: String,
+                       unit: &str,
+                       of: &dyn Fn(&crate::bench_procs::Usage) -> f64| {
+        (
+            file,
+            BarChart {
+                title,
+                unit: unit.into(),
+                categories: at(&fixed),
+                series: crate::bench_report::GROUPS
+                    .iter()
+                    .map(|g| {
+                        let v = value(&fixed, &|r| r.usage.get(g).map(of));
+                        ((*g).to_owned(), only(&fixed, v))
+                    })
+                    .collect(),
+                log: false,
+            },
+        )
+    };
     let charts = [
         (
             "throughput.svg",
@@ -788,47 +810,17 @@ fn write_charts(dir: &std::path::Path, rows: &[Row], rate: f64) -> anyhow::Resul
                 log: true,
             },
         ),
-        (
+        usage_chart(
             "cpu-fixed-rate.svg",
-            BarChart {
-                title: format!("CPU at {fixed} offered, % of one core (2 cores = 200 %)"),
-                unit: "% of one core".into(),
-                categories: at(&fixed),
-                series: crate::bench_report::GROUPS
-                    .iter()
-                    .map(|g| {
-                        (
-                            (*g).to_owned(),
-                            only(
-                                &fixed,
-                                value(&fixed, &|r| r.usage.get(g).map(|u| u.cpu_pct)),
-                            ),
-                        )
-                    })
-                    .collect(),
-                log: false,
-            },
+            format!("CPU at {fixed} offered, % of one core (2 cores = 200 %)"),
+            "% of one core",
+            &|u| u.cpu_pct,
         ),
-        (
+        usage_chart(
             "rss-fixed-rate.svg",
-            BarChart {
-                title: format!("Peak resident memory at {fixed} offered"),
-                unit: "MiB".into(),
-                categories: at(&fixed),
-                series: crate::bench_report::GROUPS
-                    .iter()
-                    .map(|g| {
-                        (
-                            (*g).to_owned(),
-                            only(
-                                &fixed,
-                                value(&fixed, &|r| r.usage.get(g).map(|u| u.rss_peak_mib)),
-                            ),
-                        )
-                    })
-                    .collect(),
-                log: false,
-            },
+            format!("Peak resident memory at {fixed} offered"),
+            "MiB",
+            &|u| u.rss_peak_mib,
         ),
     ];
     for (file, chart) in charts {
