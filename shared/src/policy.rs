@@ -20,8 +20,11 @@ use crate::topic::{
 /// Most templates and patterns a policy may hold.
 pub const MAX_RULES: usize = 256;
 
+/// Longest pattern a policy may hold: a topic name's limit, with room for a few `[…]` classes.
+pub const MAX_PATTERN_LEN: usize = 2 * crate::topic::MAX_TOPIC_LEN;
+
 /// The topic policy as configured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicPolicy {
     /// Create topics the naming policy routes to on first publish.
@@ -67,7 +70,7 @@ impl Default for TopicPolicy {
 }
 
 /// Topics one service may publish to beyond its own prefix and the shared patterns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclEntry {
     /// The service, as the API key names it (normalised like a `source`'s service).
@@ -77,7 +80,7 @@ pub struct AclEntry {
 }
 
 /// How a topic whose name matches `pattern` is created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicTemplate {
     /// Name shown to operators and used to pick the template when creating a topic by hand.
@@ -187,15 +190,17 @@ pub struct CompiledPolicy {
 }
 
 /// What the policy does with one event: the admin page's preview.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// The publishing service, from `source`.
     pub service: String,
     /// The topic the event is routed to.
     pub topic: String,
     /// The template a new topic would be created from.
+    #[schema(required = true)]
     pub template: Option<String>,
     /// Why the event would be refused, if it would.
+    #[schema(required = true)]
     pub refusal: Option<String>,
 }
 
@@ -218,6 +223,11 @@ fn glob(field: &'static str, pattern: &str) -> Result<Glob, PolicyError> {
     };
     if pattern.is_empty() {
         return Err(bad("empty".into()));
+    }
+    // A pattern matches topic names, which are at most 249 characters; a longer one could only
+    // cost compile time (and a policy comes in through the admin API too).
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(bad(format!("longer than {MAX_PATTERN_LEN} characters")));
     }
     if !pattern.bytes().all(|b| {
         b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'*' | b'?' | b'[' | b']')
@@ -756,6 +766,21 @@ mod tests {
         let preview = p.preview(&event("/a", r#","category":"log""#)).unwrap();
         assert_eq!(preview.topic, "a.logs");
         assert!(preview.refusal.unwrap().contains("no topic template"));
+    }
+
+    #[test]
+    fn patterns_longer_than_the_limit_are_refused() {
+        let with_deny = |pattern: String| {
+            TopicPolicy {
+                deny: vec![pattern],
+                ..TopicPolicy::default()
+            }
+            .compile()
+        };
+        assert!(with_deny("a".repeat(MAX_PATTERN_LEN)).is_ok());
+        let long = "[a-z]".repeat(MAX_PATTERN_LEN / 5 + 1);
+        let err = with_deny(long).unwrap_err().to_string();
+        assert!(err.contains("longer than"), "{err}");
     }
 
     #[test]

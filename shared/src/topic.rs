@@ -47,7 +47,7 @@ pub enum TopicError {
 /// `{service}`, `{category}`, `{errortype}` (the error template only); each fills at most one
 /// `.`-separated segment of the name, so a name can be read back into its parts and two
 /// templates can be checked for overlap.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamingPolicy {
     /// For `category: event`.
