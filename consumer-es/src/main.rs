@@ -90,7 +90,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    courier_consumer_main::process::init_tracing();
+    let _telemetry = courier_consumer_main::telemetry::init("courier-consumer-es")?;
     let mut config = PipelineConfig::default();
     config.kafka.bootstrap_servers = args.bootstrap_servers.clone();
     config.kafka.group_id = args.group.clone();

@@ -20,6 +20,7 @@ pub mod runtime;
 
 pub use config::{ConsumerConfig, KafkaConsumerConfig, RetryPolicy};
 pub use courier_shared::envelope::Event;
+pub use courier_telemetry as telemetry;
 pub use dead_letter::{DeadLetterPublisher, DeadLetterReason};
 pub use handler::{Handler, HandlerError, Origin, Received};
 pub use runtime::{Consumer, ConsumerBuilder, RuntimeError, Stats};

@@ -115,7 +115,7 @@ impl Handler for ErrorAlerter {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    courier_consumer_main::process::init_tracing();
+    let _telemetry = courier_consumer_main::telemetry::init("courier-consumer-main")?;
     let journal = match &args.journal {
         Some(path) => Journal(Some(Arc::new(std::sync::Mutex::new(
             std::fs::OpenOptions::new()

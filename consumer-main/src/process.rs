@@ -1,22 +1,9 @@
-//! What the consumer binaries share as processes: logging and signal handling.
+//! What the consumer binaries share as processes: signal handling (logging and traces are
+//! [`courier_telemetry`]'s, re-exported as `courier_consumer_main::telemetry`).
 
-use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-
-/// JSON logs when stdout is not a terminal, human ones otherwise; `RUST_LOG` filters
-/// (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::io::stdout().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).init();
-    }
-}
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C; a shutdown still running `grace` later ends the
 /// process with status 1.

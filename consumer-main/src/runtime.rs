@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers as _, Message, OwnedMessage};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use regex::Regex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::ConsumerConfig;
 use crate::dead_letter::{DeadLetterPublisher, DeadLetterReason};
@@ -354,13 +355,34 @@ async fn run_partition(
         let Some(_processing) = consumer.context().in_flight().begin(&key, generation) else {
             return;
         };
-        if process(&m, &shared, &abort).await {
+        if process(&m, &shared, &abort).instrument(span_of(&m)).await {
             kafka::store_after(&consumer, m.topic(), m.partition(), m.offset());
         } else {
             // Shutdown came during a retry wait: the record stays uncommitted.
             return;
         }
     }
+}
+
+/// The span a record is handled in when traces are exported: a child of the producer's trace
+/// context from the record's `traceparent` header. None otherwise (it would cost every record).
+fn span_of(m: &OwnedMessage) -> tracing::Span {
+    if !courier_telemetry::traces_on() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "consume",
+        topic = m.topic(),
+        partition = m.partition(),
+        offset = m.offset()
+    );
+    if let Some(headers) = m.headers() {
+        courier_telemetry::continue_record(
+            &span,
+            headers.iter().filter_map(|h| Some((h.key, h.value?))),
+        );
+    }
+    span
 }
 
 /// Handles one record; true when it is done with (handled, dropped as a duplicate, or

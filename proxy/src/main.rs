@@ -1,7 +1,6 @@
 //! `courier-proxy`: parses flags, loads the configuration, installs logging and signal
 //! handlers, and runs [`courier_proxy::run`].
 
-use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -45,7 +44,7 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing();
+    let _telemetry = courier_telemetry::init("courier-proxy")?;
     let config = Config::load(args.config.as_deref(), args.overrides())?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&config)?);
@@ -59,23 +58,6 @@ async fn main() -> anyhow::Result<()> {
     courier_proxy::run(config, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// JSON logs when stdout is not a terminal (services, CI), human ones otherwise;
-/// `RUST_LOG` filters (default `info`).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::io::stdout().is_terminal() {
-        builder.init();
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
-            .init();
-    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -238,7 +238,10 @@ pub fn router(state: AppState) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id);
+                // A caller's W3C `traceparent` makes this request part of its trace.
+                courier_telemetry::continue_http(&span, req.headers());
+                span
             }),
         )
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {

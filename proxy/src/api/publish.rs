@@ -17,6 +17,7 @@ use courier_shared::topic::service_of;
 use courier_shared::{Event, EventError, KafkaRecord, Problem, ProblemKind, Refusal, to_record};
 use futures::future::join_all;
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::body::{BodyFormat, Parsed, event_error, parse, read_body};
@@ -354,6 +355,9 @@ pub async fn process(
     let max_event_bytes = state.limits().max_event_bytes;
     // One policy for the whole request, even if an operator changes it meanwhile.
     let policy = state.topics().policy();
+    // When traces are on, each record carries the request's trace context (`traceparent`), and
+    // so does its copy in the dead-letter store.
+    let trace_headers = courier_telemetry::record_headers(&tracing::Span::current());
     for (index, event) in events.into_iter().enumerate() {
         outcomes.push(None);
         labels.push(("unknown".to_owned(), String::new()));
@@ -438,7 +442,8 @@ pub async fn process(
             });
             continue;
         }
-        let record = to_record(&event);
+        let mut record = to_record(&event);
+        record.headers.extend(trace_headers.iter().cloned());
         let size = record_size(&record);
         if size > max_event_bytes {
             let err = ApiError::new(
@@ -501,7 +506,12 @@ pub async fn process(
     let results = if bypass {
         vec![Err(DeliveryError::CircuitOpen); outgoing.len()]
     } else {
-        state.pipeline().deliver_all(&outgoing).await
+        let span = traced(|| tracing::info_span!("kafka.produce", events = outgoing.len()));
+        state
+            .pipeline()
+            .deliver_all(&outgoing)
+            .instrument(span)
+            .await
     };
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     for (r, result) in sendable.iter().zip(results) {
@@ -544,7 +554,8 @@ pub async fn process(
                 next_attempt_ms: first_attempt,
             })
             .collect();
-        match dlq.store(entries).await {
+        let span = traced(|| tracing::info_span!("dlq.store", events = to_store.len()));
+        match dlq.store(entries).instrument(span).await {
             Ok(()) => {
                 state.wake_scheduler();
                 for (r, _) in &to_store {
@@ -632,6 +643,16 @@ pub async fn process(
 }
 
 /// Takes one event from `service`'s rate limit, if there is one.
+/// A span of its own for a step of the request when traces are exported; otherwise none (the
+/// logs have the request's span, and the hot path saves the allocation).
+fn traced(span: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if courier_telemetry::traces_on() {
+        span()
+    } else {
+        tracing::Span::none()
+    }
+}
+
 fn rate_limit(state: &AppState, service: &str) -> Result<(), ApiError> {
     let Some(limits) = state.rate_limits() else {
         return Ok(());
