@@ -9,7 +9,7 @@ use anyhow::bail;
 
 use crate::bench_measure::{Load, drive};
 use crate::bench_produce::{HttpPost, bodies, event};
-use crate::bench_proxy::{ProxyProcess, free_port};
+use crate::proxy_process::{Output, ProxyProcess, beside_current_exe, free_port};
 
 /// Settings of the run.
 #[derive(Debug, Clone)]
@@ -33,19 +33,27 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     let dlq: &Path = &state.path().join("dlq.db");
     let dead = free_port()?;
     let outage_env = [
-        ("COURIER_KAFKA__REQUEST_TIMEOUT_MS", "300".to_owned()),
-        ("COURIER_DELIVERY__ACK_TIMEOUT_MS", "300".to_owned()),
+        ("COURIER_KAFKA__REQUEST_TIMEOUT_MS", "300"),
+        ("COURIER_DELIVERY__ACK_TIMEOUT_MS", "300"),
         // Its scheduler stays out of the way: nothing is retried during the intake.
-        ("COURIER_DLQ__BACKOFF_INITIAL_MS", "600000".to_owned()),
+        ("COURIER_DLQ__BACKOFF_INITIAL_MS", "600000"),
     ];
-    let outage = ProxyProcess::start(&format!("127.0.0.1:{dead}"), dlq, &outage_env)?;
-    outage.wait(&http, "/healthz").await?;
+    let proxy_bin = beside_current_exe("courier-proxy")?;
+    let dlq_url = format!("sqlite:{}", dlq.display());
+    let outage = ProxyProcess::spawn(
+        &proxy_bin,
+        &format!("127.0.0.1:{dead}"),
+        &dlq_url,
+        &outage_env,
+        Output::Quiet,
+    )?;
+    outage.wait(&http, "/healthz", Duration::from_secs(60)).await?;
     let source = format!("/{}", crate::unique("bench-dlq-"));
     let payload = "p".repeat(b.payload_bytes);
     let units = b.events.div_ceil(b.batch_size);
     let target = HttpPost {
         http: http.clone(),
-        urls: vec![format!("{}/v1/events", outage.url)],
+        urls: vec![format!("{}/v1/events", outage.base)],
         content_type: "application/cloudevents-batch+json",
         bodies: bodies(
             units,
@@ -87,7 +95,7 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
         b.bootstrap
     );
     let started = Instant::now();
-    let _drainer = ProxyProcess::start(&b.bootstrap, dlq, &[])?;
+    let _drainer = ProxyProcess::spawn(&proxy_bin, &b.bootstrap, &dlq_url, &[], Output::Quiet)?;
     let deadline = started + Duration::from_secs(600);
     loop {
         let (p, parked) = store.counts().await?;

@@ -20,7 +20,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
 use crate::bench_measure::{Load, Target, drive};
 use crate::bench_procs::{Sampler, Watched, load_average};
-use crate::bench_proxy::ProxyProcess;
+use crate::proxy_process::{Output, ProxyProcess, beside_current_exe};
 use crate::bench_report::{BarChart, Row, append_csv, markdown};
 
 /// Settings of the run.
@@ -355,7 +355,7 @@ impl Bench<'_> {
         let mk = |i| event(&self.source, tag, i, &self.payload);
         let proxy_urls: Vec<String> = self.proxies[..plan.proxies]
             .iter()
-            .map(|p| format!("{}/v1/events", p.url))
+            .map(|p| format!("{}/v1/events", p.base))
             .collect();
         if plan.proxies > 0 {
             watched.extend(self.proxies[..plan.proxies].iter().map(|p| Watched {
@@ -483,14 +483,17 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         .max(1);
     let mut proxies = Vec::new();
     for n in 0..proxies_needed {
-        proxies.push(ProxyProcess::start(
+        let dlq = state.path().join(format!("dlq{n}.db"));
+        proxies.push(ProxyProcess::spawn(
+            &beside_current_exe("courier-proxy")?,
             &b.bootstrap,
-            &state.path().join(format!("dlq{n}.db")),
+            &format!("sqlite:{}", dlq.display()),
             &[],
+            Output::Quiet,
         )?);
     }
     for p in &proxies {
-        p.wait(&http, "/readyz").await?;
+        p.wait(&http, "/readyz", Duration::from_secs(60)).await?;
     }
     let service = crate::unique("bench-");
     let source = format!("/{service}");
@@ -500,7 +503,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     // The first publish creates the topic (proxy policy: RF 3, min ISR 2); every scenario
     // then writes to it.
     let warm = http
-        .post(format!("{}/v1/events", proxies[0].url))
+        .post(format!("{}/v1/events", proxies[0].base))
         .header("content-type", "application/cloudevents+json")
         .body(event(&source, "warm", 0, &payload).to_string())
         .send()
@@ -519,7 +522,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     };
     let direct: FutureProducer = producer_config(&kafka, &DeliveryConfig::default()).create()?;
     let client = courier::Client::builder(service.clone())
-        .proxy(&proxies[0].url)
+        .proxy(&proxies[0].base)
         .max_batch_events(b.batch_size)
         .max_in_flight(b.batch_concurrency)
         .buffer_capacity(b.batch_size * b.batch_concurrency * 4)

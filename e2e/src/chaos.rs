@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use crate::proxy_process::ProxyProcess;
+
 /// Environment variable naming the directory of the cluster fault tests may break.
 pub const FAULT_KAFKA_DIR_ENV: &str = "COURIER_TEST_FAULT_KAFKA_DIR";
 
@@ -199,78 +201,6 @@ pub fn signal_and_wait(
             "{what} did not exit within {within:?} of {signal}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A proxy running as its own process, with its DLQ store in `state_dir`.
-#[derive(Debug)]
-pub struct ProxyProcess {
-    child: Child,
-    /// `http://127.0.0.1:port`.
-    pub base: String,
-    /// The DLQ store's URL.
-    pub dlq_url: String,
-}
-
-impl ProxyProcess {
-    /// Starts the proxy on a free port and waits until it answers `/healthz`. Authentication
-    /// is off (these tests are about delivery), unless `extra_env` turns it on.
-    pub async fn start(bootstrap: &str, state_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dlq_url = format!("sqlite:{}", state_dir.join("dlq.db").display());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(state_dir.join("proxy.log"))
-            .expect("proxy log");
-        let mut cmd = Command::new(binary("courier-proxy"));
-        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--bootstrap-servers", bootstrap])
-            .env("COURIER_DLQ__URL", &dlq_url)
-            .env("COURIER_AUTH__ENABLED", "false")
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        // Owned by the returned value, or killed by its Drop if it never becomes healthy.
-        let child = cmd.spawn().expect("start courier-proxy");
-        let base = format!("http://127.0.0.1:{port}");
-        let proxy = Self {
-            child,
-            base,
-            dlq_url,
-        };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if client
-                .get(format!("{}/healthz", proxy.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return proxy;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("courier-proxy did not answer on {} within 30 s", proxy.base);
-    }
-
-    /// Sends a signal (`-9`, `-TERM`) and waits (bounded) for the process to exit.
-    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> ExitStatus {
-        signal_and_wait(&mut self.child, "proxy", signal, within)
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,11 +10,11 @@ pub mod bench_dlq;
 pub mod bench_measure;
 pub mod bench_procs;
 pub mod bench_produce;
-pub mod bench_proxy;
 pub mod bench_report;
 pub mod bench_sinks;
 pub mod chaos;
 pub mod cluster;
+pub mod proxy_process;
 pub mod sinks;
 
 use std::collections::HashMap;
