@@ -47,7 +47,9 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
         &outage_env,
         Output::Quiet,
     )?;
-    outage.wait(&http, "/healthz", Duration::from_secs(60)).await?;
+    outage
+        .wait(&http, "/healthz", Duration::from_secs(60))
+        .await?;
     let source = format!("/{}", crate::unique("bench-dlq-"));
     let payload = "p".repeat(b.payload_bytes);
     let units = b.events.div_ceil(b.batch_size);

@@ -20,8 +20,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
 use crate::bench_measure::{Load, Target, drive};
 use crate::bench_procs::{Sampler, Watched, load_average};
-use crate::proxy_process::{Output, ProxyProcess, beside_current_exe};
 use crate::bench_report::{BarChart, Row, append_csv, markdown};
+use crate::proxy_process::{Output, ProxyProcess, beside_current_exe};
 
 /// Settings of the run.
 #[derive(Debug, Clone)]

@@ -137,7 +137,10 @@ impl ProxyProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("courier-proxy at {} not answering {path} within {within:?}", self.base)
+        bail!(
+            "courier-proxy at {} not answering {path} within {within:?}",
+            self.base
+        )
     }
 
     /// Its process id.
