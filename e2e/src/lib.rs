@@ -7,6 +7,7 @@
 //! port and uses unique service names, so tests run in parallel without sharing topics.
 
 pub mod bench_dlq;
+pub mod bench_goals;
 pub mod bench_measure;
 pub mod bench_procs;
 pub mod bench_produce;

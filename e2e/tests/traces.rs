@@ -132,25 +132,23 @@ async fn a_trace_runs_from_the_caller_through_the_proxy_and_kafka_to_the_handler
     let topic = format!("{svc}.events");
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let resp = http()
-        .post(format!("{}/v1/events", traced_proxy.base))
-        .header("content-type", "application/cloudevents+json")
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(&event_json("traced-1", &format!("/{svc}/api"), json!({})))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let publish = |base: String, id: &'static str| {
+        let body = event_json(id, &format!("/{svc}/api"), json!({}));
+        async move {
+            let resp = http()
+                .post(format!("{base}/v1/events"))
+                .header("content-type", "application/cloudevents+json")
+                .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{id}: {}", resp.text().await.unwrap());
+        }
+    };
+    publish(traced_proxy.base.clone(), "traced-1").await;
     // The same trace header through a proxy without an endpoint: no export, no header.
-    let resp = http()
-        .post(format!("{}/v1/events", plain_proxy.base))
-        .header("content-type", "application/cloudevents+json")
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(&event_json("plain-1", &format!("/{svc}/api"), json!({})))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    publish(plain_proxy.base.clone(), "plain-1").await;
 
     // The proxy's request span is the caller's child, in the caller's trace.
     let request = wait_span(&spans, "proxy request", |s| {

@@ -1,0 +1,218 @@
+//! How `courier-bench --mode produce` judges and draws its run: the median round of each
+//! scenario, the project's goals checked against them, and the SVG charts.
+
+use crate::bench_produce::PLANS;
+use crate::bench_report::{BarChart, Row};
+
+fn median_by_rate(rows: &[&Row]) -> Option<Row> {
+    let mut v: Vec<&Row> = rows.to_vec();
+    v.sort_by(|a, b| a.outcome.rate().total_cmp(&b.outcome.rate()));
+    v.get(v.len().saturating_sub(1) / 2).map(|r| (*r).clone())
+}
+
+/// The rows to chart and judge: per (target, load), the round with the median rate.
+pub fn medians(rows: &[Row]) -> Vec<Row> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let k = (r.target.clone(), r.load.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.iter()
+        .filter_map(|(t, l)| {
+            let same: Vec<&Row> = rows
+                .iter()
+                .filter(|r| &r.target == t && &r.load == l)
+                .collect();
+            median_by_rate(&same)
+        })
+        .collect()
+}
+
+fn find<'a>(rows: &'a [Row], target: &str, load: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.target == target && r.load == load)
+}
+
+/// The project's goals, judged on `rows`.
+pub fn goals(rows: &[Row], rate: f64) -> String {
+    let fixed = format!("{rate:.0}/s");
+    let max_rate = |t: &str| find(rows, t, "max").map(|r| r.outcome.rate());
+    let mut out = String::from("goals:\n");
+    let mut line = |what: String, ok: Option<bool>| {
+        let verdict = match ok {
+            Some(true) => "reached",
+            Some(false) => "NOT reached",
+            None => "not measured",
+        };
+        out.push_str(&format!("  {what}: {verdict}\n"));
+    };
+    let single = max_rate(PLANS[0].name);
+    line(
+        format!(
+            "single-event POSTs >= 30,000 events/s (measured {:.0})",
+            single.unwrap_or(0.0)
+        ),
+        single.map(|s| s >= 30_000.0),
+    );
+    let (batch, direct) = (max_rate(PLANS[1].name), max_rate(PLANS[3].name));
+    let ratio = batch.zip(direct).map(|(b, d)| b / d);
+    line(
+        format!(
+            "batched POSTs >= 80 % of the direct producer (measured {:.0} %)",
+            100.0 * ratio.unwrap_or(0.0)
+        ),
+        ratio.map(|r| r >= 0.8),
+    );
+    let bridge = max_rate(PLANS[5].name);
+    let times = batch.zip(bridge).map(|(b, s)| b / s);
+    line(
+        format!(
+            "batched POSTs >= 5x the Strimzi bridge, batched (measured {:.1}x)",
+            times.unwrap_or(0.0)
+        ),
+        times.map(|t| t >= 5.0),
+    );
+    let rss = [PLANS[0].name, PLANS[1].name, PLANS[2].name]
+        .iter()
+        .filter_map(|t| find(rows, t, &fixed))
+        .filter_map(|r| r.usage.get("proxy").map(|u| u.rss_peak_mib))
+        .reduce(f64::max);
+    line(
+        format!(
+            "proxy RSS <= 100 MiB at {fixed} (peak {:.0} MiB)",
+            rss.unwrap_or(0.0)
+        ),
+        rss.map(|m| m <= 100.0),
+    );
+    let client = max_rate(PLANS[2].name);
+    let share = client.zip(batch).map(|(c, b)| c / b);
+    line(
+        format!(
+            "client >= 90 % of batched POSTs (measured {:.0} %)",
+            100.0 * share.unwrap_or(0.0)
+        ),
+        share.map(|s| s >= 0.9),
+    );
+    out
+}
+
+/// The charts of a run: throughput at the maximum, latency at the fixed rate and at the
+/// maximum, CPU and memory per process at the fixed rate.
+pub fn write_charts(dir: &std::path::Path, rows: &[Row], rate: f64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let fixed = format!("{rate:.0}/s");
+    let targets: Vec<String> = {
+        let mut t: Vec<String> = Vec::new();
+        for r in rows {
+            if !t.contains(&r.target) {
+                t.push(r.target.clone());
+            }
+        }
+        t
+    };
+    let value = |load: &str, f: &dyn Fn(&Row) -> Option<f64>| -> Vec<Option<f64>> {
+        targets
+            .iter()
+            .map(|t| find(rows, t, load).and_then(f))
+            .collect()
+    };
+    let at = |load: &str| -> Vec<String> {
+        targets
+            .iter()
+            .filter(|t| find(rows, t, load).is_some())
+            .cloned()
+            .collect()
+    };
+    let only = |load: &str, v: Vec<Option<f64>>| -> Vec<Option<f64>> {
+        targets
+            .iter()
+            .zip(v)
+            .filter(|(t, _)| find(rows, t, load).is_some())
+            .map(|(_, v)| v)
+            .collect()
+    };
+    // One bar group per process group, for the fixed-rate scenarios.
+    let usage_chart = |file: &'static str,
+                       title: String,
+                       unit: &str,
+                       of: &dyn Fn(&crate::bench_procs::Usage) -> f64| {
+        (
+            file,
+            BarChart {
+                title,
+                unit: unit.into(),
+                categories: at(&fixed),
+                series: crate::bench_report::GROUPS
+                    .iter()
+                    .map(|g| {
+                        let v = value(&fixed, &|r| r.usage.get(g).map(of));
+                        ((*g).to_owned(), only(&fixed, v))
+                    })
+                    .collect(),
+                log: false,
+            },
+        )
+    };
+    let charts = [
+        (
+            "throughput.svg",
+            BarChart {
+                title: "Events/s at the maximum (acknowledged by Kafka, acks=all)".into(),
+                unit: "events/s".into(),
+                categories: targets.clone(),
+                series: vec![("events/s".into(), value("max", &|r| Some(r.outcome.rate())))],
+                log: false,
+            },
+        ),
+        (
+            "latency-fixed-rate.svg",
+            BarChart {
+                title: format!("Latency at {fixed} offered (from when each request was due)"),
+                unit: "milliseconds (log scale)".into(),
+                categories: at(&fixed),
+                series: ["p50", "p99", "p999"]
+                    .iter()
+                    .zip([0.5, 0.99, 0.999])
+                    .map(|(n, q)| {
+                        (
+                            (*n).to_owned(),
+                            only(&fixed, value(&fixed, &|r| Some(r.outcome.ms(q)))),
+                        )
+                    })
+                    .collect(),
+                log: true,
+            },
+        ),
+        (
+            "latency-max.svg",
+            BarChart {
+                title: "Latency at the maximum".into(),
+                unit: "milliseconds (log scale)".into(),
+                categories: targets.clone(),
+                series: ["p50", "p99", "p999"]
+                    .iter()
+                    .zip([0.5, 0.99, 0.999])
+                    .map(|(n, q)| ((*n).to_owned(), value("max", &|r| Some(r.outcome.ms(q)))))
+                    .collect(),
+                log: true,
+            },
+        ),
+        usage_chart(
+            "cpu-fixed-rate.svg",
+            format!("CPU at {fixed} offered, % of one core (2 cores = 200 %)"),
+            "% of one core",
+            &|u| u.cpu_pct,
+        ),
+        usage_chart(
+            "rss-fixed-rate.svg",
+            format!("Peak resident memory at {fixed} offered"),
+            "MiB",
+            &|u| u.rss_peak_mib,
+        ),
+    ];
+    for (file, chart) in charts {
+        std::fs::write(dir.join(file), chart.svg())?;
+    }
+    Ok(())
+}
