@@ -25,7 +25,7 @@ pub struct Stats {
 }
 
 /// The counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Sample {
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,

@@ -88,16 +88,23 @@ pub struct TopicTemplate {
     /// Topics this template applies to.
     pub pattern: String,
     /// Partitions.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub partitions: i32,
     /// Replication factor; unset means min(3, brokers).
+    #[schema(minimum = 1, maximum = 32_767)]
     pub replication_factor: Option<i32>,
-    /// `min.insync.replicas`; unset means 2 when the replication factor is ≥ 3, else 1.
+    /// `min.insync.replicas`, at most the replication factor; unset means 2 when the
+    /// replication factor is ≥ 3, else 1.
+    #[schema(minimum = 1)]
     pub min_insync_replicas: Option<i32>,
     /// `retention.ms` (`-1`: keep for ever); unset means the broker's default.
+    #[schema(minimum = -1)]
     pub retention_ms: Option<i64>,
     /// `compression.type`; unset means the broker's default (`producer`).
+    #[schema(pattern = "^(uncompressed|producer|gzip|snappy|lz4|zstd)$")]
     pub compression_type: Option<String>,
     /// `cleanup.policy`: `delete`, `compact` or both; unset means the broker's default.
+    #[schema(pattern = "^(delete|compact|compact,delete|delete,compact)$")]
     pub cleanup_policy: Option<String>,
     /// Any other topic config, e.g. `max.message.bytes`.
     pub configs: BTreeMap<String, String>,

@@ -31,26 +31,60 @@ pub(super) struct ListQuery {
 }
 
 /// A stored event as the admin API shows it: key, value and headers as text when they are
-/// UTF-8, base64 (`*_base64`) otherwise.
-#[derive(Debug, Serialize)]
+/// UTF-8, as base64 otherwise.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EntryView {
+    /// Store-wide sequence number.
     seq: i64,
+    /// The CloudEvents id.
     event_id: String,
+    /// Destination topic.
     topic: String,
+    /// Pending or parked.
     state: State,
+    /// Delivery attempts made by the retry scheduler.
     attempts: i32,
+    /// The last failure.
+    #[schema(required = true)]
     last_error: Option<String>,
+    /// Next attempt (ms since the epoch).
     next_attempt_ms: i64,
+    /// When it was stored (ms since the epoch).
     created_ms: i64,
-    key: Option<serde_json::Value>,
-    value: Option<serde_json::Value>,
-    headers: Vec<serde_json::Value>,
+    /// Record key (the event's `partitionkey`), if any.
+    #[schema(required = true)]
+    key: Option<BytesView>,
+    /// Record value (the event's data), if any.
+    #[schema(required = true)]
+    value: Option<BytesView>,
+    /// Record headers, in write order.
+    headers: Vec<HeaderView>,
 }
 
-fn bytes_view(bytes: &[u8]) -> serde_json::Value {
+/// Bytes of a record: `{"text": …}` when they are UTF-8, `{"base64": …}` otherwise.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) enum BytesView {
+    /// The bytes as text.
+    #[serde(rename = "text")]
+    Text(String),
+    /// The bytes in base64 (standard alphabet, padded).
+    #[serde(rename = "base64")]
+    Base64(String),
+}
+
+/// A record header.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct HeaderView {
+    /// Header name.
+    name: String,
+    /// Header value.
+    value: BytesView,
+}
+
+fn bytes_view(bytes: &[u8]) -> BytesView {
     match std::str::from_utf8(bytes) {
-        Ok(text) => json!({ "text": text }),
-        Err(_) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+        Ok(text) => BytesView::Text(text.to_owned()),
+        Err(_) => BytesView::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
     }
 }
 
@@ -71,17 +105,30 @@ impl From<Entry> for EntryView {
                 .record
                 .headers
                 .iter()
-                .map(|(k, v)| json!({ "name": k, "value": bytes_view(v) }))
+                .map(|(k, v)| HeaderView {
+                    name: k.clone(),
+                    value: bytes_view(v),
+                })
                 .collect(),
         }
     }
 }
 
-#[utoipa::path(get, path = "/admin/api/dlq", tag = "admin", summary = "Stored events, filtered, oldest first", params(("state" = Option<String>, Query, description = "pending or parked"), ("topic" = Option<String>, Query, description = "Only this topic"), ("error" = Option<String>, Query, description = "Only errors containing this"), ("after" = Option<i64>, Query, description = "After this sequence number"), ("limit" = Option<i64>, Query, description = "At most this many")), responses((status = 200, description = "Stored events, filtered, oldest first", body = Object)), security(("admin_token" = [])))]
+/// A page of stored events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct EventPage {
+    /// The events, oldest first.
+    events: Vec<EntryView>,
+    /// The next page's `after`; null on the last page.
+    #[schema(required = true)]
+    next_after: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/admin/api/dlq", operation_id = "list_dlq_events", tag = "admin", summary = "Stored events, filtered, oldest first", params(("state" = Option<State>, Query, description = "pending or parked"), ("topic" = Option<String>, Query, description = "Only this topic"), ("error" = Option<String>, Query, description = "Only errors containing this"), ("after" = Option<i64>, Query, description = "After this sequence number"), ("limit" = Option<i64>, Query, description = "At most this many")), responses((status = 200, description = "Stored events, filtered, oldest first", body = EventPage)), security(("admin_token" = [])))]
 pub(super) async fn list(
     AxumState(state): AxumState<AppState>,
     Params(q): Params<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EventPage>, ApiError> {
     let filter = Filter {
         state: q.state,
         topic: q.topic,
@@ -94,20 +141,30 @@ pub(super) async fn list(
         .map_err(store_error)?;
     let next_after = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.seq));
     let events: Vec<EntryView> = entries.into_iter().map(EntryView::from).collect();
-    Ok(Json(
-        json!({ "events": events, "next_after": next_after.flatten() }),
-    ))
+    Ok(Json(EventPage {
+        events,
+        next_after: next_after.flatten(),
+    }))
 }
 
-#[utoipa::path(get, path = "/admin/api/dlq/counts", tag = "admin", summary = "Pending and parked counts", responses((status = 200, description = "Pending and parked counts", body = Object)), security(("admin_token" = [])))]
+/// How many events the DLQ store holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Counts {
+    /// Events waiting for their next attempt.
+    pub(crate) pending: i64,
+    /// Events waiting for an operator.
+    pub(crate) parked: i64,
+}
+
+#[utoipa::path(get, path = "/admin/api/dlq/counts", operation_id = "count_dlq_events", tag = "admin", summary = "Pending and parked counts", responses((status = 200, description = "Pending and parked counts", body = Counts)), security(("admin_token" = [])))]
 pub(super) async fn counts(
     AxumState(state): AxumState<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Counts>, ApiError> {
     let (pending, parked) = store(&state)?.counts().await.map_err(store_error)?;
-    Ok(Json(json!({ "pending": pending, "parked": parked })))
+    Ok(Json(Counts { pending, parked }))
 }
 
-#[utoipa::path(get, path = "/admin/api/dlq/{seq}", tag = "admin", summary = "One stored event", params(("seq" = i64, Path, description = "Sequence number")), responses((status = 200, description = "One stored event", body = Object)), security(("admin_token" = [])))]
+#[utoipa::path(get, path = "/admin/api/dlq/{seq}", operation_id = "inspect_dlq_event", tag = "admin", summary = "One stored event", params(("seq" = i64, Path, description = "Sequence number")), responses((status = 200, description = "One stored event", body = EntryView)), security(("admin_token" = [])))]
 pub(super) async fn inspect(
     AxumState(state): AxumState<AppState>,
     Path(seq): Path<String>,
@@ -128,29 +185,143 @@ pub(super) async fn inspect(
         .ok_or_else(|| ApiError::new(ProblemKind::NotFound, format!("no stored event {seq}")))
 }
 
-/// Which events a bulk action means: explicit sequence numbers, or a filter.
+/// Which events a bulk action means: explicit sequence numbers, or a filter (not both).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Selection {
-    #[serde(default)]
-    seqs: Vec<i64>,
+    #[serde(default, deserialize_with = "present")]
+    seqs: Option<Vec<i64>>,
+    #[serde(default, deserialize_with = "super::optional_object")]
     filter: Option<Filter>,
-    /// Required by discard: why the events are thrown away.
     reason: Option<String>,
 }
 
+/// A field that may be absent, but not `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+    Vec::deserialize(d).map(Some)
+}
+
+/// The document's [`Selection`]: for a replay, and for a discard, which needs a reason.
+fn selection_schema(discard: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Type,
+    };
+    use utoipa::openapi::{Ref, RefOr};
+    let seqs = ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::Integer).format(Some(
+            utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
+        )))
+        .min_items(Some(1))
+        .description(Some("The events' sequence numbers."));
+    let filter = OneOfBuilder::new()
+        .item(Ref::from_schema_name("Filter"))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("Every event the filter matches (at most 10000)."));
+    let reason = if discard {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            // Not blank: a character outside Rust's `char::is_whitespace`, which the
+            // handler trims (ECMAScript's `\s` is another set).
+            .pattern(Some(
+                "[^\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+            ))
+            .description(Some("Why the events are thrown away (not blank)."))
+    } else {
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::String,
+                Type::Null,
+            ]))
+            .description(Some("Ignored: a replay needs no reason."))
+    };
+    let mut fields = ObjectBuilder::new()
+        .property("seqs", seqs)
+        .property("filter", filter)
+        .property("reason", reason)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    if discard {
+        fields = fields.required("reason");
+    }
+    // Exactly one of `seqs` and a (non-null) `filter`.
+    let either = OneOfBuilder::new()
+        .item(ObjectBuilder::new().required("seqs"))
+        .item(
+            ObjectBuilder::new()
+                .property("filter", Ref::from_schema_name("Filter"))
+                .required("filter"),
+        );
+    RefOr::T(
+        AllOfBuilder::new()
+            .item(fields)
+            .item(either)
+            .description(Some(if discard {
+                "Which events to discard and why: sequence numbers, or a filter (not both)."
+            } else {
+                "Which events to replay: sequence numbers, or a filter (not both)."
+            }))
+            .into(),
+    )
+}
+
+/// The body of a replay (a [`Selection`]), for the document.
+#[derive(Debug)]
+pub(super) struct ReplaySelection;
+
+impl utoipa::PartialSchema for ReplaySelection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        selection_schema(false)
+    }
+}
+
+impl utoipa::ToSchema for ReplaySelection {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push(("Filter".into(), <Filter as utoipa::PartialSchema>::schema()));
+        <Filter as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+/// The body of a discard (a [`Selection`] with a reason), for the document.
+#[derive(Debug)]
+pub(super) struct DiscardSelection;
+
+impl utoipa::PartialSchema for DiscardSelection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        selection_schema(true)
+    }
+}
+
+impl utoipa::ToSchema for DiscardSelection {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ReplaySelection as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 async fn selected(store: &DlqStore, s: &Selection) -> Result<Vec<i64>, ApiError> {
-    match (&s.filter, s.seqs.is_empty()) {
-        (Some(_), false) => Err(ApiError::new(
+    match (&s.filter, &s.seqs) {
+        (Some(_), Some(_)) => Err(ApiError::new(
             ProblemKind::InvalidRequest,
             "give `seqs` or `filter`, not both",
         )),
-        (None, true) => Err(ApiError::new(
+        (None, None) => Err(ApiError::new(
             ProblemKind::InvalidRequest,
             "give `seqs` (a list of sequence numbers) or `filter` (state, topic, error)",
         )),
-        (None, false) => Ok(s.seqs.clone()),
-        (Some(filter), true) => Ok(store
+        (None, Some(seqs)) if seqs.is_empty() => Err(ApiError::new(
+            ProblemKind::InvalidRequest,
+            "`seqs` names no event",
+        )),
+        (None, Some(seqs)) => Ok(seqs.clone()),
+        (Some(filter), None) => Ok(store
             .list(filter, 0, MAX_BULK)
             .await
             .map_err(store_error)?
@@ -160,12 +331,19 @@ async fn selected(store: &DlqStore, s: &Selection) -> Result<Vec<i64>, ApiError>
     }
 }
 
-#[utoipa::path(post, path = "/admin/api/dlq/replay", tag = "admin", summary = "Replays stored events", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Replays stored events", body = Object)), security(("admin_token" = [])))]
+/// The answer to a replay.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Replayed {
+    /// Events made pending again, for the retry scheduler to deliver.
+    replayed: u64,
+}
+
+#[utoipa::path(post, path = "/admin/api/dlq/replay", operation_id = "replay_dlq_events", tag = "admin", summary = "Replays stored events", request_body(content = ReplaySelection, content_type = "application/json"), responses((status = 200, description = "Replays stored events", body = Replayed)), security(("admin_token" = [])))]
 pub(super) async fn replay(
     AxumState(state): AxumState<AppState>,
     actor: Actor,
     Body(selection): Body<Selection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Replayed>, ApiError> {
     let store = store(&state)?;
     let seqs = selected(store, &selection).await?;
     let replayed = store.replay(Some(&seqs)).await.map_err(store_error)?;
@@ -182,7 +360,7 @@ pub(super) async fn replay(
         Some(after),
     )
     .await;
-    Ok(Json(json!({ "replayed": replayed })))
+    Ok(Json(Replayed { replayed }))
 }
 
 /// How an audit entry names the events an action touched.
@@ -198,12 +376,19 @@ fn target_of(selection: &Selection, seqs: &[i64]) -> String {
     }
 }
 
-#[utoipa::path(post, path = "/admin/api/dlq/discard", tag = "admin", summary = "Discards stored events with a reason", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Discards stored events with a reason", body = Object)), security(("admin_token" = [])))]
+/// The answer to a discard.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Discarded {
+    /// Events deleted from the store.
+    discarded: u64,
+}
+
+#[utoipa::path(post, path = "/admin/api/dlq/discard", operation_id = "discard_dlq_events", tag = "admin", summary = "Discards stored events with a reason", request_body(content = DiscardSelection, content_type = "application/json"), responses((status = 200, description = "Discards stored events with a reason", body = Discarded)), security(("admin_token" = [])))]
 pub(super) async fn discard(
     AxumState(state): AxumState<AppState>,
     actor: Actor,
     Body(selection): Body<Selection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Discarded>, ApiError> {
     let reason = selection
         .reason
         .clone()
@@ -239,5 +424,49 @@ pub(super) async fn discard(
         Some(after),
     )
     .await;
-    Ok(Json(json!({ "discarded": discarded })))
+    Ok(Json(Discarded { discarded }))
+}
+
+#[cfg(test)]
+mod tests {
+    use courier_shared::binding::KafkaRecord;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The typed view answers what the `json!` one did: the admin page reads these shapes.
+    #[test]
+    fn a_stored_event_shows_text_as_text_and_bytes_as_base64() {
+        let entry = Entry {
+            seq: 7,
+            event_id: "e-1".into(),
+            topic: "billing.events".into(),
+            record: KafkaRecord {
+                key: Some(b"order-1".to_vec()),
+                value: Some(vec![0xff, 0x00]),
+                headers: vec![("ce_id".into(), b"e-1".to_vec())],
+            },
+            state: State::Parked,
+            attempts: 3,
+            last_error: None,
+            next_attempt_ms: 10,
+            created_ms: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(EntryView::from(entry)).unwrap(),
+            json!({
+                "seq": 7,
+                "event_id": "e-1",
+                "topic": "billing.events",
+                "state": "parked",
+                "attempts": 3,
+                "last_error": null,
+                "next_attempt_ms": 10,
+                "created_ms": 5,
+                "key": {"text": "order-1"},
+                "value": {"base64": "/wA="},
+                "headers": [{"name": "ce_id", "value": {"text": "e-1"}}],
+            })
+        );
+    }
 }

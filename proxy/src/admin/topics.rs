@@ -15,7 +15,7 @@ use base64::Engine as _;
 use courier_shared::ProblemKind;
 use courier_shared::topic::{check_collision, validate_topic_name};
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 
@@ -23,7 +23,7 @@ use super::{Actor, Body, Params, audit};
 use crate::api::AppState;
 use crate::dlq::store::now_ms;
 use crate::error::ApiError;
-use crate::topics::admin::TopicAdminError;
+use crate::topics::admin::{TopicAdminError, TopicDetail, TopicSummary};
 
 /// How long a delete confirmation token is valid.
 pub const DELETE_TOKEN_TTL_MS: i64 = 120_000;
@@ -43,21 +43,36 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
     validate_topic_name(name).map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))
 }
 
+/// The cluster's topics.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct TopicList {
+    /// Every topic, Kafka's own included.
+    topics: Vec<TopicSummary>,
+}
+
 /// `GET /admin/api/topics`.
-#[utoipa::path(get, path = "/admin/api/topics", tag = "admin", summary = "Every topic with health and offsets", responses((status = 200, description = "Every topic with health and offsets", body = Object)), security(("admin_token" = [])))]
-pub(super) async fn list(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/admin/api/topics", operation_id = "list_topics", tag = "admin", summary = "Every topic with health and offsets", responses((status = 200, description = "Every topic with health and offsets", body = TopicList)), security(("admin_token" = [])))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TopicList>, ApiError> {
     let topics = state.topics().list_topics().await.map_err(admin_error)?;
-    Ok(Json(json!({ "topics": topics })))
+    Ok(Json(TopicList { topics }))
+}
+
+/// One topic, and the template its name matches.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct TopicAnswer {
+    /// The topic.
+    topic: TopicDetail,
+    /// The name of the template the topic's name matches; null when none does.
+    #[schema(required = true)]
+    template: Option<String>,
 }
 
 /// `GET /admin/api/topics/{name}`.
-#[utoipa::path(get, path = "/admin/api/topics/{name}", tag = "admin", summary = "One topic: partitions, configs, lag", params(("name" = String, Path, description = "Topic")), responses((status = 200, description = "One topic: partitions, configs, lag", body = Object)), security(("admin_token" = [])))]
+#[utoipa::path(get, path = "/admin/api/topics/{name}", operation_id = "describe_topic", tag = "admin", summary = "One topic: partitions, configs, lag", params(("name" = String, Path, description = "Topic", pattern = r"^([A-Za-z0-9-][A-Za-z0-9._-]{0,248}|_([A-Za-z0-9.-][A-Za-z0-9._-]{0,247})?|\.([A-Za-z0-9_-][A-Za-z0-9._-]{0,247}|\.[A-Za-z0-9._-]{1,247}))$")), responses((status = 200, description = "One topic: partitions, configs, lag", body = TopicAnswer)), security(("admin_token" = [])))]
 pub(super) async fn detail(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TopicAnswer>, ApiError> {
     checked_name(&name)?;
     let policy = state.topics().policy();
     let detail = state
@@ -67,29 +82,55 @@ pub(super) async fn detail(
         .map_err(admin_error)?
         .ok_or_else(|| ApiError::new(ProblemKind::NotFound, format!("no topic `{name}`")))?;
     let template = policy.template_for(&name).ok().map(|t| t.name.clone());
-    Ok(Json(json!({ "topic": detail, "template": template })))
+    Ok(Json(TopicAnswer {
+        topic: detail,
+        template,
+    }))
 }
 
 /// Body of `POST /admin/api/topics`. With only a name, the template whose pattern matches is
 /// used; `template` names one; `partitions`, `replication_factor` and `configs` override it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateTopic {
+    /// The topic's name.
     name: String,
+    /// The template to create it from, by name, instead of the one its name matches.
+    #[serde(default)]
     template: Option<String>,
+    /// Partitions (1 to 10000), instead of the template's.
+    #[serde(default)]
     partitions: Option<i32>,
+    /// Replicas per partition, instead of the template's.
+    #[serde(default)]
     replication_factor: Option<i32>,
+    /// Topic configs set on top of the template's.
     #[serde(default)]
     configs: BTreeMap<String, String>,
 }
 
+/// A topic as it was created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Created {
+    /// The topic's name.
+    name: String,
+    /// The template it was created from.
+    template: String,
+    /// Partitions.
+    partitions: i32,
+    /// Replicas per partition.
+    replication_factor: i32,
+    /// The configs it was created with.
+    configs: BTreeMap<String, String>,
+}
+
 /// `POST /admin/api/topics`: 201 with what was created.
-#[utoipa::path(post, path = "/admin/api/topics", tag = "admin", summary = "Creates a topic", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "Creates a topic", body = Object)), security(("admin_token" = [])))]
+#[utoipa::path(post, path = "/admin/api/topics", operation_id = "create_topic", tag = "admin", summary = "Creates a topic", request_body(content = CreateTopic, content_type = "application/json"), responses((status = 201, description = "Creates a topic", body = Created)), security(("admin_token" = [])))]
 pub(super) async fn create(
     State(state): State<AppState>,
     actor: Actor,
     Body(request): Body<CreateTopic>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Created>), ApiError> {
     let name = request.name.clone();
     let outcome = create_topic(&state, request).await;
     match &outcome {
@@ -101,7 +142,7 @@ pub(super) async fn create(
                 &name,
                 Ok(()),
                 None,
-                Some(created.clone()),
+                serde_json::to_value(created).ok(),
             )
             .await;
         }
@@ -125,7 +166,7 @@ pub(super) async fn create(
 async fn create_topic(
     state: &AppState,
     request: CreateTopic,
-) -> Result<(StatusCode, serde_json::Value), ApiError> {
+) -> Result<(StatusCode, Created), ApiError> {
     let name = &request.name;
     checked_name(name)?;
     let policy = state.topics().policy();
@@ -167,32 +208,42 @@ async fn create_topic(
         .map_err(admin_error)?;
     Ok((
         StatusCode::CREATED,
-        json!({
-            "name": name,
-            "template": template.name,
-            "partitions": partitions,
-            "replication_factor": rf,
-            "configs": configs,
-        }),
+        Created {
+            name: name.clone(),
+            template: template.name.clone(),
+            partitions,
+            replication_factor: rf,
+            configs,
+        },
     ))
 }
 
-/// Body of `PATCH /admin/api/topics/{name}/configs`: a value sets a config, `null` resets it
-/// to the broker's default.
-#[derive(Debug, Deserialize)]
+/// Body of `PATCH /admin/api/topics/{name}/configs`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AlterConfigs {
+    /// The configs to change (at least one): a value sets a config, `null` resets it to the
+    /// broker's default.
     configs: BTreeMap<String, Option<String>>,
 }
 
+/// A topic's own configs after a change.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Altered {
+    /// The topic's name.
+    name: String,
+    /// The configs set on the topic itself (inherited ones aside).
+    configs: BTreeMap<String, String>,
+}
+
 /// `PATCH /admin/api/topics/{name}/configs`.
-#[utoipa::path(patch, path = "/admin/api/topics/{name}/configs", tag = "admin", summary = "Sets or resets topic configs", params(("name" = String, Path, description = "Topic")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Sets or resets topic configs", body = Object)), security(("admin_token" = [])))]
+#[utoipa::path(patch, path = "/admin/api/topics/{name}/configs", operation_id = "alter_topic_configs", tag = "admin", summary = "Sets or resets topic configs", params(("name" = String, Path, description = "Topic", pattern = r"^([A-Za-z0-9-][A-Za-z0-9._-]{0,248}|_([A-Za-z0-9.-][A-Za-z0-9._-]{0,247})?|\.([A-Za-z0-9_-][A-Za-z0-9._-]{0,247}|\.[A-Za-z0-9._-]{1,247}))$")), request_body(content = AlterConfigs, content_type = "application/json"), responses((status = 200, description = "Sets or resets topic configs", body = Altered)), security(("admin_token" = [])))]
 pub(super) async fn alter(
     State(state): State<AppState>,
     Path(name): Path<String>,
     actor: Actor,
     Body(request): Body<AlterConfigs>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Altered>, ApiError> {
     checked_name(&name)?;
     if request.configs.is_empty() {
         return Err(ApiError::new(
@@ -206,18 +257,20 @@ pub(super) async fn alter(
         .await
     {
         Ok((before, after)) => {
-            let (before, after) = (json!(before), json!(after));
             audit(
                 &state,
                 &actor,
                 "topic.alter",
                 &name,
                 Ok(()),
-                Some(before),
-                Some(after.clone()),
+                Some(json!(before)),
+                Some(json!(after)),
             )
             .await;
-            Ok(Json(json!({ "name": name, "configs": after })))
+            Ok(Json(Altered {
+                name,
+                configs: after,
+            }))
         }
         Err(e) => {
             let error = admin_error(e);
@@ -247,18 +300,48 @@ fn delete_mac(state: &AppState, name: &str, expires_ms: i64) -> Result<String, A
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }
 
+/// A confirmation token to delete a topic.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct DeleteToken {
+    /// The topic it deletes.
+    topic: String,
+    /// The token, for `DELETE …?confirm=`.
+    token: String,
+    /// Until when it is valid (ms since the epoch).
+    expires_ms: i64,
+}
+
 /// `POST /admin/api/topics/{name}/delete-token`.
-#[utoipa::path(post, path = "/admin/api/topics/{name}/delete-token", tag = "admin", summary = "A confirmation token to delete the topic", params(("name" = String, Path, description = "Topic")), responses((status = 200, description = "A confirmation token to delete the topic", body = Object)), security(("admin_token" = [])))]
+#[utoipa::path(post, path = "/admin/api/topics/{name}/delete-token", operation_id = "topic_delete_token", tag = "admin", summary = "A confirmation token to delete the topic", params(("name" = String, Path, description = "Topic", pattern = r"^([A-Za-z0-9-][A-Za-z0-9._-]{0,248}|_([A-Za-z0-9.-][A-Za-z0-9._-]{0,247})?|\.([A-Za-z0-9_-][A-Za-z0-9._-]{0,247}|\.[A-Za-z0-9._-]{1,247}))$")), responses((status = 200, description = "A confirmation token to delete the topic", body = DeleteToken)), security(("admin_token" = [])))]
 pub(super) async fn delete_token(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeleteToken>, ApiError> {
     checked_name(&name)?;
     let expires_ms = now_ms() + DELETE_TOKEN_TTL_MS;
     let token = format!("{expires_ms}.{}", delete_mac(&state, &name, expires_ms)?);
-    Ok(Json(
-        json!({ "topic": name, "token": token, "expires_ms": expires_ms }),
-    ))
+    Ok(Json(DeleteToken {
+        topic: name,
+        token,
+        expires_ms,
+    }))
+}
+
+/// Whether `token` (from `delete-token`) confirms deleting `name` now.
+fn confirms(state: &AppState, name: &str, token: &str) -> bool {
+    let Some((expires, mac)) = token.split_once('.') else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<i64>() else {
+        return false;
+    };
+    let Ok(expected) = delete_mac(state, name, expires) else {
+        return false;
+    };
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        mac.as_bytes(),
+        expected.as_bytes(),
+    )) && expires >= now_ms()
 }
 
 /// Query of `DELETE /admin/api/topics/{name}`.
@@ -269,7 +352,7 @@ pub(super) struct DeleteQuery {
 }
 
 /// `DELETE /admin/api/topics/{name}?confirm=<token>`.
-#[utoipa::path(delete, path = "/admin/api/topics/{name}", tag = "admin", summary = "Deletes the topic", params(("name" = String, Path, description = "Topic"), ("confirm" = Option<String>, Query, description = "The confirmation token")), responses((status = 204, description = "Deleted")), security(("admin_token" = [])))]
+#[utoipa::path(delete, path = "/admin/api/topics/{name}", operation_id = "delete_topic", tag = "admin", summary = "Deletes the topic", params(("name" = String, Path, description = "Topic", pattern = r"^([A-Za-z0-9-][A-Za-z0-9._-]{0,248}|_([A-Za-z0-9.-][A-Za-z0-9._-]{0,247})?|\.([A-Za-z0-9_-][A-Za-z0-9._-]{0,247}|\.[A-Za-z0-9._-]{1,247}))$"), ("confirm" = String, Query, description = "The token from `POST …/delete-token`; a token that is not this topic's, or has expired, is refused (403)")), responses((status = 204, description = "Deleted")), security(("admin_token" = [])))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -277,22 +360,23 @@ pub(super) async fn delete(
     Params(q): Params<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     checked_name(&name)?;
-    let confirmed = q.confirm.as_deref().and_then(|token| {
-        let (expires, mac) = token.split_once('.')?;
-        let expires: i64 = expires.parse().ok()?;
-        let expected = delete_mac(&state, &name, expires).ok()?;
-        let valid = bool::from(subtle::ConstantTimeEq::ct_eq(
-            mac.as_bytes(),
-            expected.as_bytes(),
-        ));
-        (valid && expires >= now_ms()).then_some(())
-    });
-    if confirmed.is_none() {
+    let Some(token) = q.confirm.as_deref() else {
         return Err(ApiError::new(
             ProblemKind::InvalidRequest,
             format!(
                 "deleting `{name}` needs `?confirm=<token>` from POST \
                  /admin/api/topics/{name}/delete-token (valid {} s)",
+                DELETE_TOKEN_TTL_MS / 1000
+            ),
+        ));
+    };
+    // A well-formed request whose token does not allow this deletion: 403.
+    if !confirms(&state, &name, token) {
+        return Err(ApiError::new(
+            ProblemKind::Forbidden,
+            format!(
+                "the confirmation token is not one for deleting `{name}`, or it has expired: \
+                 get one from POST /admin/api/topics/{name}/delete-token (valid {} s)",
                 DELETE_TOKEN_TTL_MS / 1000
             ),
         ));

@@ -92,7 +92,9 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 }
 
 /// Where a stored event stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Waiting for its next attempt.
@@ -157,8 +159,8 @@ pub struct Entry {
 }
 
 /// Which stored events an operator means; every field narrows the set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
 pub struct Filter {
     /// Only pending or only parked events.
     pub state: Option<State>,
@@ -561,7 +563,7 @@ pub struct Setting {
 }
 
 /// One admin action.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Store-wide sequence number (0 before it is written).
     pub seq: i64,
@@ -575,9 +577,11 @@ pub struct AuditEntry {
     pub target: String,
     /// `ok`, or the error.
     pub outcome: String,
-    /// The state before (JSON), when there was one.
+    /// The state before, when there was one: any JSON, its shape depends on the action.
+    #[schema(required = true)]
     pub before: Option<serde_json::Value>,
-    /// The state after (JSON), when there is one.
+    /// The state after, when there is one: any JSON, its shape depends on the action.
+    #[schema(required = true)]
     pub after: Option<serde_json::Value>,
 }
 

@@ -45,7 +45,7 @@ impl From<EnsureError> for TopicAdminError {
 }
 
 /// A topic as the topics table shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TopicSummary {
     /// Name.
     pub name: String,
@@ -54,6 +54,7 @@ pub struct TopicSummary {
     /// Replicas per partition (the largest, should they differ).
     pub replication_factor: usize,
     /// `min.insync.replicas`, when it could be read.
+    #[schema(required = true)]
     pub min_insync_replicas: Option<i32>,
     /// Partitions with fewer in-sync replicas than replicas.
     pub under_replicated: usize,
@@ -73,7 +74,7 @@ pub struct TopicSummary {
 }
 
 /// One partition of a topic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PartitionView {
     /// Partition id.
     pub partition: i32,
@@ -90,18 +91,19 @@ pub struct PartitionView {
 }
 
 /// A topic config entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConfigView {
     /// Name.
     pub name: String,
     /// Value (hidden when sensitive).
+    #[schema(required = true)]
     pub value: Option<String>,
     /// `topic` when set on the topic, `broker` or `default` when inherited.
     pub source: &'static str,
 }
 
 /// A consumer group's progress on a topic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupLag {
     /// Group id.
     pub group: String,
@@ -116,7 +118,7 @@ pub struct GroupLag {
 }
 
 /// A group's progress on one partition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PartitionLag {
     /// Partition id.
     pub partition: i32,
@@ -127,7 +129,7 @@ pub struct PartitionLag {
 }
 
 /// A topic with everything the detail view shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TopicDetail {
     /// The summary row.
     #[serde(flatten)]
