@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use courier_consumer_es::elasticsearch::{
-    ElasticsearchConfig, ElasticsearchSink, IndexName, document, event_time,
+    ElasticsearchConfig, ElasticsearchSink, IndexName, document, document_id, event_time,
 };
 use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
 use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Origin, Received};
@@ -178,7 +178,7 @@ pub async fn run(b: SinkBench) -> anyhow::Result<()> {
                     offset: (c * b.batch_docs + i) as i64,
                     timestamp_ms: Some(0),
                 };
-                let action = serde_json::json!({"index": {"_index": index.render("", &event_time(e, &origin)), "_id": e.id}});
+                let action = serde_json::json!({"index": {"_index": index.render("", &event_time(e, &origin)), "_id": document_id(e)}});
                 body.extend(serde_json::to_vec(&action).unwrap_or_default());
                 body.push(b'\n');
                 body.extend(document(e, &origin));

@@ -165,9 +165,32 @@ pub async fn read_by_id(
     want: usize,
     timeout: Duration,
 ) -> (HashMap<String, OwnedMessage>, usize) {
+    read_by(topics, want, timeout, |m| header(m, "ce_id")).await
+}
+
+/// Like [`read_by_id`], keyed by the event's identity (`ce_source`, `ce_id`).
+pub async fn read_by_identity(
+    topics: &[&str],
+    want: usize,
+    timeout: Duration,
+) -> (HashMap<(String, String), OwnedMessage>, usize) {
+    read_by(topics, want, timeout, |m| {
+        Some((header(m, "ce_source")?, header(m, "ce_id")?))
+    })
+    .await
+}
+
+/// Reads `topics` until `want` distinct keys were seen or `timeout` passed; records without a
+/// key are passed over.
+async fn read_by<K: std::hash::Hash + Eq>(
+    topics: &[&str],
+    want: usize,
+    timeout: Duration,
+    key: impl Fn(&OwnedMessage) -> Option<K>,
+) -> (HashMap<K, OwnedMessage>, usize) {
     let consumer = consumer(topics);
     let deadline = Instant::now() + timeout;
-    let mut seen: HashMap<String, OwnedMessage> = HashMap::new();
+    let mut seen = HashMap::new();
     let mut duplicates = 0;
     while seen.len() < want {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -177,10 +200,10 @@ pub async fn read_by_id(
         match tokio::time::timeout(left.min(Duration::from_secs(1)), consumer.recv()).await {
             Ok(Ok(m)) => {
                 let m = m.detach();
-                let Some(id) = header(&m, "ce_id") else {
+                let Some(k) = key(&m) else {
                     continue;
                 };
-                if seen.insert(id, m).is_some() {
+                if seen.insert(k, m).is_some() {
                     duplicates += 1;
                 }
             }

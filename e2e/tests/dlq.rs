@@ -296,6 +296,7 @@ async fn a_full_store_disk_answers_503_and_keeps_every_202() {
         c.kafka.request_timeout_ms = 300;
         c.delivery.ack_timeout_ms = 300;
         c.dlq.url = url.clone();
+        c.dlq.reserve_bytes = 64 * 1024;
     })
     .await;
     let client = http();
@@ -358,5 +359,124 @@ async fn a_full_store_disk_answers_503_and_keeps_every_202() {
         lost.is_empty(),
         "answered 202 but not in the store: {lost:?}"
     );
+    drop(store);
     proxy.stop().await;
+
+    // Kafka is back, the disk still full: the drain goes on (the store's reserve makes room for
+    // its deletes), and every event answered 202 reaches Kafka.
+    let up = TestProxy::start(|c| {
+        c.dlq.url = url.clone();
+        c.dlq.reserve_bytes = 64 * 1024;
+        c.dlq.backoff_initial_ms = 100;
+    })
+    .await;
+    assert_eq!(
+        wait_drained(&up.dlq().await, Duration::from_secs(120)).await,
+        (0, 0),
+        "the store drained on a full disk"
+    );
+    let (seen, duplicates) = read_by_id(
+        &["fulldisk.events"],
+        accepted.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let undelivered: Vec<_> = accepted
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    eprintln!(
+        "full disk, Kafka back: {} stored events delivered, {duplicates} duplicates, {} undelivered",
+        seen.len(),
+        undelivered.len()
+    );
+    assert!(
+        undelivered.is_empty(),
+        "answered 202, never delivered: {undelivered:?}"
+    );
+    up.stop().await;
+}
+
+/// An event's identity is (source, id): two sources of one service that use the same id,
+/// both stored while Kafka is unreachable, are both delivered once it is back — and a resend
+/// of either is kept once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sharing_an_id_across_sources_are_all_delivered() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", store_dir.path().join("dlq.db").display());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let service = unique("same-id");
+    let sources: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|s| format!("/{service}/{s}"))
+        .collect();
+    let down = TestProxy::start(|c| {
+        c.kafka.bootstrap_servers = dead.to_string();
+        c.kafka.request_timeout_ms = 300;
+        c.delivery.ack_timeout_ms = 300;
+        c.dlq.url = url.clone();
+    })
+    .await;
+    let client = http();
+    let mut answered = HashSet::new();
+    // Each id from each source, and the whole batch twice: the resend must not add rows.
+    let batch: Vec<Value> = (0..50)
+        .flat_map(|i| {
+            sources
+                .iter()
+                .map(move |s| event_json(&format!("shared-{i}"), s, json!({"from": s})))
+        })
+        .collect();
+    for _ in 0..2 {
+        let resp = client
+            .post(down.url("/v1/events"))
+            .header("content-type", CE_BATCH)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["stored"], batch.len());
+        answered.extend(batch.iter().map(|e| {
+            (
+                e["source"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+            )
+        }));
+    }
+    assert_eq!(answered.len(), 150);
+    let (pending, parked) = down.dlq().await.counts().await.unwrap();
+    assert_eq!((pending, parked), (150, 0), "one row per (source, id)");
+    down.stop().await;
+
+    // Kafka is back: a proxy on the same store drains it.
+    let up = TestProxy::start(|c| {
+        c.dlq.url = url.clone();
+        c.dlq.backoff_initial_ms = 100;
+    })
+    .await;
+    assert_eq!(
+        wait_drained(&up.dlq().await, Duration::from_secs(90)).await,
+        (0, 0),
+        "store drained"
+    );
+    let topic = format!("{service}.events");
+    let (seen, duplicates) =
+        courier_e2e::read_by_identity(&[&topic], answered.len(), Duration::from_secs(60)).await;
+    let lost: Vec<_> = answered.iter().filter(|k| !seen.contains_key(*k)).collect();
+    eprintln!(
+        "same id, three sources: {} answered 202, {} delivered, {duplicates} duplicates, lost {}",
+        answered.len(),
+        seen.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "answered 202 but never delivered: {lost:?}"
+    );
+    up.stop().await;
 }

@@ -585,7 +585,9 @@ async fn a_resent_event_gets_its_first_outcome_not_a_second_copy() {
             (&again["partition"], &again["offset"]),
             (&first["partition"], &first["offset"])
         );
+        assert_eq!(again["duplicate"], true);
     }
+    assert!(first.get("duplicate").is_none(), "{first}");
     // In a batch too, next to a new event.
     let batch = serde_json::to_string(&vec![
         event_json("same-id", &source, json!({})),
@@ -598,7 +600,28 @@ async fn a_resent_event_gets_its_first_outcome_not_a_second_copy() {
         .await
         .unwrap();
     assert_eq!(v["results"][0]["offset"], first["offset"]);
+    assert_eq!(v["results"][0]["duplicate"], true);
     assert_eq!(v["delivered"], 2);
+    // Resends are counted as duplicates, not as deliveries.
+    let metrics = http()
+        .get(proxy.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| {
+        let labels =
+            format!("{{service=\"{service}\",topic=\"{service}.events\",outcome=\"{outcome}\"}}");
+        metrics
+            .lines()
+            .find(|l| l.starts_with("courier_events_total") && l.contains(&labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|n| n.parse::<f64>().unwrap())
+    };
+    assert_eq!(count("duplicate"), Some(4.0), "{metrics}");
+    assert_eq!(count("delivered"), Some(2.0), "{metrics}");
 
     // The same id from another source is another event.
     let other = event_json("same-id", &format!("{source}-b"), json!({})).to_string();

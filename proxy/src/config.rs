@@ -40,6 +40,9 @@ pub struct DlqConfig {
     pub poll_interval_ms: u64,
     /// How long a redelivery waits for Kafka's acknowledgement.
     pub ack_timeout_ms: u64,
+    /// Disk kept free beside a SQLite store (a file of zeros) so that redelivery and replay
+    /// still work when the disk fills up; 0: none.
+    pub reserve_bytes: u64,
 }
 
 impl Default for DlqConfig {
@@ -55,6 +58,7 @@ impl Default for DlqConfig {
             batch: 5_000,
             poll_interval_ms: 500,
             ack_timeout_ms: 30_000,
+            reserve_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -270,8 +274,9 @@ pub struct DeliveryConfig {
     /// How long the proxy remembers an accepted event's outcome by (source, id), so that a
     /// client's retry gets the first outcome, not a second copy. 0 disables it.
     pub dedupe_window_secs: u64,
-    /// Most events remembered for deduplication.
-    pub dedupe_capacity: u64,
+    /// Memory the dedupe window may take, in bytes (its keys and outcomes, as counted by
+    /// [`crate::api::dedupe::DedupeWindow`]); the oldest-used entries go first beyond it.
+    pub dedupe_max_bytes: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -285,7 +290,7 @@ impl Default for DeliveryConfig {
             redelivery_in_flight: 20_000,
             probe_interval_ms: 1_000,
             dedupe_window_secs: 600,
-            dedupe_capacity: 200_000,
+            dedupe_max_bytes: 32 * 1024 * 1024,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
 //!
 //! - `courier_events_total{service,topic,outcome}`: events answered `delivered` (200),
-//!   `stored` (202) or `refused`; `courier_events_refused_total{service,reason}` with the
+//!   `stored` (202), `duplicate` (a resend within the dedupe window, answered with its first
+//!   outcome) or `refused`; `courier_events_refused_total{service,reason}` with the
 //!   problem code as the reason; `courier_auth_refused_total{service,reason}` for the
 //!   refusals of authentication and authorisation (`unauthenticated`, `spoofed_source`, `acl`,
 //!   `policy`);
@@ -41,6 +42,8 @@ pub enum EventOutcome {
     Stored,
     /// Refused (4xx/5xx).
     Refused,
+    /// Sent again within the dedupe window: answered with its first outcome, not written again.
+    Duplicate,
 }
 
 impl EncodeLabelValue for EventOutcome {
@@ -49,6 +52,7 @@ impl EncodeLabelValue for EventOutcome {
             Self::Delivered => "delivered",
             Self::Stored => "stored",
             Self::Refused => "refused",
+            Self::Duplicate => "duplicate",
         })
     }
 }

@@ -42,19 +42,30 @@ pub enum ServerError {
     Policy(#[from] courier_shared::PolicyError),
 }
 
-/// Builds the application state: pipeline, topic manager and (when enabled) the DLQ store,
-/// whose migrations run here.
+/// Builds the application state: pipeline, topic manager and the store, whose migrations
+/// run here.
 pub async fn build_state(
     config: &Config,
     shutdown: CancellationToken,
 ) -> Result<AppState, ServerError> {
     let pipeline = Pipeline::new(&config.kafka, &config.delivery)?;
-    let dlq = if config.dlq.enabled {
-        Some(DlqStore::open(&config.dlq.url, config.dlq.write_queue).await?)
-    } else {
-        tracing::warn!("DLQ store disabled: events Kafka does not acknowledge in time get 503");
-        None
-    };
+    // The store holds the policy, API keys and audit log as well as events: it is opened
+    // whether or not unacknowledged events go there (`dlq.enabled`).
+    let dlq = Some(
+        DlqStore::open_with_reserve(
+            &config.dlq.url,
+            config.dlq.write_queue,
+            config.dlq.reserve_bytes,
+        )
+        .await?,
+    );
+    if !config.dlq.enabled {
+        tracing::warn!(
+            "dlq.enabled = false: events Kafka does not acknowledge in time get 503 instead of \
+             being stored; the store still keeps API keys, the policy and the audit log, and \
+             delivers what it already holds"
+        );
+    }
     let (policy, policy_version) = crate::admin::policy::initial(config, dlq.as_ref()).await?;
     let keys = Arc::new(crate::auth::KeyRing::new(
         &config.auth,

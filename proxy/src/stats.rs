@@ -19,6 +19,7 @@ pub struct Stats {
     delivered: AtomicU64,
     stored: AtomicU64,
     refused: AtomicU64,
+    duplicates: AtomicU64,
     redelivered: AtomicU64,
     parked: AtomicU64,
     history: Mutex<VecDeque<Sample>>,
@@ -37,6 +38,9 @@ pub struct Sample {
     pub stored: u64,
     /// Events refused (4xx/5xx).
     pub refused: u64,
+    /// Events sent again within the dedupe window, answered with their first outcome and not
+    /// written again (neither delivered nor stored a second time).
+    pub duplicates: u64,
     /// Stored events the retry scheduler delivered.
     pub redelivered: u64,
     /// Stored events the retry scheduler parked.
@@ -51,10 +55,17 @@ fn add(counter: &AtomicU64, n: usize) {
 
 impl Stats {
     /// Counts the outcomes of one publish request.
-    pub fn record_requests(&self, delivered: usize, stored: usize, refused: usize) {
-        add(&self.received, delivered + stored + refused);
+    pub fn record_requests(
+        &self,
+        delivered: usize,
+        stored: usize,
+        duplicates: usize,
+        refused: usize,
+    ) {
+        add(&self.received, delivered + stored + duplicates + refused);
         add(&self.delivered, delivered);
         add(&self.stored, stored);
+        add(&self.duplicates, duplicates);
         add(&self.refused, refused);
     }
 
@@ -72,6 +83,7 @@ impl Stats {
             delivered: self.delivered.load(Ordering::Relaxed),
             stored: self.stored.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
         }
@@ -115,12 +127,18 @@ mod tests {
     #[test]
     fn counts_and_bounded_history() {
         let s = Stats::default();
-        s.record_requests(3, 2, 1);
+        s.record_requests(3, 2, 4, 1);
         s.record_redelivery(2, 1);
         let now = s.snapshot();
         assert_eq!(
-            (now.received, now.delivered, now.stored, now.refused),
-            (6, 3, 2, 1)
+            (
+                now.received,
+                now.delivered,
+                now.stored,
+                now.duplicates,
+                now.refused
+            ),
+            (10, 3, 2, 4, 1)
         );
         assert_eq!((now.redelivered, now.parked), (2, 1));
         for _ in 0..HISTORY + 10 {

@@ -7,13 +7,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use courier_proxy::dlq::store::{Failure, now_ms};
-use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewApiKey, NewEntry, State};
+use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewApiKey, NewEntry, State, StoreError};
 use courier_shared::KafkaRecord;
 use sqlx::Connection as _;
 
 fn entry(id: &str, topic: &str, due_in_ms: i64) -> NewEntry {
+    from_source("/svc", id, topic, due_in_ms)
+}
+
+fn from_source(source: &str, id: &str, topic: &str, due_in_ms: i64) -> NewEntry {
     NewEntry {
         event_id: id.to_owned(),
+        event_source: source.to_owned(),
         topic: topic.to_owned(),
         record: KafkaRecord {
             key: Some(format!("key-{id}").into_bytes()),
@@ -35,6 +40,13 @@ async fn sqlite() -> (DlqStore, tempfile::TempDir) {
 }
 
 async fn postgres() -> DlqStore {
+    DlqStore::open(&fresh_postgres_database().await, 64)
+        .await
+        .unwrap()
+}
+
+/// The URL of a new, empty database on the test PostgreSQL.
+async fn fresh_postgres_database() -> String {
     let base = std::env::var("COURIER_TEST_POSTGRES_URL").expect(
         "COURIER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
     );
@@ -45,9 +57,7 @@ async fn postgres() -> DlqStore {
         .await
         .unwrap();
     let (prefix, _) = base.rsplit_once('/').unwrap();
-    DlqStore::open(&format!("{prefix}/{name}"), 64)
-        .await
-        .unwrap()
+    format!("{prefix}/{name}")
 }
 
 /// Runs `case` on a fresh SQLite store and a fresh PostgreSQL store.
@@ -68,7 +78,7 @@ async fn stored_events_come_back_intact_and_once() {
             .store(vec![entry("a", "t.events", 0), entry("b", "t.events", 0)])
             .await
             .unwrap();
-        // The same (topic, id) again is not a second copy.
+        // The same event (topic, source, id) again is not a second copy.
         store.store(vec![entry("a", "t.events", 0)]).await.unwrap();
         assert_eq!(store.counts().await.unwrap(), (2, 0));
         let claimed = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
@@ -79,6 +89,46 @@ async fn stored_events_come_back_intact_and_once() {
         assert_eq!(a.attempts, 0);
         assert_eq!(a.last_error.as_deref(), Some("no acknowledgement"));
         assert_eq!(store.get(a.seq).await.unwrap().unwrap().record, a.record);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn identity_is_source_and_id() {
+    on_both(|store| async move {
+        // Two sources of one service may use the same id: two events, two rows.
+        store
+            .store(vec![
+                from_source("/billing/a", "same", "billing.events", 0),
+                from_source("/billing/b", "same", "billing.events", 0),
+            ])
+            .await
+            .unwrap();
+        // Each of them again, in one commit and in another: still one row each.
+        store
+            .store(vec![
+                from_source("/billing/a", "same", "billing.events", 0),
+                from_source("/billing/a", "same", "billing.events", 0),
+            ])
+            .await
+            .unwrap();
+        store
+            .store(vec![from_source("/billing/b", "same", "billing.events", 0)])
+            .await
+            .unwrap();
+        assert_eq!(store.counts().await.unwrap(), (2, 0));
+        let mut sources: Vec<String> = store
+            .claim_due(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.event_id, "same");
+                e.event_source
+            })
+            .collect();
+        sources.sort();
+        assert_eq!(sources, ["/billing/a", "/billing/b"]);
     })
     .await;
 }
@@ -470,4 +520,146 @@ async fn every_acknowledged_write_survives_a_full_disk() {
         acknowledged.len(),
         lost.len()
     );
+}
+
+/// A store written before events kept their source: its rows survive the migration to the
+/// (topic, source, id) identity, and a new event with a stored id but another source is a row
+/// of its own.
+async fn rows_survive_the_identity_migration(url: &str, backend: &str) {
+    let before = tempfile::tempdir().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for name in ["0001_dlq.sql", "0002_admin.sql", "0003_api_keys.sql"] {
+        std::fs::copy(dir.join(name), before.path().join(name)).unwrap();
+    }
+    let old = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
+    let insert = "INSERT INTO dlq_events (event_id, topic, headers, state, next_attempt_ms, \
+                  created_ms) VALUES ('old-1', 't.events', '[]', 'pending', 0, 0), \
+                  ('old-2', 't.events', '[]', 'parked', 0, 0)";
+    if backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        old.run(&pool).await.unwrap();
+        sqlx::query(insert).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        old.run(&pool).await.unwrap();
+        sqlx::query(insert).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let store = DlqStore::open(url, 16).await.unwrap();
+    assert_eq!(
+        store.counts().await.unwrap(),
+        (1, 1),
+        "{backend}: rows kept"
+    );
+    let kept = store.list(&Filter::default(), 0, 10).await.unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|e| (e.event_id.as_str(), e.event_source.as_str()))
+            .collect::<Vec<_>>(),
+        [("old-1", ""), ("old-2", "")]
+    );
+    store
+        .store(vec![from_source("/svc", "old-1", "t.events", 0)])
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap(), (2, 1), "{backend}");
+    // Sequence numbers go on after the kept rows.
+    let newest = store
+        .list(&Filter::default(), kept[1].seq, 10)
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 1, "{backend}");
+}
+
+#[tokio::test]
+async fn sqlite_rows_survive_the_identity_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    rows_survive_the_identity_migration(&url, "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_rows_survive_the_identity_migration() {
+    rows_survive_the_identity_migration(&fresh_postgres_database().await, "postgres").await;
+}
+
+/// A full disk does not stop the drain: deleting delivered events (and claiming, rescheduling,
+/// replaying) releases the store's reserve and goes on; new events are refused meanwhile, and
+/// stored again once the reserve is back.
+#[tokio::test]
+async fn the_reserve_keeps_the_drain_going_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=400k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
+    let store = DlqStore::open_with_reserve(&url, 16, 64 * 1024)
+        .await
+        .unwrap();
+    assert!(dir.path().join("dlq.db.reserve").exists());
+    let mut stored = 0;
+    let mut full = false;
+    for batch in 0..400 {
+        let entries: Vec<NewEntry> = (0..20)
+            .map(|i| entry(&format!("r-{batch}-{i}"), "disk.events", 0))
+            .collect();
+        match store.store(entries).await {
+            Ok(()) => stored += 20,
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        full && stored > 0,
+        "the disk never filled up ({stored} stored)"
+    );
+    // Kafka took everything: claim, then delete it all, on the full disk.
+    let mut drained = 0;
+    for _ in 0..100 {
+        let claimed = store.claim_due(500, Duration::from_secs(60)).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        let seqs: Vec<i64> = claimed.iter().map(|e| e.seq).collect();
+        drained += store.delete(&seqs).await.unwrap();
+    }
+    assert_eq!(drained, stored as u64, "every stored event drained");
+    assert_eq!(store.counts().await.unwrap(), (0, 0));
+    let released = !dir.path().join("dlq.db.reserve").exists();
+    if released {
+        // New events would eat the room the drain needs: refused until the reserve is back.
+        let refused = store.store(vec![entry("new-1", "disk.events", 0)]).await;
+        assert!(
+            matches!(refused, Err(StoreError::DiskFull(_))),
+            "{refused:?}"
+        );
+    }
+    assert!(
+        store.restore_reserve().await,
+        "the reserve is put back after the drain"
+    );
+    assert!(dir.path().join("dlq.db.reserve").exists());
+    store
+        .store(vec![entry("new-2", "disk.events", 0)])
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap(), (1, 0));
+    eprintln!(
+        "full disk: {stored} stored and drained; the reserve was {}released",
+        if released { "" } else { "not " }
+    );
+    drop(store);
+    let _ = std::process::Command::new("umount")
+        .arg(dir.path())
+        .status();
 }

@@ -18,7 +18,8 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 pub struct KafkaRecord {
     /// Record key: the `partitionkey` attribute.
     pub key: Option<Vec<u8>>,
-    /// Record value: the event's data.
+    /// Record value: the event's data; empty, never null, for an event without data (a null
+    /// value is a tombstone on a compacted topic, and the CloudEvents SDKs cannot read it).
     pub value: Option<Vec<u8>>,
     /// Headers in write order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -68,7 +69,12 @@ pub fn to_record(event: &Event) -> KafkaRecord {
     }
     KafkaRecord {
         key: event.partitionkey.as_ref().map(|k| k.as_bytes().to_vec()),
-        value: event.data.as_ref().map(|d| d.as_bytes().to_vec()),
+        value: Some(
+            event
+                .data
+                .as_ref()
+                .map_or_else(Vec::new, |d| d.as_bytes().to_vec()),
+        ),
         headers,
     }
 }
@@ -123,7 +129,13 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), ExtensionValue::String(v)))
         .collect();
-    let data = record.value.as_ref().map(|bytes| {
+    // An empty value without a content type is an event without data (as written above); with
+    // one, it is empty data of that type.
+    let value = record
+        .value
+        .as_ref()
+        .filter(|v| !v.is_empty() || datacontenttype.is_some());
+    let data = value.map(|bytes| {
         let json_declared = datacontenttype.as_deref().is_some_and(is_json_media_type);
         match json_declared
             .then(|| std::str::from_utf8(bytes).ok())
@@ -224,6 +236,22 @@ mod tests {
                 id_assigned: false,
             }
         }
+    }
+
+    #[test]
+    fn an_event_without_data_is_an_empty_value_not_a_tombstone() {
+        let e = Event::from_json(br#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#)
+            .unwrap();
+        let r = to_record(&e);
+        assert_eq!(r.value.as_deref(), Some(&b""[..]));
+        assert_eq!(from_record(&r).unwrap().data, None);
+        // Empty data of a declared type stays empty data.
+        let e = Event::from_json(
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/plain","data":""}"#,
+        )
+        .unwrap();
+        let back = from_record(&to_record(&e)).unwrap();
+        assert_eq!(back.data.map(|d| d.as_bytes().to_vec()), Some(vec![]));
     }
 
     proptest! {

@@ -22,6 +22,18 @@ pub const SPEC_VERSION: &str = "1.0";
 pub const MAX_EXTENSION_NAME_LEN: usize = 64;
 /// Most attributes one event may carry; each becomes a Kafka header.
 pub const MAX_ATTRIBUTES: usize = 64;
+/// Longest `id`, in bytes. Ids are kept in memory for deduplication and make Elasticsearch's
+/// `_id` (512 bytes at most, the consumers prefix 17): a bound well inside both.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest `type`, `errortype` and `datacontenttype`, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest `source`, `subject`, `dataschema`, `partitionkey` and string extension value, in
+/// bytes.
+pub const MAX_TEXT_LEN: usize = 2_048;
+/// Deepest nesting of arrays and objects inside JSON `data`. Consumers read `data` with
+/// serde_json, which stops at 128 levels, and some embed it one or two levels deeper (the
+/// Elasticsearch document): 64 leaves them room.
+pub const MAX_DATA_DEPTH: usize = 64;
 
 /// What an event is for; decides its topic through the [`crate::NamingPolicy`].
 #[derive(
@@ -200,11 +212,11 @@ impl EventError {
 
 /// The attributes of one event object as read from JSON, before validation.
 #[derive(Debug, Default)]
-struct RawFields {
-    attrs: Vec<(String, Value)>,
-    data: Option<Box<RawValue>>,
-    duplicate: Option<String>,
-    too_many: bool,
+pub(crate) struct RawFields {
+    pub(crate) attrs: Vec<(String, Value)>,
+    pub(crate) data: Option<Box<RawValue>>,
+    pub(crate) duplicate: Option<String>,
+    pub(crate) too_many: bool,
 }
 
 impl<'de> serde::Deserialize<'de> for RawFields {
@@ -273,7 +285,7 @@ impl Event {
             .collect()
     }
 
-    fn validate(fields: RawFields) -> Result<Self, EventError> {
+    pub(crate) fn validate(fields: RawFields) -> Result<Self, EventError> {
         if fields.too_many {
             return Err(EventError::Shape(format!(
                 "an event carries at most {MAX_ATTRIBUTES} attributes"
@@ -303,10 +315,14 @@ impl Event {
             }
             match name.as_str() {
                 "specversion" => specversion = Some(string_attr(&name, value)?),
-                "id" => id = Some(non_empty(&name, value)?),
-                "source" => source = Some(uri_reference(&name, value)?),
-                "type" => ty = Some(non_empty(&name, value)?),
-                "subject" => subject = Some(non_empty(&name, value)?),
+                "id" => id = Some(bounded(&name, non_empty(&name, value)?, MAX_ID_LEN)?),
+                "source" => {
+                    source = Some(bounded(&name, uri_reference(&name, value)?, MAX_TEXT_LEN)?)
+                }
+                "type" => ty = Some(bounded(&name, non_empty(&name, value)?, MAX_NAME_LEN)?),
+                "subject" => {
+                    subject = Some(bounded(&name, non_empty(&name, value)?, MAX_TEXT_LEN)?)
+                }
                 "time" => {
                     let t = string_attr(&name, value)?;
                     chrono::DateTime::parse_from_rfc3339(&t).map_err(|e| {
@@ -315,7 +331,7 @@ impl Event {
                     time = Some(t);
                 }
                 "datacontenttype" => {
-                    let ct = non_empty(&name, value)?;
+                    let ct = bounded(&name, non_empty(&name, value)?, MAX_NAME_LEN)?;
                     if !ct.contains('/') || ct.chars().any(|c| c.is_control()) {
                         return Err(EventError::invalid(
                             &name,
@@ -325,7 +341,7 @@ impl Event {
                     datacontenttype = Some(ct);
                 }
                 "dataschema" => {
-                    let uri = uri_reference(&name, value)?;
+                    let uri = bounded(&name, uri_reference(&name, value)?, MAX_TEXT_LEN)?;
                     if !uri.split_once(':').is_some_and(|(scheme, _)| {
                         scheme.len() > 1
                             && scheme.bytes().all(|b| {
@@ -349,8 +365,12 @@ impl Event {
                         EventError::invalid(&name, "must be one of `event`, `log`, `error`")
                     })?);
                 }
-                "errortype" => errortype = Some(non_empty(&name, value)?),
-                "partitionkey" => partitionkey = Some(non_empty(&name, value)?),
+                "errortype" => {
+                    errortype = Some(bounded(&name, non_empty(&name, value)?, MAX_NAME_LEN)?)
+                }
+                "partitionkey" => {
+                    partitionkey = Some(bounded(&name, non_empty(&name, value)?, MAX_TEXT_LEN)?)
+                }
                 _ => {
                     check_extension_name(&name)?;
                     let v = extension_value(&name, value)?;
@@ -397,7 +417,10 @@ impl Event {
                         }
                     }
                 }
-                _ => Some(Data::Json(raw)),
+                _ => {
+                    check_json_data(&raw)?;
+                    Some(Data::Json(raw))
+                }
             },
             (None, Some(bytes)) => Some(Data::Binary(bytes)),
             (None, None) => None,
@@ -465,6 +488,97 @@ fn non_empty(name: &str, value: Value) -> Result<String, EventError> {
     Ok(s)
 }
 
+/// `s`, if it is at most `max` bytes long.
+fn bounded(name: &str, s: String, max: usize) -> Result<String, EventError> {
+    if s.len() > max {
+        return Err(EventError::invalid(
+            name,
+            format!("is {} bytes long; at most {max} are accepted", s.len()),
+        ));
+    }
+    Ok(s)
+}
+
+/// Checks that JSON `data` is something every consumer can read back: at most
+/// [`MAX_DATA_DEPTH`] levels of arrays and objects, and every number within what a double
+/// holds (serde_json, like most JSON readers, refuses `1e400`). serde_json does the lexing; the
+/// seed only counts levels, allocating nothing.
+fn check_json_data(raw: &RawValue) -> Result<(), EventError> {
+    use serde::de::{DeserializeSeed, SeqAccess};
+
+    struct Level(usize);
+    impl<'de> DeserializeSeed<'de> for Level {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Level {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(E::custom("a number beyond what a double holds"))
+            }
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let inner = self.enter()?;
+            while seq.next_element_seed(Level(inner))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let inner = self.enter()?;
+            while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                map.next_value_seed(Level(inner))?;
+            }
+            Ok(())
+        }
+    }
+    impl Level {
+        fn enter<E: serde::de::Error>(self) -> Result<usize, E> {
+            if self.0 >= MAX_DATA_DEPTH {
+                return Err(E::custom(format_args!(
+                    "nested deeper than {MAX_DATA_DEPTH} levels"
+                )));
+            }
+            Ok(self.0 + 1)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Level(0)
+        .deserialize(&mut de)
+        .map_err(|e| EventError::invalid("data", strip_position(&e.to_string())))
+}
+
+/// serde_json's message without " at line L column C" (the position is within `data`, not the
+/// body, so it would mislead).
+fn strip_position(message: &str) -> String {
+    message
+        .rsplit_once(" at line ")
+        .map_or(message, |(text, _)| text)
+        .to_owned()
+}
+
 fn uri_reference(name: &str, value: Value) -> Result<String, EventError> {
     let s = non_empty(name, value)?;
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -496,7 +610,7 @@ fn check_extension_name(name: &str) -> Result<(), EventError> {
 
 fn extension_value(name: &str, value: Value) -> Result<ExtensionValue, EventError> {
     match value {
-        Value::String(s) => Ok(ExtensionValue::String(s)),
+        Value::String(s) => Ok(ExtensionValue::String(bounded(name, s, MAX_TEXT_LEN)?)),
         Value::Bool(b) => Ok(ExtensionValue::Boolean(b)),
         Value::Number(n) => n
             .as_i64()
@@ -575,6 +689,68 @@ mod tests {
         }
         json.push('}');
         assert!(matches!(err(&json), EventError::Shape(m) if m.contains("at most")));
+    }
+
+    #[test]
+    fn attribute_lengths_are_bounded() {
+        let with = |name: &str, len: usize| {
+            let v = serde_json::json!({"specversion": "1.0", "source": "/s", "type": "t",
+                name: "x".repeat(len)});
+            Event::from_json(v.to_string().as_bytes())
+        };
+        for (name, max) in [
+            ("id", MAX_ID_LEN),
+            ("type", MAX_NAME_LEN),
+            ("source", MAX_TEXT_LEN),
+            ("subject", MAX_TEXT_LEN),
+            ("partitionkey", MAX_TEXT_LEN),
+            ("errortype", MAX_NAME_LEN),
+            ("region", MAX_TEXT_LEN),
+        ] {
+            assert!(with(name, max).is_ok(), "{name} at its limit");
+            match with(name, max + 1) {
+                Err(EventError::Invalid { name: n, reason }) => {
+                    assert_eq!(n, name);
+                    assert!(reason.contains(&format!("at most {max}")), "{reason}");
+                }
+                other => panic!("{name} over its limit: {other:?}"),
+            }
+        }
+        // A 900,000-character id is refused like any other over the limit.
+        assert!(with("id", 900_000).is_err());
+    }
+
+    #[test]
+    fn json_data_is_bounded_at_what_consumers_read() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"specversion":"1.0","source":"s","type":"t","data":{}1{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        assert!(Event::from_json(nested(MAX_DATA_DEPTH).as_bytes()).is_ok());
+        let deep = err(&nested(MAX_DATA_DEPTH + 1));
+        assert!(
+            matches!(&deep, EventError::Invalid { name, reason } if name == "data" && reason.contains("deeper than 64")),
+            "{deep:?}"
+        );
+        // What serde_json readers (the consumers) fail on is refused, not written.
+        let e = err(&nested(100_000));
+        assert!(matches!(e, EventError::Invalid { .. }), "{e:?}");
+        let objects = format!(
+            r#"{{"specversion":"1.0","source":"s","type":"t","data":{}1{}}}"#,
+            r#"{"a":"#.repeat(MAX_DATA_DEPTH + 1),
+            "}".repeat(MAX_DATA_DEPTH + 1)
+        );
+        assert!(err(&objects).to_string().contains("deeper than"));
+        let huge = err(r#"{"specversion":"1.0","source":"s","type":"t","data":{"n":[1e400]}}"#);
+        assert!(matches!(huge, EventError::Invalid { name, .. } if name == "data"));
+        // Large integers and long decimals are numbers a double holds: accepted as sent.
+        let e = ok(
+            r#"{"specversion":"1.0","source":"s","type":"t","data":{"n":123456789012345678901234567890,"x":-0.1e-400}}"#,
+        );
+        assert!(e.data.unwrap().as_bytes().starts_with(br#"{"n":1234"#));
     }
 
     #[test]

@@ -7,13 +7,17 @@
 
 pub mod binding;
 pub mod envelope;
+pub mod http_binding;
 pub mod policy;
 pub mod problem;
 pub mod topic;
 
 pub use binding::{KafkaRecord, from_record, to_record};
 pub use envelope::{Category, Data, Event, EventError, ExtensionValue};
-pub use policy::{AclEntry, CompiledPolicy, PolicyError, Refusal, TopicPolicy, TopicTemplate};
+pub use policy::{
+    AclEntry, CompiledPolicy, CreationLimits, ErrortypeRule, PolicyError, Refusal, TopicPolicy,
+    TopicTemplate,
+};
 pub use problem::{Problem, ProblemKind};
 pub use topic::{NamingPolicy, TopicError};
 

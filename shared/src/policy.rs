@@ -43,6 +43,47 @@ pub struct TopicPolicy {
     pub deny: Vec<String>,
     /// How topics are created, the first template whose pattern matches wins.
     pub templates: Vec<TopicTemplate>,
+    /// How many topics one service may have created on first publish: `errortype` is chosen
+    /// by the caller, so without a bound any key holder could create topics without end.
+    pub creation: CreationLimits,
+    /// Which `errortype`s a service may send, by pattern over the normalised errortype (the
+    /// topic component it becomes). The entry for the service applies, else the entry for
+    /// `*`, else any errortype is allowed.
+    pub errortypes: Vec<ErrortypeRule>,
+}
+
+/// Bounds on the topics a service's events create on first publish (per proxy instance; a
+/// topic created by an operator or already in the cluster does not count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreationLimits {
+    /// Topics one service may have created per interval; 0 lets none be created on first
+    /// publish.
+    #[schema(minimum = 0, maximum = 100_000)]
+    pub per_service: u32,
+    /// The interval, in seconds.
+    #[schema(minimum = 1, maximum = 604_800)]
+    pub interval_secs: u64,
+}
+
+impl Default for CreationLimits {
+    fn default() -> Self {
+        Self {
+            per_service: 20,
+            interval_secs: 3_600,
+        }
+    }
+}
+
+/// The errortypes one service (or every service, `*`) may send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrortypeRule {
+    /// The service, as the API key names it, or `*` for every service without an entry.
+    pub service: String,
+    /// Patterns of the allowed errortypes, normalised (`Payment Declined` is
+    /// `payment-declined`).
+    pub allow: Vec<String>,
 }
 
 impl Default for TopicPolicy {
@@ -65,6 +106,8 @@ impl Default for TopicPolicy {
                 },
                 TopicTemplate::default(),
             ],
+            creation: CreationLimits::default(),
+            errortypes: Vec::new(),
         }
     }
 }
@@ -180,6 +223,17 @@ pub enum Refusal {
         /// The topic.
         topic: String,
     },
+    /// The service may not send this errortype.
+    #[error(
+        "service `{service}` may not send errortype `{errortype}`: it matches none of the \
+         policy's errortype patterns for the service"
+    )]
+    ErrortypeNotAllowed {
+        /// The publishing service.
+        service: String,
+        /// The normalised errortype.
+        errortype: String,
+    },
     /// No template applies, so the topic cannot be created.
     #[error("no topic template matches `{0}`: add one (pattern `*` matches every topic)")]
     NoTemplate(String),
@@ -194,6 +248,7 @@ pub struct CompiledPolicy {
     allow: GlobSet,
     deny: GlobSet,
     templates: Vec<GlobMatcher>,
+    errortypes: BTreeMap<String, GlobSet>,
 }
 
 /// What the policy does with one event: the admin page's preview.
@@ -420,7 +475,37 @@ impl TopicPolicy {
             .into_iter()
             .map(|(service, topics)| Ok((service, glob_set("acl", &topics)?)))
             .collect::<Result<_, PolicyError>>()?;
+        if self.creation.interval_secs == 0 || self.creation.interval_secs > 604_800 {
+            return Err(PolicyError::Inconsistent(
+                "creation.interval_secs must be 1 to 604800 (a week)".into(),
+            ));
+        }
+        if self.errortypes.iter().map(|e| e.allow.len()).sum::<usize>() > MAX_RULES {
+            return Err(PolicyError::Inconsistent(format!(
+                "errortypes: at most {MAX_RULES} patterns in all"
+            )));
+        }
+        let mut errortypes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for rule in &self.errortypes {
+            if rule.service != "*"
+                && (rule.service.is_empty() || normalise_component(&rule.service) != rule.service)
+            {
+                return Err(PolicyError::Inconsistent(format!(
+                    "errortypes: `{}` is not a service name (lowercase letters, digits and `-`) or `*`",
+                    rule.service
+                )));
+            }
+            errortypes
+                .entry(rule.service.clone())
+                .or_default()
+                .extend(rule.allow.iter().cloned());
+        }
+        let errortypes = errortypes
+            .into_iter()
+            .map(|(service, patterns)| Ok((service, glob_set("errortypes", &patterns)?)))
+            .collect::<Result<_, PolicyError>>()?;
         Ok(CompiledPolicy {
+            errortypes,
             shared: glob_set("shared", &self.shared)?,
             acl,
             allow: glob_set("allow", &self.allow)?,
@@ -450,6 +535,34 @@ impl CompiledPolicy {
     /// Whether routed topics are created on first use.
     pub fn auto_create(&self) -> bool {
         self.policy.auto_create
+    }
+
+    /// The bounds on topics created on first publish.
+    pub fn creation_limits(&self) -> &CreationLimits {
+        &self.policy.creation
+    }
+
+    /// Whether `service` may send this event's `errortype` (events without one always may).
+    pub fn check_errortype(&self, service: &str, event: &Event) -> Result<(), Refusal> {
+        let Some(errortype) = &event.errortype else {
+            return Ok(());
+        };
+        let Some(allowed) = self
+            .errortypes
+            .get(service)
+            .or_else(|| self.errortypes.get("*"))
+        else {
+            return Ok(());
+        };
+        let errortype = normalise_component(errortype);
+        if allowed.is_match(&errortype) {
+            Ok(())
+        } else {
+            Err(Refusal::ErrortypeNotAllowed {
+                service: service.to_owned(),
+                errortype,
+            })
+        }
     }
 
     /// Whether `service` may publish to `topic`: not denied, allowed when an allow list
@@ -513,8 +626,9 @@ impl CompiledPolicy {
         let service = service_of(&event.source)?;
         let topic = self.route(event)?;
         let refusal = self
-            .check(&service, &topic)
+            .check_errortype(&service, event)
             .err()
+            .or_else(|| self.check(&service, &topic).err())
             .or_else(|| self.template_for(&topic).err());
         Ok(Preview {
             template: self.template_for(&topic).ok().map(|t| t.name.clone()),

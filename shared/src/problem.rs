@@ -35,6 +35,9 @@ pub enum ProblemKind {
     Overloaded,
     /// The service sent more events per second than its limit.
     RateLimited,
+    /// The service had as many topics created on first publish as the policy allows per
+    /// interval.
+    TopicCreationLimited,
     /// The request body did not arrive in time.
     RequestTimeout,
     /// Kafka did not acknowledge and the DLQ store could not take the event either.
@@ -79,6 +82,7 @@ impl ProblemKind {
             Self::KafkaUnavailable => "kafka-unavailable",
             Self::Overloaded => "overloaded",
             Self::RateLimited => "rate-limited",
+            Self::TopicCreationLimited => "topic-creation-limited",
             Self::RequestTimeout => "request-timeout",
             Self::StoreUnavailable => "store-unavailable",
             Self::ShuttingDown => "shutting-down",
@@ -106,7 +110,7 @@ impl ProblemKind {
             Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
             Self::UnsupportedMediaType => 415,
             Self::InvalidEvent | Self::InvalidTopic | Self::KafkaRejected => 422,
-            Self::Overloaded | Self::RateLimited => 429,
+            Self::Overloaded | Self::RateLimited | Self::TopicCreationLimited => 429,
             Self::RequestTimeout => 408,
             Self::KafkaUnavailable | Self::ShuttingDown | Self::StoreUnavailable => 503,
             Self::Internal => 500,
@@ -129,6 +133,9 @@ impl ProblemKind {
             Self::KafkaUnavailable => "Kafka did not acknowledge the event; it was not accepted",
             Self::Overloaded => "The proxy is at capacity; retry later",
             Self::RateLimited => "The service is over its event rate; retry later",
+            Self::TopicCreationLimited => {
+                "The service created as many new topics as the policy allows for now; retry later"
+            }
             Self::RequestTimeout => "The request body did not arrive in time",
             Self::StoreUnavailable => {
                 "Neither Kafka nor the DLQ store took the event; it was not accepted"
@@ -158,6 +165,7 @@ impl ProblemKind {
             Self::KafkaUnavailable
                 | Self::Overloaded
                 | Self::RateLimited
+                | Self::TopicCreationLimited
                 | Self::RequestTimeout
                 | Self::ShuttingDown
                 | Self::StoreUnavailable

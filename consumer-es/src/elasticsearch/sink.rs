@@ -154,7 +154,7 @@ impl ElasticsearchSink {
             let r = &batch[i];
             let action = serde_json::json!({"index": {
                 "_index": self.index.render(&r.origin.topic, &event_time(&r.event, &r.origin)),
-                "_id": r.event.id,
+                "_id": super::document::document_id(&r.event),
             }});
             serde_json::to_writer(&mut body, &action)
                 .map_err(|e| BulkFailure::Refused(e.to_string()))?;

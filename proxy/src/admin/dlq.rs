@@ -38,6 +38,9 @@ pub(super) struct EntryView {
     seq: i64,
     /// The CloudEvents id.
     event_id: String,
+    /// The CloudEvents source: with the id, the event's identity (empty for events stored
+    /// before the store kept it).
+    event_source: String,
     /// Destination topic.
     topic: String,
     /// Pending or parked.
@@ -93,6 +96,7 @@ impl From<Entry> for EntryView {
         Self {
             seq: e.seq,
             event_id: e.event_id,
+            event_source: e.event_source,
             topic: e.topic,
             state: e.state,
             attempts: e.attempts,
@@ -440,6 +444,7 @@ mod tests {
         let entry = Entry {
             seq: 7,
             event_id: "e-1".into(),
+            event_source: "/billing".into(),
             topic: "billing.events".into(),
             record: KafkaRecord {
                 key: Some(b"order-1".to_vec()),
@@ -457,6 +462,7 @@ mod tests {
             json!({
                 "seq": 7,
                 "event_id": "e-1",
+                "event_source": "/billing",
                 "topic": "billing.events",
                 "state": "parked",
                 "attempts": 3,

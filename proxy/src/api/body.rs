@@ -22,14 +22,40 @@ pub enum BodyFormat {
     Json,
     /// `application/x-ndjson` (or `application/ndjson`): one event per line.
     Ndjson,
+    /// CloudEvents HTTP binary mode: attributes in `ce-*` headers, the body is `data` of any
+    /// media type (`Content-Type`, if any, is its `datacontenttype`).
+    Binary,
 }
 
 /// The media types accepted, for error messages and the API docs.
-pub const ACCEPTED_MEDIA_TYPES: &str = "application/cloudevents+json, application/cloudevents-batch+json, application/json, application/x-ndjson";
+pub const ACCEPTED_MEDIA_TYPES: &str = "application/cloudevents+json, application/cloudevents-batch+json, application/json, application/x-ndjson (or any, with the event's attributes in ce-* headers: binary mode)";
 
 impl BodyFormat {
-    /// Reads the format from `Content-Type` (parameters such as `charset` are ignored).
+    /// Reads the format from `Content-Type` (parameters such as `charset` are ignored), or
+    /// binary mode when a `ce-specversion` header is present and the body is not a structured
+    /// CloudEvent (the HTTP binding: structured media types take precedence).
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let binary = courier_shared::http_binding::is_binary_mode(
+            headers.keys().map(axum::http::HeaderName::as_str),
+        );
+        let essence = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        if binary
+            && !matches!(
+                essence.as_deref(),
+                Some("application/cloudevents+json" | "application/cloudevents-batch+json")
+            )
+        {
+            return Ok(Self::Binary);
+        }
         let unsupported = |got: &str| {
             ApiError::new(
                 ProblemKind::UnsupportedMediaType,
@@ -100,7 +126,28 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// Parses `body` as `format`, refusing what cannot be answered per event.
+/// Parses a binary-mode event: its attributes from `headers`, its data from `body`.
+pub fn parse_binary(headers: &HeaderMap, body: &[u8]) -> Result<Parsed, ApiError> {
+    let content_type = match headers.get(header::CONTENT_TYPE) {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::new(
+                ProblemKind::InvalidEvent,
+                "Content-Type (the event's datacontenttype) is not text",
+            )
+        })?),
+        None => None,
+    };
+    courier_shared::http_binding::from_http_binary(
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+        content_type,
+        body,
+    )
+    .map(|e| Parsed::Single(Box::new(e)))
+    .map_err(|e| event_error(&e))
+}
+
+/// Parses `body` as `format`, refusing what cannot be answered per event. Binary mode needs
+/// the headers too: see [`parse_binary`].
 pub fn parse(format: BodyFormat, body: &[u8], max_events: usize) -> Result<Parsed, ApiError> {
     let format = match format {
         BodyFormat::Json if first_non_space(body) == Some(b'[') => BodyFormat::Batch,
@@ -122,6 +169,12 @@ pub fn parse(format: BodyFormat, body: &[u8], max_events: usize) -> Result<Parse
         })?,
         BodyFormat::Ndjson => Event::batch_from_ndjson(body),
         BodyFormat::Json => unreachable!("resolved above"),
+        BodyFormat::Binary => {
+            return Err(ApiError::new(
+                ProblemKind::Internal,
+                "binary mode is parsed with its headers",
+            ));
+        }
     };
     if events.is_empty() {
         return Err(ApiError::new(

@@ -3,9 +3,11 @@
 //! copy in Kafka. The topic is part of the key: the same event sent to another explicit topic
 //! is a different write, checked and answered on its own.
 //!
-//! The window lives in memory (bounded, with time-to-live) and covers one proxy: retries
-//! through another proxy are deduplicated by consumers by event id, as the delivery contract
-//! is at least once. The DLQ store refuses a second copy of a (topic, id) on its own.
+//! The window lives in memory, bounded by bytes (a caller chooses the length of ids and
+//! sources, so a bound by entries alone would let a few long ids take gigabytes) and by
+//! time-to-live, and covers one proxy: retries
+//! through another proxy are deduplicated by consumers by (source, id), as the delivery
+//! contract is at least once. The store keeps one copy of a (topic, source, id) on its own.
 
 use std::time::Duration;
 
@@ -31,13 +33,24 @@ pub struct DedupeWindow {
     cache: Option<Cache<(String, String, String), Remembered>>,
 }
 
+/// What one remembered event costs beyond its three strings: the cache's own entry, the
+/// outcome, and the key's string headers.
+const ENTRY_OVERHEAD: usize = 160;
+
 impl DedupeWindow {
-    /// A window of `ttl` holding at most `capacity` events; a zero `ttl` disables it.
-    pub fn new(ttl: Duration, capacity: u64) -> Self {
-        let cache = (!ttl.is_zero()).then(|| {
+    /// A window of `ttl` taking at most about `max_bytes` of memory; a zero `ttl` or size
+    /// disables it.
+    pub fn new(ttl: Duration, max_bytes: u64) -> Self {
+        let cache = (!ttl.is_zero() && max_bytes > 0).then(|| {
             Cache::builder()
                 .time_to_live(ttl)
-                .max_capacity(capacity)
+                .weigher(
+                    |(topic, source, id): &(String, String, String), _: &Remembered| {
+                        u32::try_from(topic.len() + source.len() + id.len() + ENTRY_OVERHEAD)
+                            .unwrap_or(u32::MAX)
+                    },
+                )
+                .max_capacity(max_bytes)
                 .build()
         });
         Self { cache }
@@ -58,5 +71,49 @@ impl DedupeWindow {
                 outcome,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_bounded_by_bytes_not_entries() {
+        let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
+        let cache = window.cache.as_ref().unwrap();
+        // 1,000 events with 10 KiB ids would take 10 MiB: the window keeps about 1 MiB.
+        let long = "x".repeat(10 * 1024);
+        for i in 0..1_000 {
+            window.remember("t", "/s", &format!("{i}{long}"), Remembered::Stored);
+        }
+        cache.run_pending_tasks();
+        assert!(
+            cache.weighted_size() <= 1024 * 1024,
+            "{}",
+            cache.weighted_size()
+        );
+        assert!(cache.entry_count() < 110, "{}", cache.entry_count());
+        // Short ids: many fit.
+        for i in 0..1_000 {
+            window.remember("t", "/s", &format!("short-{i}"), Remembered::Stored);
+        }
+        cache.run_pending_tasks();
+        assert!(window.get("t", "/s", "short-999").is_some());
+        assert!(cache.weighted_size() <= 1024 * 1024);
+    }
+
+    #[test]
+    fn identity_is_topic_source_and_id() {
+        let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
+        window.remember("t", "/a", "1", Remembered::Stored);
+        assert_eq!(window.get("t", "/a", "1"), Some(Remembered::Stored));
+        assert_eq!(window.get("t", "/b", "1"), None);
+        assert_eq!(window.get("u", "/a", "1"), None);
+        assert!(
+            DedupeWindow::new(Duration::ZERO, 1)
+                .get("t", "/a", "1")
+                .is_none()
+        );
     }
 }

@@ -59,7 +59,7 @@ pub struct Parts {
     pub pipeline: Pipeline,
     /// The topic manager.
     pub topics: Arc<TopicManager>,
-    /// The DLQ store, when enabled.
+    /// The store (events, settings, keys, audit).
     pub dlq: Option<DlqStore>,
     /// Its configuration.
     pub dlq_config: DlqConfig,
@@ -85,7 +85,7 @@ impl AppState {
         let rate_limits = rate::ServiceLimits::new(p.limits.service_events_per_sec);
         let dedupe = dedupe::DedupeWindow::new(
             std::time::Duration::from_secs(p.delivery.dedupe_window_secs),
-            p.delivery.dedupe_capacity,
+            p.delivery.dedupe_max_bytes,
         );
         Self(Arc::new(Inner {
             pipeline: p.pipeline,
@@ -154,9 +154,17 @@ impl AppState {
             .store(version, std::sync::atomic::Ordering::Release);
     }
 
-    /// The DLQ store, when enabled.
+    /// The store: events, settings (the topic policy), API keys and the audit log. It is
+    /// open whatever `dlq.enabled` says, so keys, policy changes and the audit log never go
+    /// away with the 202 path.
     pub fn dlq(&self) -> Option<&DlqStore> {
         self.0.dlq.as_ref()
+    }
+
+    /// The store, if events Kafka did not acknowledge in time go there (`dlq.enabled`);
+    /// otherwise such events are refused with 503.
+    pub fn event_store(&self) -> Option<&DlqStore> {
+        self.0.dlq.as_ref().filter(|_| self.0.dlq_config.enabled)
     }
 
     /// The DLQ configuration.

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tracing::Instrument as _;
 
 use super::AppState;
-use super::body::{BodyFormat, Parsed, event_error, parse, read_body};
+use super::body::{BodyFormat, Parsed, event_error, parse, parse_binary, read_body};
 use super::dedupe::Remembered;
 use crate::auth::Identity;
 use crate::delivery::{Delivered, DeliveryError, Outgoing};
@@ -28,7 +28,7 @@ use crate::dlq::NewEntry;
 use crate::dlq::store::now_ms;
 use crate::error::ApiError;
 use crate::metrics::EventOutcome;
-use crate::topics::EnsureError;
+use crate::topics::{Creation, EnsureError};
 
 /// What happened to one event.
 #[derive(Debug)]
@@ -49,6 +49,16 @@ pub enum Outcome {
         topic: String,
         /// Partition and offset.
         at: Delivered,
+    },
+    /// The same event (topic, source, id) was accepted within the dedupe window: answered
+    /// with that first outcome, and not written again.
+    Duplicate {
+        /// Event id.
+        id: String,
+        /// Topic.
+        topic: String,
+        /// What the first copy came to.
+        first: Remembered,
     },
     /// It was not accepted; the error says whether sending it again may help.
     Refused {
@@ -85,6 +95,11 @@ pub struct EventResult {
     /// Why the event was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// True when this was a resend of an event accepted within the dedupe window: the answer
+    /// is the first copy's, and nothing was written again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub duplicate: bool,
 }
 
 /// Response body of a batch.
@@ -114,6 +129,7 @@ impl Outcome {
                 partition: Some(at.partition),
                 offset: Some(at.offset),
                 problem: None,
+                duplicate: false,
             },
             Self::Stored { id, topic } => EventResult {
                 index,
@@ -124,6 +140,7 @@ impl Outcome {
                 partition: None,
                 offset: None,
                 problem: None,
+                duplicate: false,
             },
             Self::Refused { id, error } => EventResult {
                 index,
@@ -138,7 +155,25 @@ impl Outcome {
                 partition: None,
                 offset: None,
                 problem: Some(error.problem()),
+                duplicate: false,
             },
+            Self::Duplicate { id, topic, first } => {
+                let first = match first {
+                    Remembered::Delivered { at } => Self::Delivered {
+                        id: id.clone(),
+                        topic: topic.clone(),
+                        at: *at,
+                    },
+                    Remembered::Stored => Self::Stored {
+                        id: id.clone(),
+                        topic: topic.clone(),
+                    },
+                };
+                EventResult {
+                    duplicate: true,
+                    ..first.result(index)
+                }
+            }
         }
     }
 }
@@ -248,13 +283,19 @@ async fn handle(
     )
     .await?;
     let max_events = limits.max_batch_events;
-    // Parsing a large body takes milliseconds: keep it off the async workers.
-    let parsed = if body.len() > PARSE_INLINE_BYTES {
-        tokio::task::spawn_blocking(move || parse(format, &body, max_events))
+    let body_len = body.len();
+    let parse = move |headers: &HeaderMap| match format {
+        BodyFormat::Binary => parse_binary(headers, &body),
+        format => parse(format, &body, max_events),
+    };
+    let parsed = if body_len > PARSE_INLINE_BYTES {
+        // Parsing a large body takes milliseconds: keep it off the async workers.
+        let headers = headers.clone();
+        tokio::task::spawn_blocking(move || parse(&headers))
             .await
             .map_err(|e| ApiError::new(ProblemKind::Internal, format!("parser failed: {e}")))??
     } else {
-        parse(format, &body, max_events)?
+        parse(headers)?
     };
     match parsed {
         Parsed::Single(event) => {
@@ -267,13 +308,12 @@ async fn handle(
             .await
             .pop()
             .ok_or_else(|| ApiError::new(ProblemKind::Internal, "no outcome"))?;
-            match outcome {
-                Outcome::Delivered { .. } => Ok(Json(outcome.result(None)).into_response()),
-                Outcome::Stored { .. } => {
-                    Ok((StatusCode::ACCEPTED, Json(outcome.result(None))).into_response())
-                }
-                Outcome::Refused { error, .. } => Err(error),
+            if let Outcome::Refused { error, .. } = outcome {
+                return Err(error);
             }
+            let result = outcome.result(None);
+            let status = StatusCode::from_u16(result.code).unwrap_or(StatusCode::OK);
+            Ok((status, Json(result)).into_response())
         }
         Parsed::Batch(events) => {
             let outcomes = process(state, events, topic.as_deref(), identity.as_deref()).await;
@@ -332,8 +372,10 @@ fn batch_response(state: &AppState, outcomes: &[Outcome]) -> Response {
 struct Routed {
     index: usize,
     id: String,
-    /// The event's source when the client chose the id (only those are deduplicated).
-    dedupe_source: Option<String>,
+    /// With `id`, the event's identity.
+    source: String,
+    /// The client chose the id (only such events are deduplicated).
+    deduped: bool,
     topic: String,
     record: KafkaRecord,
 }
@@ -411,7 +453,8 @@ pub async fn process(
             },
         };
         let allowed = policy
-            .check(&service, &topic)
+            .check_errortype(&service, &event)
+            .and_then(|()| policy.check(&service, &topic))
             .map_err(|r| {
                 let reason = match r {
                     Refusal::NotOwner { .. } => "acl",
@@ -429,16 +472,10 @@ pub async fn process(
         if !event.id_assigned
             && let Some(first) = state.dedupe().get(&topic, &event.source, &event.id)
         {
-            outcomes[index] = Some(match first {
-                Remembered::Delivered { at } => Outcome::Delivered {
-                    id: event.id,
-                    topic,
-                    at,
-                },
-                Remembered::Stored => Outcome::Stored {
-                    id: event.id,
-                    topic,
-                },
+            outcomes[index] = Some(Outcome::Duplicate {
+                id: event.id,
+                topic,
+                first,
             });
             continue;
         }
@@ -455,23 +492,36 @@ pub async fn process(
         }
         routed.push(Routed {
             index,
-            dedupe_source: (!event.id_assigned).then_some(event.source),
+            deduped: !event.id_assigned,
+            source: event.source,
             id: event.id,
             topic,
             record,
         });
     }
 
-    // Each distinct topic is checked (and created) once, all of them concurrently.
-    let mut topics: Vec<&str> = routed.iter().map(|r| r.topic.as_str()).collect();
+    // Each distinct topic is checked (and created) once, all of them concurrently; a new
+    // topic counts against the creation limit of the service of its first event.
+    let mut topics: Vec<(&str, &str)> = routed
+        .iter()
+        .map(|r| (r.topic.as_str(), labels[r.index].0.as_str()))
+        .collect();
     topics.sort_unstable();
-    topics.dedup();
+    topics.dedup_by(|a, b| a.0 == b.0);
     let create = explicit_topic.is_none();
-    let checks = join_all(topics.iter().map(|t| state.topics().ensure(t, create))).await;
+    let checks = join_all(topics.iter().map(|(topic, service)| {
+        let creation = if create {
+            Creation::ForService(service)
+        } else {
+            Creation::Never
+        };
+        state.topics().ensure(topic, creation)
+    }))
+    .await;
     let unavailable: HashMap<&str, ApiError> = topics
         .iter()
         .zip(checks)
-        .filter_map(|(t, r)| r.err().map(|e| (*t, ensure_error(state, e))))
+        .filter_map(|((t, _), r)| r.err().map(|e| (*t, ensure_error(state, e))))
         .collect();
 
     let mut sendable = Vec::with_capacity(routed.len());
@@ -479,9 +529,13 @@ pub async fn process(
     for r in &routed {
         match unavailable.get(r.topic.as_str()) {
             // Kafka cannot be asked about a routed topic right now: the event is still
-            // durable in the store, and the scheduler makes sure of the topic before sending.
+            // durable in the store, and the scheduler makes sure of the topic before sending
+            // (unless the service has no topic creation left: it must not slip past the limit).
             Some(err)
-                if create && state.dlq().is_some() && err.kind == ProblemKind::KafkaUnavailable =>
+                if create
+                    && state.event_store().is_some()
+                    && err.kind == ProblemKind::KafkaUnavailable
+                    && state.topics().creation_allowed(&labels[r.index].0) =>
             {
                 to_store.push((r, err.detail.clone()));
             }
@@ -502,7 +556,7 @@ pub async fn process(
         })
         .collect();
     // While Kafka is known to be down, waiting for an acknowledgement only delays the 202.
-    let bypass = state.dlq().is_some() && state.pipeline().circuit().should_bypass();
+    let bypass = state.event_store().is_some() && state.pipeline().circuit().should_bypass();
     let results = if bypass {
         vec![Err(DeliveryError::CircuitOpen); outgoing.len()]
     } else {
@@ -530,7 +584,7 @@ pub async fn process(
                 if !bypass {
                     *failures.entry(e.to_string()).or_default() += 1;
                 }
-                if state.dlq().is_some() && e.is_storable() {
+                if state.event_store().is_some() && e.is_storable() {
                     to_store.push((r, e.to_string()));
                 } else {
                     outcomes[r.index] = Some(Outcome::Refused {
@@ -541,13 +595,14 @@ pub async fn process(
             }
         }
     }
-    if let Some(dlq) = state.dlq().filter(|_| !to_store.is_empty()) {
+    if let Some(dlq) = state.event_store().filter(|_| !to_store.is_empty()) {
         let first_attempt =
             now_ms() + i64::try_from(state.dlq_config().backoff_initial_ms).unwrap_or(0);
         let entries = to_store
             .iter()
             .map(|(r, e)| NewEntry {
                 event_id: r.id.clone(),
+                event_source: r.source.clone(),
                 topic: r.topic.clone(),
                 record: r.record.clone(),
                 error: e.clone(),
@@ -580,22 +635,21 @@ pub async fn process(
             }
         }
     }
-    for r in &routed {
-        let Some(source) = &r.dedupe_source else {
-            continue;
-        };
+    for r in routed.iter().filter(|r| r.deduped) {
         let remembered = match &outcomes[r.index] {
             Some(Outcome::Delivered { at, .. }) => Remembered::Delivered { at: *at },
             Some(Outcome::Stored { .. }) => Remembered::Stored,
             _ => continue,
         };
-        state.dedupe().remember(&r.topic, source, &r.id, remembered);
+        state
+            .dedupe()
+            .remember(&r.topic, &r.source, &r.id, remembered);
     }
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
     }
     // Counted per distinct label set, not per event: a batch to one topic is one update.
-    let (mut delivered, mut stored) = (0, 0);
+    let (mut delivered, mut stored, mut duplicates) = (0, 0, 0);
     let mut counts: HashMap<(&str, &str, EventOutcome), u64> = HashMap::new();
     let mut refusals: HashMap<(&str, &'static str), u64> = HashMap::new();
     for (o, (service, topic)) in outcomes.iter().zip(&labels) {
@@ -607,6 +661,10 @@ pub async fn process(
             Some(Outcome::Stored { .. }) => {
                 stored += 1;
                 EventOutcome::Stored
+            }
+            Some(Outcome::Duplicate { .. }) => {
+                duplicates += 1;
+                EventOutcome::Duplicate
             }
             Some(Outcome::Refused { error, .. }) => {
                 *refusals.entry((service, error.kind.code())).or_default() += 1;
@@ -629,7 +687,8 @@ pub async fn process(
     state.pipeline().stats().record_requests(
         delivered,
         stored,
-        outcomes.len() - delivered - stored,
+        duplicates,
+        outcomes.len() - delivered - stored - duplicates,
     );
     outcomes
         .into_iter()
@@ -692,6 +751,10 @@ fn ensure_error(state: &AppState, e: EnsureError) -> ApiError {
             ProblemKind::KafkaUnavailable,
             format!("could not make sure the topic exists: {m}"),
         ),
+        e @ EnsureError::CreationLimited {
+            retry_after_secs, ..
+        } => ApiError::new(ProblemKind::TopicCreationLimited, e.to_string())
+            .retry_after(retry_after_secs),
     }
 }
 

@@ -15,17 +15,23 @@ use super::store::{DlqStore, Entry, Failure, now_ms};
 use crate::config::DlqConfig;
 use crate::delivery::{Outgoing, Pipeline};
 use crate::metrics::Metrics;
-use crate::topics::TopicManager;
+use crate::topics::{Creation, TopicManager};
 
-/// When to try an event again after `attempts` failed attempts, or `None` to park it.
-pub fn next_attempt(config: &DlqConfig, attempts: u32, now: i64, jitter: f64) -> Option<i64> {
-    if attempts >= config.max_attempts {
+/// When to try an event again after the scheduler's `retries` failed attempts, or `None` to
+/// park it. The live attempt that stored the event is not one of them: the event is tried
+/// `max_attempts` times after that first failure (the decision record's "retry 5 times"), the
+/// n-th retry `backoff_initial_ms × backoff_factor^(n-1)` after the one before (the first one
+/// `backoff_initial_ms` after it was stored), each delay capped at `backoff_max_ms`. With the
+/// defaults (5; 1 s × 4, at most 5 min) the retries come 1, 5, 21, 85 and 341 s after the
+/// event was stored, and it is parked when the fifth fails: about six minutes of outage.
+pub fn next_attempt(config: &DlqConfig, retries: u32, now: i64, jitter: f64) -> Option<i64> {
+    if retries >= config.max_attempts {
         return None;
     }
     let factor = config
         .backoff_factor
         .max(1.0)
-        .powi(i32::try_from(attempts).unwrap_or(i32::MAX) - 1);
+        .powi(i32::try_from(retries).unwrap_or(i32::MAX));
     let base = (config.backoff_initial_ms as f64 * factor).min(config.backoff_max_ms as f64);
     // ±20 % so that events stored together do not all retry in the same instant.
     let delay = base * (0.8 + 0.4 * jitter.clamp(0.0, 1.0));
@@ -73,6 +79,8 @@ impl RetryScheduler {
                     0
                 }
             };
+            // A full disk released the store's reserve: put it back once there is room.
+            self.store.restore_reserve().await;
             if claimed >= self.config.batch {
                 if shutdown.is_cancelled() {
                     return;
@@ -103,7 +111,7 @@ impl RetryScheduler {
         topics.dedup();
         let mut missing = std::collections::HashMap::new();
         for topic in topics {
-            if let Err(e) = self.topics.ensure(topic, true).await {
+            if let Err(e) = self.topics.ensure(topic, Creation::Accepted).await {
                 missing.insert(topic, e.to_string());
             }
         }
@@ -212,13 +220,34 @@ mod tests {
             ..DlqConfig::default()
         };
         let at = |n| next_attempt(&c, n, 0, 0.5);
-        assert_eq!(at(1), Some(1_000));
-        assert_eq!(at(2), Some(4_000));
-        assert_eq!(at(3), Some(16_000));
+        // Stored at 0 and first retried at 1 s (the intake's `backoff_initial_ms`); after the
+        // n-th failed retry the next one waits 1 s × 4^n, capped.
+        assert_eq!(at(1), Some(4_000));
+        assert_eq!(at(2), Some(16_000));
+        assert_eq!(at(3), Some(60_000));
         assert_eq!(at(4), Some(60_000));
-        assert_eq!(at(5), None, "the fifth failure parks the event");
+        assert_eq!(at(5), None, "the fifth failed retry parks the event");
         let low = next_attempt(&c, 1, 0, 0.0).unwrap();
         let high = next_attempt(&c, 1, 0, 1.0).unwrap();
-        assert!(low == 800 && high == 1_200, "{low} {high}");
+        assert!(low == 3_200 && high == 4_800, "{low} {high}");
+    }
+
+    #[test]
+    fn the_default_budget_is_five_retries_over_about_six_minutes() {
+        let c = DlqConfig::default();
+        // The first retry is `backoff_initial_ms` after the store; each failure schedules
+        // the next from the time it failed (jitter at its middle).
+        let mut at = i64::try_from(c.backoff_initial_ms).unwrap();
+        let mut retries = 0;
+        while let Some(next) = next_attempt(&c, retries + 1, at, 0.5) {
+            retries += 1;
+            at = next;
+        }
+        retries += 1; // the last retry, whose failure parks the event
+        assert_eq!(retries, c.max_attempts);
+        assert_eq!(
+            at, 341_000,
+            "parked after the retry at 1 + 4 + 16 + 64 + 256 s"
+        );
     }
 }

@@ -59,7 +59,7 @@ macro_rules! in_transaction {
     }};
 }
 
-/// Rows per INSERT statement (SQLite allows 32,766 bound values; a row binds 9).
+/// Rows per INSERT statement (SQLite allows 32,766 bound values; a row binds 10).
 const INSERT_CHUNK: usize = 500;
 
 /// Why the store could not do what was asked.
@@ -77,11 +77,26 @@ pub enum StoreError {
     /// The URL names no supported database.
     #[error("unsupported DLQ store URL `{0}` (use sqlite:PATH or postgres://...)")]
     Url(String),
+    /// The store's disk is full (or its reserve is released for redelivery: see
+    /// [`reserve`]).
+    #[error("DLQ store: the disk is full: {0}")]
+    DiskFull(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Database(e.to_string())
+        // SQLITE_FULL (13), and the I/O errors (10 and its extended codes) a write-ahead log
+        // that cannot grow ends in.
+        let disk_full = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 10 | 13));
+        if disk_full {
+            Self::DiskFull(e.to_string())
+        } else {
+            Self::Database(e.to_string())
+        }
     }
 }
 
@@ -125,6 +140,8 @@ impl State {
 pub struct NewEntry {
     /// The CloudEvents id.
     pub event_id: String,
+    /// The CloudEvents source: with the id, the event's identity.
+    pub event_source: String,
     /// Destination topic.
     pub topic: String,
     /// Key, value and headers, exactly as they would have been produced.
@@ -142,6 +159,8 @@ pub struct Entry {
     pub seq: i64,
     /// The CloudEvents id.
     pub event_id: String,
+    /// The CloudEvents source (empty for events stored before the store kept it).
+    pub event_source: String,
     /// Destination topic.
     pub topic: String,
     /// Key, value and headers.
@@ -198,6 +217,7 @@ struct WriteRequest {
 pub struct DlqStore {
     backend: Backend,
     writes: mpsc::Sender<WriteRequest>,
+    reserve: std::sync::Arc<reserve::Reserve>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -213,8 +233,20 @@ pub fn now_ms() -> i64 {
 
 impl DlqStore {
     /// Opens (creating if needed) the store at `url` — `sqlite:PATH` or `postgres://…` — and
-    /// runs its migrations. `queue` bounds the write requests waiting for a group commit.
+    /// runs its migrations. `queue` bounds the write requests waiting for a group commit. No
+    /// disk reserve: see [`Self::open_with_reserve`].
     pub async fn open(url: &str, queue: usize) -> Result<Self, StoreError> {
+        Self::open_with_reserve(url, queue, 0).await
+    }
+
+    /// [`Self::open`], keeping `reserve_bytes` of disk beside a SQLite database for
+    /// redelivery and replay when the disk fills up ([`reserve`]).
+    pub async fn open_with_reserve(
+        url: &str,
+        queue: usize,
+        reserve_bytes: u64,
+    ) -> Result<Self, StoreError> {
+        let mut reserve = reserve::Reserve::none();
         let backend = if let Some(path) = url.strip_prefix("sqlite:") {
             let options = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))?
                 .create_if_missing(true)
@@ -226,6 +258,10 @@ impl DlqStore {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            let file = path.split('?').next().unwrap_or(path);
+            if !file.is_empty() && !file.starts_with(':') {
+                reserve = reserve::Reserve::beside(std::path::Path::new(file), reserve_bytes).await;
+            }
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -240,14 +276,57 @@ impl DlqStore {
         };
         let (writes, rx) = mpsc::channel(queue.max(1));
         tokio::spawn(group_commit(backend.clone(), rx));
-        Ok(Self { backend, writes })
+        Ok(Self {
+            backend,
+            writes,
+            reserve: std::sync::Arc::new(reserve),
+        })
     }
 
-    /// Stores `entries` durably (committed with fsync) before it returns `Ok`. An entry whose
-    /// (topic, id) is already stored is not stored twice.
+    /// Runs an upkeep write (delete, reschedule, replay); on a full disk, releases the reserve
+    /// and tries once more in the room it leaves.
+    async fn upkeep<T, F, Fut>(&self, write: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        match write().await {
+            Err(StoreError::DiskFull(_)) if self.reserve.release().await => write().await,
+            other => other,
+        }
+    }
+
+    /// After a released reserve: truncates the write-ahead log (a drain leaves free pages in
+    /// the database, which new events reuse, but the log keeps its size) and puts the reserve
+    /// back, so new events are stored again. True when the reserve is in place.
+    pub async fn restore_reserve(&self) -> bool {
+        if !self.reserve.is_released() {
+            return true;
+        }
+        if let Backend::Sqlite(pool) = &self.backend
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+        {
+            tracing::debug!(error = %e, "checkpoint before restoring the reserve failed");
+        }
+        self.reserve.fill().await
+    }
+
+    /// Stores `entries` durably (committed with fsync) before it returns `Ok`. An event's
+    /// identity is (source, id), as CloudEvents defines it: an entry whose (topic, source, id)
+    /// is already stored is the same event and is kept once; two events that share an id but
+    /// not a source are two rows.
     pub async fn store(&self, entries: Vec<NewEntry>) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
+        }
+        if self.reserve.is_released() {
+            return Err(StoreError::DiskFull(
+                "its reserve is kept for redelivering what it holds; new events are refused \
+                 until space is free"
+                    .into(),
+            ));
         }
         let (reply, answer) = oneshot::channel();
         self.writes
@@ -269,6 +348,10 @@ impl DlqStore {
     /// Claims up to `limit` pending events that are due, for `lease`: no other claim returns
     /// them until the lease runs out (a proxy that dies mid-delivery releases them that way).
     pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Entry>, StoreError> {
+        self.upkeep(|| self.claim_due_once(limit, lease)).await
+    }
+
+    async fn claim_due_once(&self, limit: i64, lease: Duration) -> Result<Vec<Entry>, StoreError> {
         let now = now_ms();
         let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let lock = match self.backend {
@@ -291,6 +374,10 @@ impl DlqStore {
 
     /// Removes delivered events.
     pub async fn delete(&self, seqs: &[i64]) -> Result<u64, StoreError> {
+        self.upkeep(|| self.delete_once(seqs)).await
+    }
+
+    async fn delete_once(&self, seqs: &[i64]) -> Result<u64, StoreError> {
         let mut removed = 0;
         for chunk in seqs.chunks(INSERT_CHUNK) {
             let sql = self.sql(&format!(
@@ -314,6 +401,10 @@ impl DlqStore {
         if failures.is_empty() {
             return Ok(());
         }
+        self.upkeep(|| self.record_failures_once(failures)).await
+    }
+
+    async fn record_failures_once(&self, failures: &[Failure]) -> Result<(), StoreError> {
         let now = now_ms();
         let sql = self.sql(
             "UPDATE dlq_events SET attempts = attempts + 1, last_error = ?, state = ?, \
@@ -342,6 +433,10 @@ impl DlqStore {
     /// Makes parked (or pending) events due now with a fresh attempt budget; `None` replays
     /// every parked event. Returns how many were replayed.
     pub async fn replay(&self, seqs: Option<&[i64]>) -> Result<u64, StoreError> {
+        self.upkeep(|| self.replay_once(seqs)).await
+    }
+
+    async fn replay_once(&self, seqs: Option<&[i64]>) -> Result<u64, StoreError> {
         let now = now_ms();
         let base = "UPDATE dlq_events SET state = 'pending', attempts = 0, next_attempt_ms = ?, \
                     claimed_until_ms = 0 WHERE ";
@@ -424,7 +519,7 @@ impl DlqStore {
     }
 }
 
-const COLUMNS: &str = "seq, event_id, topic, record_key, record_value, headers, state, \
+const COLUMNS: &str = "seq, event_id, event_source, topic, record_key, record_value, headers, state, \
                        attempts, last_error, next_attempt_ms, created_ms";
 
 fn entry<R>(row: &R) -> Result<Entry, StoreError>
@@ -440,6 +535,7 @@ where
     Ok(Entry {
         seq: row.try_get("seq")?,
         event_id: row.try_get("event_id")?,
+        event_source: row.try_get("event_source")?,
         topic: row.try_get("topic")?,
         record: KafkaRecord {
             key: row.try_get("record_key")?,
@@ -523,15 +619,17 @@ async fn group_commit(backend: Backend, mut rx: mpsc::Receiver<WriteRequest>) {
 async fn insert_all(backend: &Backend, batch: &[WriteRequest]) -> Result<(), StoreError> {
     let created = now_ms();
     let entries: Vec<&NewEntry> = batch.iter().flat_map(|r| &r.entries).collect();
+    let mut inserted = 0;
     on_pool!(backend, pool => {
         in_transaction!(pool, conn => {
         for chunk in entries.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::new(
-                "INSERT INTO dlq_events (event_id, topic, record_key, record_value, headers, \
-                 state, last_error, next_attempt_ms, created_ms) ",
+                "INSERT INTO dlq_events (event_id, event_source, topic, record_key, \
+                 record_value, headers, state, last_error, next_attempt_ms, created_ms) ",
             );
             q.push_values(chunk, |mut row, e| {
                 row.push_bind(e.event_id.clone())
+                    .push_bind(e.event_source.clone())
                     .push_bind(e.topic.clone())
                     .push_bind(e.record.key.clone())
                     .push_bind(e.record.value.clone())
@@ -541,11 +639,20 @@ async fn insert_all(backend: &Backend, batch: &[WriteRequest]) -> Result<(), Sto
                     .push_bind(e.next_attempt_ms)
                     .push_bind(created);
             });
-            q.push(" ON CONFLICT (topic, event_id) DO NOTHING");
-            q.build().execute(&mut *conn).await?;
+            // The same event (topic, source, id) sent again while its first copy waits here
+            // is kept once: it is already durable, so the answer for it is still "stored".
+            q.push(" ON CONFLICT (topic, event_source, event_id) DO NOTHING");
+            inserted += q.build().execute(&mut *conn).await?.rows_affected();
         }
         })
     });
+    let duplicates = entries.len() as u64 - inserted.min(entries.len() as u64);
+    if duplicates > 0 {
+        tracing::info!(
+            duplicates,
+            "events already stored (same topic, source and id) kept once"
+        );
+    }
     Ok(())
 }
 
@@ -720,4 +827,5 @@ where
 }
 
 mod api_keys;
+pub mod reserve;
 pub use api_keys::{ApiKey, NewApiKey};

@@ -43,6 +43,82 @@ pub enum EnsureError {
     /// Kafka could not be asked or refused to create it.
     #[error("Kafka: {0}")]
     Kafka(String),
+    /// The service had as many topics created as the policy allows for now.
+    #[error(
+        "service `{service}` had {limit} topics created in the last {interval_secs} s, as many \
+         as the policy allows; `{topic}` is not created"
+    )]
+    CreationLimited {
+        /// The service.
+        service: String,
+        /// The topic not created.
+        topic: String,
+        /// The policy's `creation.per_service`.
+        limit: u32,
+        /// The policy's `creation.interval_secs`.
+        interval_secs: u64,
+        /// Seconds until the service's window starts again.
+        retry_after_secs: u64,
+    },
+}
+
+/// Whether a missing topic may be created, and on whose account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation<'a> {
+    /// It must exist already (an explicit topic).
+    Never,
+    /// On first publish by this service: within the policy's `creation` limits.
+    ForService(&'a str),
+    /// For an event already accepted (the retry scheduler): the promise was made, so the
+    /// topic is created whatever the count.
+    Accepted,
+}
+
+/// Topics created per service in the current window (fixed windows: simple, and the bound
+/// holds within a factor of two at a window's edge).
+#[derive(Debug, Default)]
+struct CreationCounts {
+    by_service: HashMap<String, (Instant, u32)>,
+}
+
+/// Services tracked at most; beyond it, finished windows are dropped, and a service that
+/// still finds no room is refused creation until one ends.
+const MAX_CREATION_COUNTERS: usize = 10_000;
+
+impl CreationCounts {
+    /// Takes one creation from `service`'s window; `Err(seconds until it restarts)` when none
+    /// is left.
+    fn take(&mut self, service: &str, limit: u32, interval: Duration) -> Result<(), u64> {
+        let now = Instant::now();
+        if !self.by_service.contains_key(service) && self.by_service.len() >= MAX_CREATION_COUNTERS
+        {
+            self.by_service
+                .retain(|_, (start, _)| now.duration_since(*start) < interval);
+            if self.by_service.len() >= MAX_CREATION_COUNTERS {
+                return Err(interval.as_secs().max(1));
+            }
+        }
+        let (start, count) = self
+            .by_service
+            .entry(service.to_owned())
+            .or_insert((now, 0));
+        if now.duration_since(*start) >= interval {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= limit {
+            let left = interval.saturating_sub(now.duration_since(*start));
+            return Err(left.as_secs().max(1));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// Whether `service` has a creation left, without taking it.
+    fn has_room(&self, service: &str, limit: u32, interval: Duration) -> bool {
+        self.by_service
+            .get(service)
+            .is_none_or(|(start, count)| *count < limit || start.elapsed() >= interval)
+    }
 }
 
 /// The cluster as the proxy last saw it.
@@ -63,6 +139,7 @@ pub struct TopicManager {
     known: RwLock<HashSet<String>>,
     pending: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Failure>>>>>,
     most_brokers_seen: AtomicUsize,
+    creations: Mutex<CreationCounts>,
 }
 
 /// A failed check, remembered for [`FAILURE_TTL`].
@@ -104,6 +181,7 @@ impl TopicManager {
             known: RwLock::new(HashSet::new()),
             pending: Mutex::new(HashMap::new()),
             most_brokers_seen: AtomicUsize::new(0),
+            creations: Mutex::new(CreationCounts::default()),
         })
     }
 
@@ -118,9 +196,8 @@ impl TopicManager {
         self.policy.store(Arc::new(policy));
     }
 
-    /// Makes sure `topic` exists. Routed topics are created when auto-creation is on;
-    /// explicit topics (`create = false`) must exist already.
-    pub async fn ensure(&self, topic: &str, create: bool) -> Result<(), EnsureError> {
+    /// Makes sure `topic` exists, creating it as `creation` allows when auto-creation is on.
+    pub async fn ensure(&self, topic: &str, creation: Creation<'_>) -> Result<(), EnsureError> {
         if self.is_known(topic) {
             return Ok(());
         }
@@ -143,12 +220,9 @@ impl TopicManager {
             return Err(f.error.clone());
         }
         let deadline = self.timeout * 2;
-        let outcome = tokio::time::timeout(
-            deadline,
-            self.check_or_create(topic, create && self.policy.load().auto_create()),
-        )
-        .await
-        .unwrap_or_else(|_| Err(EnsureError::Kafka(format!("no answer within {deadline:?}"))));
+        let outcome = tokio::time::timeout(deadline, self.check_or_create(topic, creation))
+            .await
+            .unwrap_or_else(|_| Err(EnsureError::Kafka(format!("no answer within {deadline:?}"))));
         match outcome {
             Ok(()) => {
                 self.remember(topic);
@@ -160,7 +234,10 @@ impl TopicManager {
             }
             // "Does not exist" was a quick, definite answer: asking again is cheap.
             Err(
-                error @ (EnsureError::Unknown(_) | EnsureError::Name(_) | EnsureError::Policy(_)),
+                error @ (EnsureError::Unknown(_)
+                | EnsureError::Name(_)
+                | EnsureError::Policy(_)
+                | EnsureError::CreationLimited { .. }),
             ) => Err(error),
             Err(error) => {
                 *last_failure = Some(Failure {
@@ -190,7 +267,47 @@ impl TopicManager {
         }
     }
 
-    async fn check_or_create(&self, topic: &str, create: bool) -> Result<(), EnsureError> {
+    /// Whether `service` could still have a topic created now (for events stored while Kafka
+    /// cannot be asked: they must not slip past the limit).
+    pub fn creation_allowed(&self, service: &str) -> bool {
+        let policy = self.policy();
+        let limits = policy.creation_limits();
+        self.creations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .has_room(
+                service,
+                limits.per_service,
+                Duration::from_secs(limits.interval_secs),
+            )
+    }
+
+    fn take_creation(&self, service: &str, topic: &str) -> Result<(), EnsureError> {
+        let policy = self.policy();
+        let limits = policy.creation_limits();
+        self.creations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(
+                service,
+                limits.per_service,
+                Duration::from_secs(limits.interval_secs),
+            )
+            .map_err(|retry_after_secs| EnsureError::CreationLimited {
+                service: service.to_owned(),
+                topic: topic.to_owned(),
+                limit: limits.per_service,
+                interval_secs: limits.interval_secs,
+                retry_after_secs,
+            })
+    }
+
+    async fn check_or_create(
+        &self,
+        topic: &str,
+        creation: Creation<'_>,
+    ) -> Result<(), EnsureError> {
+        let create = creation != Creation::Never && self.policy.load().auto_create();
         let metadata = self.metadata().await?;
         // Present but without a leader yet (just created) still counts: delivery waits for it.
         if metadata.topics().iter().any(|t| {
@@ -203,6 +320,9 @@ impl TopicManager {
             return Err(EnsureError::Unknown(topic.to_owned()));
         }
         check_collision(topic, metadata.topics().iter().map(|t| t.name()))?;
+        if let Creation::ForService(service) = creation {
+            self.take_creation(service, topic)?;
+        }
         self.create(topic, metadata.brokers().len()).await
     }
 
@@ -294,5 +414,43 @@ impl TopicManager {
         Ok(ClusterInfo {
             brokers: metadata.brokers().len(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creations_are_counted_per_service_and_window() {
+        let mut counts = CreationCounts::default();
+        let hour = Duration::from_secs(3_600);
+        for _ in 0..3 {
+            counts.take("billing", 3, hour).unwrap();
+        }
+        let wait = counts.take("billing", 3, hour).unwrap_err();
+        assert!((3_590..=3_600).contains(&wait), "{wait}");
+        assert!(!counts.has_room("billing", 3, hour));
+        assert!(counts.has_room("orders", 3, hour));
+        counts.take("orders", 3, hour).unwrap();
+        // A window that has ended starts again.
+        let ended = Duration::from_millis(1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(counts.has_room("billing", 3, ended));
+        counts.take("billing", 3, ended).unwrap();
+        assert!(counts.take("none", 0, hour).is_err(), "0 creates nothing");
+    }
+
+    #[test]
+    fn the_counters_are_bounded() {
+        let mut counts = CreationCounts::default();
+        let hour = Duration::from_secs(3_600);
+        for i in 0..MAX_CREATION_COUNTERS {
+            counts.take(&format!("s{i}"), 5, hour).unwrap();
+        }
+        assert!(counts.take("one-more", 5, hour).is_err());
+        assert_eq!(counts.by_service.len(), MAX_CREATION_COUNTERS);
+        // Once their windows end, room is made.
+        assert!(counts.take("one-more", 5, Duration::ZERO).is_ok());
     }
 }
