@@ -138,7 +138,7 @@ if (($# == 0)); then
   log "fuzz smoke run"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build)
   fuzz_corpus=$(mktemp -d "${TMPDIR:-/tmp}/courier-fuzz.XXXXXX")
-  for target in envelope batch ndjson naming policy binding; do
+  for target in envelope batch ndjson naming policy binding http_binary; do
     mkdir -p "$fuzz_corpus/$target"
     seeds=()
     if [ -d "fuzz/seeds/$target" ]; then seeds=("seeds/$target"); fi

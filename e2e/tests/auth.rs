@@ -550,3 +550,39 @@ async fn the_client_sends_its_key() {
     keyless.shutdown().await;
     proxy.stop().await;
 }
+
+/// `dlq.enabled = false` turns off the 202 path only: keys made through the admin API, the
+/// audit log (and the policy) still live in the store, and an event Kafka cannot take is
+/// refused with 503, not stored.
+#[tokio::test]
+async fn without_the_202_path_keys_and_the_audit_log_still_work() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let svc = unique("no202-");
+    let proxy = proxy(|c| {
+        c.dlq.enabled = false;
+        c.kafka.bootstrap_servers = dead.to_string();
+        c.kafka.request_timeout_ms = 500;
+        c.delivery.ack_timeout_ms = 500;
+    })
+    .await;
+    let (id, key) = create_key(&proxy, &svc).await;
+    let (_, audit) = admin(&proxy, Method::GET, "/admin/api/audit?action=key.", None).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "key.create" && e["target"].as_str() == Some(id.as_str())),
+        "{audit}"
+    );
+    let e = event_json(&unique("e-"), &format!("/{svc}"), json!({}));
+    let (status, headers, body) = publish(&proxy, "/v1/events", Some(&key), &e).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let (pending, parked) = proxy.dlq().await.counts().await.unwrap();
+    assert_eq!((pending, parked), (0, 0), "nothing stored with dlq.enabled = false");
+    proxy.stop().await;
+}

@@ -287,3 +287,61 @@ async fn a_broker_cut_off_the_network_under_load_loses_nothing() {
     assert_eq!(left, (0, 0), "store drained");
     assert_eq!(lost, 0);
 }
+
+/// Two of three brokers frozen: below `min.insync.replicas`, with the third still answering
+/// metadata. No acknowledgement can come, and after the first request finds that out, the
+/// proxy stores at once instead of holding each request for the ack timeout: intake goes on
+/// at the store's pace. Then the brokers come back and every 2xx is read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_brokers_frozen_keep_intake_going_and_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let cluster = FaultCluster::from_env();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
+    let service = unique("twofrozen");
+    let source = format!("/{service}");
+    // The topic exists before the fault: creating it needs the brokers.
+    let warm = load(&proxy.base, &source, 2, &Arc::new(AtomicBool::new(false)))
+        .await
+        .unwrap();
+    cluster.signal(1, "STOP");
+    cluster.signal(2, "STOP");
+    let frozen = load(&proxy.base, &source, 20, &Arc::new(AtomicBool::new(false)))
+        .await
+        .unwrap();
+    cluster.signal(1, "CONT");
+    cluster.signal(2, "CONT");
+    let taken = frozen.accepted().len();
+    eprintln!(
+        "two brokers frozen 20 s: {taken} of {} events answered 2xx ({} stored)",
+        frozen.sent,
+        frozen.stored.len()
+    );
+    // Holding every request for the 5 s ack timeout, 4 workers of 50-event batches take
+    // at most 800 events in 20 s; storing at once, many thousands.
+    assert!(
+        taken >= 2_500,
+        "intake stalled while two brokers were frozen: {taken} events in 20 s"
+    );
+    let (_, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
+        &warm,
+        "before two brokers froze",
+        0.5,
+    )
+    .await;
+    assert_eq!(lost, 0);
+    let (left, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
+        &frozen,
+        "two brokers frozen 20 s",
+        0.5,
+    )
+    .await;
+    assert_eq!(left, (0, 0), "store drained after the brokers came back");
+    assert_eq!(lost, 0);
+}

@@ -269,8 +269,10 @@ pub struct DeliveryConfig {
     /// Stored events the retry scheduler may have in flight at once (a budget apart from
     /// `queue_capacity`, so redelivery never takes live traffic's room).
     pub redelivery_in_flight: usize,
-    /// While Kafka is down, one request per this interval still tries Kafka.
+    /// While Kafka is down, one request per this interval still tries Kafka…
     pub probe_interval_ms: u64,
+    /// …waiting at most this long for the acknowledgement before its events are stored.
+    pub probe_ack_timeout_ms: u64,
     /// How long the proxy remembers an accepted event's outcome by (source, id), so that a
     /// client's retry gets the first outcome, not a second copy. 0 disables it.
     pub dedupe_window_secs: u64,
@@ -289,6 +291,7 @@ impl Default for DeliveryConfig {
             shutdown_flush_ms: 15_000,
             redelivery_in_flight: 20_000,
             probe_interval_ms: 1_000,
+            probe_ack_timeout_ms: 500,
             dedupe_window_secs: 600,
             dedupe_max_bytes: 32 * 1024 * 1024,
         }

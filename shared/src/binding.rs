@@ -129,12 +129,12 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), ExtensionValue::String(v)))
         .collect();
-    // An empty value without a content type is an event without data (as written above); with
-    // one, it is empty data of that type.
+    // An empty value is an event without data (as written above), or empty data of a
+    // declared non-JSON type.
     let value = record
         .value
         .as_ref()
-        .filter(|v| !v.is_empty() || datacontenttype.is_some());
+        .filter(|v| !v.is_empty() || keeps_empty_data(datacontenttype.as_deref()));
     let data = value.map(|bytes| {
         let json_declared = datacontenttype.as_deref().is_some_and(is_json_media_type);
         match json_declared
@@ -161,6 +161,13 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
         extensions,
         id_assigned: false,
     })
+}
+
+/// Whether empty data of this `datacontenttype` is data at all: only of a declared non-JSON
+/// type (empty text, an empty file). Otherwise an event with empty data is an event without
+/// data — a Kafka record, whose empty value stands for "no data", could not tell them apart.
+pub fn keeps_empty_data(datacontenttype: Option<&str>) -> bool {
+    datacontenttype.is_some_and(|ct| !is_json_media_type(ct))
 }
 
 /// `application/json`, `text/json` or any `+json` media type, parameters ignored.

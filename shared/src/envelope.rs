@@ -422,6 +422,14 @@ impl Event {
                     Some(Data::Json(raw))
                 }
             },
+            // Empty data of no declared type is no data: a Kafka record cannot tell the two
+            // apart (an empty value is an event without data).
+            (None, Some(bytes))
+                if bytes.is_empty()
+                    && !crate::binding::keeps_empty_data(datacontenttype.as_deref()) =>
+            {
+                None
+            }
             (None, Some(bytes)) => Some(Data::Binary(bytes)),
             (None, None) => None,
         };

@@ -19,7 +19,8 @@ pub fn is_binary_mode<'a>(mut header_names: impl Iterator<Item = &'a str>) -> bo
 }
 
 /// Reads a binary-mode event from its `ce-*` headers (name, value; other headers are passed
-/// over), its `Content-Type` and its body. An empty body is an event without data. Extension
+/// over), its `Content-Type` and its body. An empty body is an event without data, unless a
+/// non-JSON `Content-Type` declares empty data of that type. Extension
 /// values arrive as strings: the binding does not carry their types.
 pub fn from_http_binary<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
@@ -71,7 +72,7 @@ pub fn from_http_binary<'a>(
         fields.data = Some(raw);
     }
     let mut event = Event::validate(fields)?;
-    if !json && !body.is_empty() {
+    if !json && (!body.is_empty() || crate::binding::keeps_empty_data(content_type)) {
         event.data = Some(Data::Binary(body.to_vec()));
     }
     Ok(event)

@@ -44,6 +44,10 @@ impl DedupeWindow {
         let cache = (!ttl.is_zero() && max_bytes > 0).then(|| {
             Cache::builder()
                 .time_to_live(ttl)
+                // The most recent events are the ones a client resends: always remember
+                // them, forgetting the least recently used (TinyLFU's admission could turn a
+                // new event away).
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .weigher(
                     |(topic, source, id): &(String, String, String), _: &Remembered| {
                         u32::try_from(topic.len() + source.len() + id.len() + ENTRY_OVERHEAD)

@@ -192,6 +192,11 @@ impl AppState {
         &self.0.topics
     }
 
+    /// Delivery settings.
+    pub fn delivery(&self) -> &DeliveryConfig {
+        &self.0.delivery
+    }
+
     /// Request limits.
     pub fn limits(&self) -> &LimitsConfig {
         &self.0.limits

@@ -23,7 +23,7 @@ use super::AppState;
 use super::body::{BodyFormat, Parsed, event_error, parse, parse_binary, read_body};
 use super::dedupe::Remembered;
 use crate::auth::Identity;
-use crate::delivery::{Delivered, DeliveryError, Outgoing};
+use crate::delivery::{Delivered, DeliveryError, Outgoing, Route};
 use crate::dlq::NewEntry;
 use crate::dlq::store::now_ms;
 use crate::error::ApiError;
@@ -555,15 +555,26 @@ pub async fn process(
             record: &r.record,
         })
         .collect();
-    // While Kafka is known to be down, waiting for an acknowledgement only delays the 202.
-    let bypass = state.event_store().is_some() && state.pipeline().circuit().should_bypass();
+    // While Kafka is known to be down, waiting for an acknowledgement only delays the 202: the
+    // events are stored at once, but for one probing request per interval, which waits only
+    // the probe's deadline.
+    let route = match state.event_store() {
+        Some(_) => state.pipeline().circuit().route(),
+        None => Route::Send,
+    };
+    let bypass = route == Route::Bypass;
     let results = if bypass {
         vec![Err(DeliveryError::CircuitOpen); outgoing.len()]
     } else {
         let span = traced(|| tracing::info_span!("kafka.produce", events = outgoing.len()));
+        let delivery = state.delivery();
+        let ack_timeout = match route {
+            Route::Probe => delivery.probe_ack_timeout_ms,
+            _ => delivery.ack_timeout_ms,
+        };
         state
             .pipeline()
-            .deliver_all(&outgoing)
+            .deliver_all_within(&outgoing, std::time::Duration::from_millis(ack_timeout))
             .instrument(span)
             .await
     };

@@ -215,11 +215,23 @@ impl Pipeline {
         self.config.queue_capacity - self.permits.available_permits()
     }
 
-    /// Sends all events at once and waits for each acknowledgement; results in input order.
-    /// Either the whole set gets room in the queue or none of it is sent.
+    /// Sends all events at once and waits for each acknowledgement (up to the ack timeout);
+    /// results in input order. Either the whole set gets room in the queue or none of it is
+    /// sent.
     pub async fn deliver_all(
         &self,
         events: &[Outgoing<'_>],
+    ) -> Vec<Result<Delivered, DeliveryError>> {
+        self.deliver_all_within(events, Duration::from_millis(self.config.ack_timeout_ms))
+            .await
+    }
+
+    /// [`Self::deliver_all`], waiting at most `ack_timeout` for the acknowledgements (a probe
+    /// of an open circuit waits less than live traffic does).
+    pub async fn deliver_all_within(
+        &self,
+        events: &[Outgoing<'_>],
+        ack_timeout: Duration,
     ) -> Vec<Result<Delivered, DeliveryError>> {
         if events.is_empty() {
             return Vec::new();
@@ -232,7 +244,6 @@ impl Pipeline {
                 Ok(Err(_closed)) => return vec![Err(DeliveryError::ShuttingDown); events.len()],
                 Err(_elapsed) => return vec![Err(DeliveryError::QueueFull); events.len()],
             };
-        let ack_timeout = Duration::from_millis(self.config.ack_timeout_ms);
         self.send_all(events, permits, ack_timeout).await
     }
 
@@ -336,15 +347,28 @@ impl Pipeline {
     }
 }
 
-/// A circuit breaker on Kafka's health. After a delivery fails because Kafka is down, new
-/// events skip the wait for an acknowledgement that will not come and go straight to the DLQ
-/// store; one request per probe interval still tries Kafka, and any success (live or from the
-/// retry scheduler) closes the circuit again.
+/// A circuit breaker on Kafka's health. After a delivery fails because Kafka is down — no
+/// acknowledgement, or none it can give, as below `min.insync.replicas` while the cluster
+/// still answers — new events skip the wait for an acknowledgement that will not come and go
+/// straight to the DLQ store. One request per probe interval still tries Kafka, with a short
+/// deadline of its own, so the probing client is not held for the whole ack timeout; any
+/// success (live or from the retry scheduler) closes the circuit again.
 #[derive(Debug)]
 pub struct Circuit {
     open_since_ms: AtomicI64,
     last_probe_ms: AtomicI64,
     probe_interval_ms: i64,
+}
+
+/// How a request's events go while the circuit is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Kafka is up: send, and wait for the acknowledgement up to the ack timeout.
+    Send,
+    /// Kafka is believed down; this request tries it, within the probe's deadline.
+    Probe,
+    /// Kafka is believed down: do not send, store.
+    Bypass,
 }
 
 impl Circuit {
@@ -376,11 +400,11 @@ impl Circuit {
         }
     }
 
-    /// True while Kafka is believed down, except for one caller per probe interval, which
-    /// is let through to try Kafka.
-    pub fn should_bypass(&self) -> bool {
+    /// How the next request's events go: sent while Kafka is believed up; otherwise stored,
+    /// but for one request per probe interval, which probes Kafka.
+    pub fn route(&self) -> Route {
         if self.open_since_ms.load(Ordering::Relaxed) == 0 {
-            return false;
+            return Route::Send;
         }
         let now = crate::dlq::store::now_ms();
         let last = self.last_probe_ms.load(Ordering::Relaxed);
@@ -389,6 +413,25 @@ impl Circuit {
                 .last_probe_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
-        !probe
+        if probe { Route::Probe } else { Route::Bypass }
+    }
+}
+
+#[cfg(test)]
+mod circuit_tests {
+    use super::*;
+
+    #[test]
+    fn an_open_circuit_stores_and_probes_once_per_interval() {
+        let circuit = Circuit::new(60_000);
+        assert_eq!(circuit.route(), Route::Send);
+        circuit.record_failure();
+        // Just opened: the failure itself was the probe of this interval.
+        assert_eq!(circuit.route(), Route::Bypass);
+        circuit.last_probe_ms.store(0, Ordering::Relaxed);
+        assert_eq!(circuit.route(), Route::Probe, "the interval is over");
+        assert_eq!(circuit.route(), Route::Bypass, "one probe per interval");
+        circuit.record_success();
+        assert_eq!(circuit.route(), Route::Send);
     }
 }
