@@ -583,6 +583,10 @@ async fn without_the_202_path_keys_and_the_audit_log_still_work() {
     assert_eq!(status, 503, "{body}");
     assert!(headers.contains_key("retry-after"));
     let (pending, parked) = proxy.dlq().await.counts().await.unwrap();
-    assert_eq!((pending, parked), (0, 0), "nothing stored with dlq.enabled = false");
+    assert_eq!(
+        (pending, parked),
+        (0, 0),
+        "nothing stored with dlq.enabled = false"
+    );
     proxy.stop().await;
 }

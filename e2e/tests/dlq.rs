@@ -296,7 +296,7 @@ async fn a_full_store_disk_answers_503_and_keeps_every_202() {
         c.kafka.request_timeout_ms = 300;
         c.delivery.ack_timeout_ms = 300;
         c.dlq.url = url.clone();
-        c.dlq.reserve_bytes = 64 * 1024;
+        c.dlq.reserve_bytes = 128 * 1024;
     })
     .await;
     let client = http();
@@ -366,7 +366,9 @@ async fn a_full_store_disk_answers_503_and_keeps_every_202() {
     // its deletes), and every event answered 202 reaches Kafka.
     let up = TestProxy::start(|c| {
         c.dlq.url = url.clone();
-        c.dlq.reserve_bytes = 64 * 1024;
+        // The reserve holds a round's writes: rounds of 100 events on this tiny disk.
+        c.dlq.reserve_bytes = 128 * 1024;
+        c.dlq.batch = 100;
         c.dlq.backoff_initial_ms = 100;
     })
     .await;

@@ -283,33 +283,52 @@ impl DlqStore {
         })
     }
 
-    /// Runs an upkeep write (delete, reschedule, replay); on a full disk, releases the reserve
-    /// and tries once more in the room it leaves.
+    /// Runs an upkeep write (claim, delete, reschedule, replay). On a full disk it releases
+    /// the reserve, which leaves room to checkpoint the write-ahead log into the database
+    /// (pages written since the last checkpoint may need the database file to grow), truncates
+    /// the log — on a full disk the automatic checkpoint may never come, and the log only
+    /// grows until one empties it — and tries once more.
     async fn upkeep<T, F, Fut>(&self, write: F) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        match write().await {
-            Err(StoreError::DiskFull(_)) if self.reserve.release().await => write().await,
+        let result = match write().await {
+            Err(StoreError::DiskFull(_)) => {
+                self.reserve.release().await;
+                self.truncate_log().await;
+                write().await
+            }
             other => other,
+        };
+        // Without its reserve the store keeps the log short: every upkeep write is
+        // checkpointed at once, so the log never again takes the room the next one needs.
+        if self.reserve.is_released() {
+            self.truncate_log().await;
         }
+        result
     }
 
-    /// After a released reserve: truncates the write-ahead log (a drain leaves free pages in
-    /// the database, which new events reuse, but the log keeps its size) and puts the reserve
-    /// back, so new events are stored again. True when the reserve is in place.
-    pub async fn restore_reserve(&self) -> bool {
-        if !self.reserve.is_released() {
-            return true;
-        }
+    /// Checkpoints a SQLite store's write-ahead log into the database and truncates it.
+    async fn truncate_log(&self) {
         if let Backend::Sqlite(pool) = &self.backend
             && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(pool)
                 .await
         {
-            tracing::debug!(error = %e, "checkpoint before restoring the reserve failed");
+            tracing::debug!(error = %e, "could not truncate the write-ahead log");
         }
+    }
+
+    /// After a released reserve: truncates the write-ahead log (pages a drain freed stay in
+    /// the database file for new events to reuse) and puts the reserve back, so new events are
+    /// stored again. True when the reserve is in place; false while the disk has no room for
+    /// it (then an operator must free space: the store says so in its log).
+    pub async fn restore_reserve(&self) -> bool {
+        if !self.reserve.is_released() {
+            return true;
+        }
+        self.truncate_log().await;
         self.reserve.fill().await
     }
 

@@ -4,8 +4,9 @@
 //! until an operator freed space by hand.
 //!
 //! So the store keeps a file of zeros beside the database (`<db>.reserve`). When an upkeep
-//! write (delete, reschedule, park, replay, discard) finds the disk full, the file is removed
-//! and the write tried again in the room it leaves. From then on new events are refused (503)
+//! write (claim, delete, reschedule, park, replay, discard) finds the disk full, the file is
+//! removed, the log checkpointed into the database in the room that leaves and truncated, and
+//! the write tried again. From then on new events are refused (503)
 //! rather than eat that room, until the reserve can be put back: the scheduler tries after
 //! each round, once the drain has truncated the write-ahead log.
 //! A PostgreSQL store has no reserve: its disk is the server's.
