@@ -134,6 +134,18 @@ async function send(proxy, { binary, structured, batch }) {
       else topics.add(answer.topic);
     }
   }
+  // HTTP.binary does not percent-encode (the HTTP binding's 3.1.3.2 asks for it): "café" goes
+  // out as the Latin-1 byte E9, not UTF-8, and fetch refuses anything past U+00FF. The proxy
+  // must refuse such a header with a 422 problem, never take a mangled value.
+  const latin1 = HTTP.binary(
+    new CloudEvent({ source: "/sdk-probe", type: "courier.sdk.latin1", subject: "café" }),
+  );
+  const probe = await post(url, latin1);
+  if (probe.status !== 422 || !String(probe.answer?.detail).includes("ce-subject")) {
+    problems.push(`binary, unencoded non-ASCII subject: want 422 naming ce-subject, got HTTP ${probe.status}: ${JSON.stringify(probe.answer)}`);
+  } else {
+    console.log(`note: HTTP.binary sends "café" unencoded (Latin-1); refused as it should be: ${probe.answer.detail}`);
+  }
   const body = `[${batch.map((e) => HTTP.structured(e).body).join(",")}]`;
   const { status, answer } = await post(url, { headers: { "content-type": BATCH_CONTENT_TYPE }, body });
   if (status !== 200) problems.push(`batch: HTTP ${status}: ${JSON.stringify(answer)}`);
