@@ -92,4 +92,20 @@ if [ "$("$venv/bin/schemathesis" --version 2>/dev/null | grep -o '[0-9][0-9.]*' 
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+
+# ---- the official CloudEvents SDK for Python and a pure-Python Kafka reader, pinned, in a venv
+# of their own: e2e/tests/sdks.rs runs e2e/sdk/python/conformance.py with its interpreter
+# (scripts/test.sh hands it over as COURIER_TEST_PYTHON). The JavaScript SDK is installed by
+# scripts/test.sh from e2e/sdk/js/package-lock.json.
+sdk_requirements="$(dirname "$here")/e2e/sdk/python/requirements.txt"
+sdk_venv="$(courier_cache_dir)/sdk-venv"
+sdk_stamp="$sdk_venv/.courier-requirements.sha256"
+sdk_sum="$(sha256sum <"$sdk_requirements" | cut -d' ' -f1)"
+if [ "$(cat "$sdk_stamp" 2>/dev/null)" != "$sdk_sum" ] || [ ! -x "$sdk_venv/bin/python" ]; then
+  log "installing the CloudEvents SDK for Python ($sdk_requirements) into $sdk_venv"
+  python3 -m venv "$sdk_venv"
+  "$sdk_venv/bin/pip" install --quiet --disable-pip-version-check -r "$sdk_requirements"
+  printf '%s\n' "$sdk_sum" >"$sdk_stamp"
+fi
+# ---- end CloudEvents SDK for Python
 log "done"

@@ -9,7 +9,8 @@
 #      (COURIER_TEST_POSTGRES_URL),
 #   5. start a single-node Elasticsearch for the sink tests (COURIER_TEST_ES_URL) and a
 #      one-broker cluster with a SASL_SSL listener (COURIER_TEST_SASL_KAFKA_DIR),
-#   6. run every test of the workspace against them,
+#   6. run every test of the workspace against them (the CloudEvents SDK conformance test with
+#      the Python SDK's venv from setup.sh and `npm ci --prefix e2e/sdk/js`),
 #   7. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
 #      process on the shared cluster,
 #   8. check the served OpenAPI document against a running proxy with schemathesis
@@ -121,6 +122,19 @@ wait "$sasl_pid" || die "the SASL_SSL Kafka test cluster did not start"
 export COURIER_TEST_SASL_KAFKA_DIR="$sasl_dir"
 log "SASL_SSL Kafka cluster in $sasl_dir"
 # ---- end SASL_SSL Kafka
+
+# ---- CloudEvents SDK conformance (e2e/tests/sdks.rs): the Python SDK's venv from setup.sh, the
+# JavaScript SDK from its lock file, installed again only when the lock file changed (a second
+# run needs no network).
+COURIER_TEST_PYTHON="$(courier_cache_dir)/sdk-venv/bin/python"
+export COURIER_TEST_PYTHON
+sdk_js_sum="$(sha256sum <e2e/sdk/js/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat e2e/sdk/js/node_modules/.courier-lock.sha256 2>/dev/null)" != "$sdk_js_sum" ]; then
+  log "installing the CloudEvents SDK for JavaScript (npm ci --prefix e2e/sdk/js)"
+  npm ci --prefix e2e/sdk/js --no-audit --no-fund --loglevel=error --prefer-offline
+  printf '%s\n' "$sdk_js_sum" >e2e/sdk/js/node_modules/.courier-lock.sha256
+fi
+# ---- end CloudEvents SDK conformance
 
 log "cargo test"
 cargo test --workspace --locked "$@"

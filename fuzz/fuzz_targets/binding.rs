@@ -82,12 +82,10 @@ fuzz_target!(|input: Input| {
         headers,
     };
     if let Ok(event) = from_record(&record) {
-        // What was read payload-wise is what the record carried; an empty value is no data
-        // unless a non-JSON content type declares empty data.
-        let kept = courier_shared::binding::keeps_empty_data(event.datacontenttype.as_deref());
+        // What was read payload-wise is what the record carried; an empty value is no data.
         assert_eq!(
             event.data.as_ref().map(|d| d.as_bytes()),
-            record.value.as_deref().filter(|v| !v.is_empty() || kept)
+            record.value.as_deref().filter(|v| !v.is_empty())
         );
         check_binary_mode(&event);
     }

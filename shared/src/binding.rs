@@ -64,7 +64,11 @@ pub fn to_record(event: &Event) -> KafkaRecord {
     for (name, value) in &event.extensions {
         put(name, &value.to_string());
     }
-    if let Some(ct) = &event.datacontenttype {
+    if let Some(ct) = event
+        .datacontenttype
+        .as_ref()
+        .filter(|_| event.data.is_some())
+    {
         headers.push((CONTENT_TYPE_HEADER.to_owned(), ct.as_bytes().to_vec()));
     }
     KafkaRecord {
@@ -129,12 +133,12 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), ExtensionValue::String(v)))
         .collect();
-    // An empty value is an event without data (as written above), or empty data of a
-    // declared non-JSON type.
-    let value = record
-        .value
-        .as_ref()
-        .filter(|v| !v.is_empty() || keeps_empty_data(datacontenttype.as_deref()));
+    // An empty value is an event without data (as written above), and an event without data
+    // has no `datacontenttype`: a content type over nothing describes nothing.
+    let value = record.value.as_ref().filter(|v| !v.is_empty());
+    if value.is_none() {
+        datacontenttype = None;
+    }
     let data = value.map(|bytes| {
         let json_declared = datacontenttype.as_deref().is_some_and(is_json_media_type);
         match json_declared
@@ -161,13 +165,6 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
         extensions,
         id_assigned: false,
     })
-}
-
-/// Whether empty data of this `datacontenttype` is data at all: only of a declared non-JSON
-/// type (empty text, an empty file). Otherwise an event with empty data is an event without
-/// data — a Kafka record, whose empty value stands for "no data", could not tell them apart.
-pub fn keeps_empty_data(datacontenttype: Option<&str>) -> bool {
-    datacontenttype.is_some_and(|ct| !is_json_media_type(ct))
 }
 
 /// `application/json`, `text/json` or any `+json` media type, parameters ignored.
@@ -252,13 +249,28 @@ mod tests {
         let r = to_record(&e);
         assert_eq!(r.value.as_deref(), Some(&b""[..]));
         assert_eq!(from_record(&r).unwrap().data, None);
-        // Empty data of a declared type stays empty data.
+        // Empty data is no data, whatever its declared type, and no data has no type: a
+        // content type over an empty value is what some SDKs cannot read.
         let e = Event::from_json(
             br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/plain","data":""}"#,
         )
         .unwrap();
-        let back = from_record(&to_record(&e)).unwrap();
-        assert_eq!(back.data.map(|d| d.as_bytes().to_vec()), Some(vec![]));
+        assert_eq!((&e.data, &e.datacontenttype), (&None, &None));
+        let r = to_record(&e);
+        assert_eq!(r.header("content-type"), None);
+        let read = from_record(&KafkaRecord {
+            key: None,
+            value: Some(Vec::new()),
+            headers: vec![
+                ("ce_specversion".into(), b"1.0".to_vec()),
+                ("ce_id".into(), b"1".to_vec()),
+                ("ce_source".into(), b"/s".to_vec()),
+                ("ce_type".into(), b"t".to_vec()),
+                ("content-type".into(), b"application/json".to_vec()),
+            ],
+        })
+        .unwrap();
+        assert_eq!((read.data, read.datacontenttype), (None, None));
     }
 
     proptest! {

@@ -422,17 +422,15 @@ impl Event {
                     Some(Data::Json(raw))
                 }
             },
-            // Empty data of no declared type is no data: a Kafka record cannot tell the two
-            // apart (an empty value is an event without data).
-            (None, Some(bytes))
-                if bytes.is_empty()
-                    && !crate::binding::keeps_empty_data(datacontenttype.as_deref()) =>
-            {
-                None
-            }
             (None, Some(bytes)) => Some(Data::Binary(bytes)),
             (None, None) => None,
         };
+        // Empty data is no data (a Kafka record's empty value is an event without data, so
+        // the two could not be told apart), and an event without data has no content type.
+        let data = data.filter(|d| !d.as_bytes().is_empty());
+        if data.is_none() {
+            datacontenttype = None;
+        }
         if matches!(data, Some(Data::Json(_))) && datacontenttype.is_none() {
             // The JSON format implies application/json; making it explicit keeps the binary
             // binding (content-type header) lossless.

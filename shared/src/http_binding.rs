@@ -19,8 +19,8 @@ pub fn is_binary_mode<'a>(mut header_names: impl Iterator<Item = &'a str>) -> bo
 }
 
 /// Reads a binary-mode event from its `ce-*` headers (name, value; other headers are passed
-/// over), its `Content-Type` and its body. An empty body is an event without data, unless a
-/// non-JSON `Content-Type` declares empty data of that type. Extension
+/// over), its `Content-Type` and its body. An empty body is an event without data, whatever
+/// `Content-Type` came with it (none is kept). Extension
 /// values arrive as strings: the binding does not carry their types.
 pub fn from_http_binary<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
@@ -58,7 +58,12 @@ pub fn from_http_binary<'a>(
             })?;
         fields.attrs.push((attr, Value::String(text.into_owned())));
     }
-    if let Some(ct) = content_type {
+    // An empty body is an event without data, and a `Content-Type` beside it describes no data:
+    // it is not kept. Several senders put one on every request (the JavaScript SDK's
+    // `HTTP.binary` puts `application/json; charset=utf-8`, curl's `-d ''` a form type); kept,
+    // it would go to Kafka as a `content-type` header over an empty value, which the Kafka
+    // binding reads as empty data of that type (and the JavaScript SDK cannot read at all).
+    if let Some(ct) = content_type.filter(|_| !body.is_empty()) {
         fields
             .attrs
             .push(("datacontenttype".into(), Value::String(ct.to_owned())));
@@ -72,7 +77,7 @@ pub fn from_http_binary<'a>(
         fields.data = Some(raw);
     }
     let mut event = Event::validate(fields)?;
-    if !json && (!body.is_empty() || crate::binding::keeps_empty_data(content_type)) {
+    if !json && !body.is_empty() {
         event.data = Some(Data::Binary(body.to_vec()));
     }
     Ok(event)
@@ -130,6 +135,27 @@ mod tests {
         assert_eq!(e.data.unwrap().as_bytes(), b"<a/>");
         let e = event(&BASE, None, b"").unwrap();
         assert!(e.data.is_none() && e.datacontenttype.is_none());
+    }
+
+    /// The JavaScript SDK sends `Content-Type: application/json; charset=utf-8` with the empty
+    /// body of an event without data: the event has no data and no `datacontenttype`, so its
+    /// Kafka record is an empty value without a `content-type` header, which every SDK reads as
+    /// an event without data.
+    #[test]
+    fn an_empty_body_is_no_data_whatever_its_content_type() {
+        for ct in [
+            "application/json; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "application/octet-stream",
+        ] {
+            let e = event(&BASE, Some(ct), b"").unwrap();
+            assert!(e.data.is_none(), "{ct}");
+            assert_eq!(e.datacontenttype, None, "{ct}");
+            let record = crate::binding::to_record(&e);
+            assert_eq!(record.value.as_deref(), Some(&b""[..]));
+            assert_eq!(record.header(crate::binding::CONTENT_TYPE_HEADER), None);
+            assert_eq!(crate::binding::from_record(&record).unwrap(), e);
+        }
     }
 
     #[test]
