@@ -218,7 +218,8 @@ mod tests {
             log in any::<bool>(),
             ext in proptest::collection::btree_map("x[a-z0-9]{0,8}", text(), 0..4),
             json in proptest::option::of(any::<i64>()),
-            binary in proptest::collection::vec(any::<u8>(), 0..64),
+            // Not empty: empty data is no data (see `an_event_without_data_is_an_empty_value_not_a_tombstone`).
+            binary in proptest::collection::vec(any::<u8>(), 1..64),
         ) -> Event {
             let category = match (&error, log) {
                 (Some(_), _) => Category::Error,
