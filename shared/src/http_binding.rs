@@ -78,7 +78,9 @@ pub fn from_http_binary<'a>(
     }
     let mut event = Event::validate(fields)?;
     if !json && !body.is_empty() {
+        // Validated above as an attribute, and dropped there for want of data: the body is it.
         event.data = Some(Data::Binary(body.to_vec()));
+        event.datacontenttype = content_type.map(str::to_owned);
     }
     Ok(event)
 }
@@ -130,6 +132,7 @@ mod tests {
     fn any_media_type_is_data_as_it_came() {
         let bytes = [0u8, 159, 146, 150];
         let e = event(&BASE, Some("application/octet-stream"), &bytes).unwrap();
+        assert_eq!(e.datacontenttype.as_deref(), Some("application/octet-stream"));
         assert_eq!(e.data.unwrap().as_bytes(), bytes);
         let e = event(&BASE, Some("text/xml"), b"<a/>").unwrap();
         assert_eq!(e.data.unwrap().as_bytes(), b"<a/>");
