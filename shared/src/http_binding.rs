@@ -132,7 +132,10 @@ mod tests {
     fn any_media_type_is_data_as_it_came() {
         let bytes = [0u8, 159, 146, 150];
         let e = event(&BASE, Some("application/octet-stream"), &bytes).unwrap();
-        assert_eq!(e.datacontenttype.as_deref(), Some("application/octet-stream"));
+        assert_eq!(
+            e.datacontenttype.as_deref(),
+            Some("application/octet-stream")
+        );
         assert_eq!(e.data.unwrap().as_bytes(), bytes);
         let e = event(&BASE, Some("text/xml"), b"<a/>").unwrap();
         assert_eq!(e.data.unwrap().as_bytes(), b"<a/>");
