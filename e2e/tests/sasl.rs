@@ -26,16 +26,16 @@ use tokio_util::sync::CancellationToken;
 /// Environment variable naming the directory of a cluster started with `--sasl-ssl`.
 const SASL_DIR_ENV: &str = "COURIER_TEST_SASL_KAFKA_DIR";
 
-/// The librdkafka properties of a SASL_SSL client of the cluster (`sasl-client.properties`),
-/// or `None` (with a note on stderr) when no such cluster was named.
-fn sasl_properties(test: &str) -> Option<BTreeMap<String, String>> {
-    let Ok(dir) = std::env::var(SASL_DIR_ENV) else {
-        eprintln!(
-            "SKIPPED {test}: {SASL_DIR_ENV} is not set; scripts/test.sh starts a SASL_SSL \
-             cluster with `scripts/kafka/cluster.sh start --sasl-ssl` and sets it"
-        );
-        return None;
-    };
+/// The librdkafka properties of a SASL_SSL client of the cluster (`sasl-client.properties`).
+/// Panics with instructions when no such cluster was named: a test whose environment is
+/// missing fails, it does not pass having done nothing.
+fn sasl_properties() -> BTreeMap<String, String> {
+    let dir = std::env::var(SASL_DIR_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{SASL_DIR_ENV} is not set: scripts/test.sh starts a SASL_SSL cluster with \
+             `scripts/kafka/cluster.sh start --sasl-ssl --dir DIR` and sets it to DIR"
+        )
+    });
     let path = std::path::Path::new(&dir).join("sasl-client.properties");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
@@ -54,7 +54,7 @@ fn sasl_properties(test: &str) -> Option<BTreeMap<String, String>> {
         .collect();
     assert_eq!(props["security.protocol"], "SASL_SSL");
     assert_eq!(props["sasl.mechanism"], "SCRAM-SHA-512");
-    Some(props)
+    props
 }
 
 /// Points the proxy at the SASL_SSL listener, the rest of `props` as `kafka.properties`.
@@ -124,9 +124,7 @@ async fn post(proxy: &TestProxy, content_type: &str, body: String) -> (u16, Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_delivered_over_sasl_ssl() {
-    let Some(props) = sasl_properties("events_are_delivered_over_sasl_ssl") else {
-        return;
-    };
+    let props = sasl_properties();
     let proxy = TestProxy::start(|c| use_sasl(c, &props)).await;
     let svc = unique("sasl");
     let topic = format!("{svc}.events");
@@ -167,11 +165,7 @@ async fn events_are_delivered_over_sasl_ssl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_stores_events_and_the_right_one_delivers_them() {
-    let Some(props) =
-        sasl_properties("a_wrong_password_stores_events_and_the_right_one_delivers_them")
-    else {
-        return;
-    };
+    let props = sasl_properties();
     let store = tempfile::tempdir().unwrap();
     let dlq_url = format!("sqlite:{}", store.path().join("dlq.db").display());
     let mut wrong = props.clone();
@@ -244,9 +238,7 @@ impl Handler for Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_consumer_reads_over_sasl_ssl() {
-    let Some(props) = sasl_properties("the_main_consumer_reads_over_sasl_ssl") else {
-        return;
-    };
+    let props = sasl_properties();
     let proxy = TestProxy::start(|c| use_sasl(c, &props)).await;
     let svc = unique("saslmain");
     let mut batch: Vec<Value> = (0..4)
