@@ -345,3 +345,65 @@ async fn two_brokers_frozen_keep_intake_going_and_lose_nothing() {
     assert_eq!(left, (0, 0), "store drained after the brokers came back");
     assert_eq!(lost, 0);
 }
+
+/// A topic is never created with fewer replicas than the cluster's default because a broker
+/// is down: a fresh proxy that has only ever seen two of the three brokers creates a new
+/// topic with three replicas (the cluster's `default.replication.factor`), not two; its
+/// events are delivered (two in sync meet `min.insync.replicas`) or stored, and all of them
+/// are read back once the third broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_topic_gets_all_its_replicas_while_a_broker_is_down() {
+    let _serial = SERIAL.lock().await;
+    let cluster = FaultCluster::from_env();
+    let reader: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .create()
+        .unwrap();
+    let brokers = |topic: Option<&str>| {
+        rdkafka::consumer::Consumer::fetch_metadata(&reader, topic, Duration::from_secs(10))
+            .unwrap()
+    };
+    cluster.signal(3, "KILL");
+    // Fenced once its session times out: from then on the cluster lists two brokers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while brokers(None).brokers().len() > 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        brokers(None).brokers().len(),
+        2,
+        "the killed broker is fenced"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
+    let service = unique("replicas");
+    let report = run_load(
+        vec![proxy.base.clone()],
+        format!("/{service}"),
+        20,
+        2,
+        200,
+        Duration::from_secs(60),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await;
+    cluster.start_node(3);
+    let (left, lost) = settle(
+        &cluster,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "new topic while a broker is down",
+        1.0,
+    )
+    .await;
+    assert_eq!(left, (0, 0), "store drained once the broker was back");
+    assert_eq!(lost, 0);
+    let topic = format!("{service}.events");
+    let metadata = brokers(Some(&topic));
+    let partitions = metadata.topics()[0].partitions();
+    assert!(!partitions.is_empty());
+    for p in partitions {
+        assert_eq!(p.replicas().len(), 3, "partition {} of {topic}", p.id());
+    }
+}

@@ -133,7 +133,8 @@ pub struct TopicTemplate {
     /// Partitions.
     #[schema(minimum = 1, maximum = 10_000)]
     pub partitions: i32,
-    /// Replication factor; unset means min(3, brokers).
+    /// Replication factor; unset means the cluster's `default.replication.factor` (or, when
+    /// it cannot be read, min(3, the most brokers seen)).
     #[schema(minimum = 1, maximum = 32_767)]
     pub replication_factor: Option<i32>,
     /// `min.insync.replicas`, at most the replication factor; unset means 2 when the

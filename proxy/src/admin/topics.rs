@@ -195,10 +195,10 @@ async fn create_topic(
         .map_err(|e| admin_error(e.into()))?;
     check_collision(name, metadata.topics().iter().map(|t| t.name()))
         .map_err(|e| ApiError::new(ProblemKind::Conflict, e.to_string()))?;
-    let brokers = metadata.brokers().len();
-    let rf = request
-        .replication_factor
-        .unwrap_or_else(|| template.replication_for(state.topics().brokers_for_creation(brokers)));
+    let rf = match request.replication_factor {
+        Some(rf) => rf,
+        None => state.topics().replication_for(template, &metadata).await,
+    };
     let mut configs = template.topic_configs(rf);
     configs.extend(request.configs);
     state

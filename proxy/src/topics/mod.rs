@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use courier_shared::TopicError;
 use courier_shared::policy::{CompiledPolicy, Refusal};
 use courier_shared::topic::{check_collision, validate_topic_name};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
@@ -140,6 +140,7 @@ pub struct TopicManager {
     pending: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Failure>>>>>,
     most_brokers_seen: AtomicUsize,
     creations: Mutex<CreationCounts>,
+    cluster_replication: tokio::sync::OnceCell<i32>,
 }
 
 /// A failed check, remembered for [`FAILURE_TTL`].
@@ -182,6 +183,7 @@ impl TopicManager {
             pending: Mutex::new(HashMap::new()),
             most_brokers_seen: AtomicUsize::new(0),
             creations: Mutex::new(CreationCounts::default()),
+            cluster_replication: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -323,13 +325,13 @@ impl TopicManager {
         if let Creation::ForService(service) = creation {
             self.take_creation(service, topic)?;
         }
-        self.create(topic, metadata.brokers().len()).await
+        self.create(topic, &metadata).await
     }
 
-    async fn create(&self, topic: &str, live_brokers: usize) -> Result<(), EnsureError> {
+    async fn create(&self, topic: &str, metadata: &Metadata) -> Result<(), EnsureError> {
         let policy = self.policy();
         let template = policy.template_for(topic)?;
-        let rf = template.replication_for(self.brokers_for_creation(live_brokers));
+        let rf = self.replication_for(template, metadata).await;
         self.create_topic(topic, template.partitions, rf, &template.topic_configs(rf))
             .await?;
         tracing::info!(
@@ -342,13 +344,61 @@ impl TopicManager {
         Ok(())
     }
 
-    /// The most brokers ever seen, not the live count: a topic created while one broker is
-    /// down must still get three replicas (creation then fails and is retried) instead of
-    /// being under-replicated for good.
-    pub(crate) fn brokers_for_creation(&self, live_brokers: usize) -> usize {
-        self.most_brokers_seen
-            .fetch_max(live_brokers, Ordering::Relaxed)
-            .max(live_brokers)
+    /// The replication factor of a new topic: the template's, else the cluster's own
+    /// `default.replication.factor` (read once from a broker), else min(3, the most brokers
+    /// ever seen). Never the live count: a topic created while a broker is down must still
+    /// get all its replicas — Kafka refuses the creation meanwhile, and its events wait in the
+    /// store — instead of being under-replicated for good.
+    pub async fn replication_for(
+        &self,
+        template: &courier_shared::TopicTemplate,
+        metadata: &Metadata,
+    ) -> i32 {
+        if let Some(rf) = template.replication_factor {
+            return rf;
+        }
+        let live = metadata.brokers().len();
+        let most_seen = self
+            .most_brokers_seen
+            .fetch_max(live, Ordering::Relaxed)
+            .max(live);
+        match self.cluster_replication(metadata).await {
+            Some(rf) => rf,
+            None => template.replication_for(most_seen),
+        }
+    }
+
+    /// The cluster's `default.replication.factor`, once read.
+    async fn cluster_replication(&self, metadata: &Metadata) -> Option<i32> {
+        let broker = metadata.brokers().first()?.id();
+        self.cluster_replication
+            .get_or_try_init(|| async {
+                let options = AdminOptions::new()
+                    .operation_timeout(Some(self.timeout))
+                    .request_timeout(Some(self.timeout));
+                let results = self
+                    .admin
+                    .describe_configs(&[ResourceSpecifier::Broker(broker)], &options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let resource = results
+                    .into_iter()
+                    .next()
+                    .ok_or("no answer")?
+                    .map_err(|code| code.to_string())?;
+                resource
+                    .get("default.replication.factor")
+                    .and_then(|e| e.value.as_deref())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .filter(|rf| *rf >= 1)
+                    .ok_or_else(|| "no default.replication.factor".to_owned())
+            })
+            .await
+            .inspect_err(|e: &String| {
+                tracing::warn!(error = %e, "could not read the cluster's default.replication.factor");
+            })
+            .ok()
+            .copied()
     }
 
     /// Creates one topic; an existing topic of that name counts as success.
