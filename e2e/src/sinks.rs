@@ -115,6 +115,11 @@ pub struct ConsumerProcess {
 impl ConsumerProcess {
     /// Starts `name` with `args`, appending its output to `log`.
     pub fn start(name: &str, args: &[String], log: &Path) -> Self {
+        Self::start_with_env(name, args, &[], log)
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_with_env(name: &str, args: &[String], env: &[(&str, String)], log: &Path) -> Self {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -123,6 +128,7 @@ impl ConsumerProcess {
         let child = Command::new(crate::chaos::binary(name))
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()

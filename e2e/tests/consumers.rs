@@ -415,7 +415,10 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
     let svc = unique("kil");
     let topic = format!("{svc}.events");
     let journal = dir.path().join("journal.tsv");
+    // Ephemeral ports for the operations endpoints: tests run side by side.
     let main_args = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--bootstrap-servers".into(),
         bootstrap(),
         "--group".into(),
@@ -428,6 +431,8 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
         "1000".into(),
     ];
     let es_args = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--bootstrap-servers".into(),
         bootstrap(),
         "--group".into(),
