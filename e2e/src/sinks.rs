@@ -84,6 +84,17 @@ pub async fn es_wait_count(pattern: &str, want: u64, timeout: Duration) -> u64 {
     last
 }
 
+/// Orders `from..from + n` of service `svc`: ids `{svc}-{i}`, source `/{svc}`, type
+/// `order.placed`, data `{"order": i, "amount": i}`.
+pub fn orders(svc: &str, from: usize, n: usize) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| {
+            json!({"specversion": "1.0", "id": format!("{svc}-{i}"), "source": format!("/{svc}"),
+                   "type": "order.placed", "data": {"order": i, "amount": i}})
+        })
+        .collect()
+}
+
 /// Publishes `events` through the proxy at `base` in batches of `batch`; panics unless
 /// every event is durable (in Kafka, or in the proxy's DLQ store).
 pub async fn publish(base: &str, events: &[Value], batch: usize) {

@@ -10,7 +10,8 @@ use courier_consumer_es::elasticsearch::{ElasticsearchConfig, ElasticsearchSink}
 use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
 use courier_consumer_main::ops::{self, Ops};
 use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Received};
-use courier_e2e::sinks::{ConsumerProcess, es_url, publish};
+use courier_e2e::proxy_process::free_port;
+use courier_e2e::sinks::{ConsumerProcess, es_url, orders, publish};
 use courier_e2e::{TestProxy, bootstrap, http, unique};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -109,15 +110,6 @@ fn lag_drained(text: &str, topic: &str) -> bool {
     !lags.is_empty() && lags.iter().all(|&l| l == 0.0)
 }
 
-fn orders(svc: &str, n: usize) -> Vec<Value> {
-    (0..n)
-        .map(|i| {
-            json!({"specversion": "1.0", "id": format!("{svc}-{i}"), "source": format!("/{svc}"),
-                   "type": "order.placed", "data": {"order": i, "amount": i}})
-        })
-        .collect()
-}
-
 /// Succeeds, but for events flagged `poison`.
 #[derive(Debug, Clone)]
 struct Orders;
@@ -140,7 +132,7 @@ async fn the_runtime_is_ready_once_assigned_and_counts_what_it_handled() {
     let svc = unique("ops");
     let topic = format!("{svc}.events");
     // The topic exists before the consumer subscribes to it by name.
-    publish(&proxy.url(""), &orders(&svc, N), 60).await;
+    publish(&proxy.url(""), &orders(&svc, 0, N), 60).await;
 
     let mut config = ConsumerConfig::default();
     config.kafka.bootstrap_servers = bootstrap();
@@ -224,7 +216,7 @@ async fn the_sink_is_ready_once_elasticsearch_answered_and_counts_what_it_indexe
     let proxy = TestProxy::start(|_| {}).await;
     let svc = unique("opses");
     let topic = format!("{svc}.events");
-    let mut events = orders(&svc, N);
+    let mut events = orders(&svc, 0, N);
     // `amount` is mapped as a number by the first batch; a string contradicts it.
     publish(&proxy.url(""), &events, 50).await;
 
@@ -329,14 +321,6 @@ async fn the_sink_is_not_ready_while_elasticsearch_does_not_answer() {
     server.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_binaries_serve_their_endpoints_on_listen() {
     const N: usize = 40;
@@ -344,8 +328,8 @@ async fn both_binaries_serve_their_endpoints_on_listen() {
     let proxy = TestProxy::start(|_| {}).await;
     let svc = unique("opsbin");
     let topic = format!("{svc}.events");
-    publish(&proxy.url(""), &orders(&svc, N), 40).await;
-    let (main_port, es_port) = (free_port(), free_port());
+    publish(&proxy.url(""), &orders(&svc, 0, N), 40).await;
+    let (main_port, es_port) = (free_port().unwrap(), free_port().unwrap());
     let pattern = format!(r"^{svc}\.events$");
     let main_args: Vec<String> = vec![
         "--listen".into(),

@@ -13,7 +13,7 @@ use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
 use courier_consumer_main::dead_letter as dlt;
 use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Received};
 use courier_e2e::sinks::{
-    ConsumerProcess, HecDouble, HecFault, es_node, es_url, es_wait_count, publish,
+    ConsumerProcess, HecDouble, HecFault, es_node, es_url, es_wait_count, orders, publish,
 };
 use courier_e2e::{TestProxy, bootstrap, consumer, header, unique};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -51,15 +51,6 @@ fn es_sink() -> Arc<ElasticsearchSink> {
         })
         .expect("sink"),
     )
-}
-
-fn orders(svc: &str, from: usize, n: usize) -> Vec<Value> {
-    (from..from + n)
-        .map(|i| {
-            json!({"specversion": "1.0", "id": format!("{svc}-{i}"), "source": format!("/{svc}"),
-                   "type": "order.placed", "data": {"order": i, "amount": i}})
-        })
-        .collect()
 }
 
 fn ids(svc: &str, from: usize, n: usize) -> HashSet<String> {
