@@ -116,8 +116,8 @@ impl ConsumerBuilder {
         }
     }
 
-    /// Reports into `ops` instead of a set of its own (to serve several consumers' metrics
-    /// and readiness on one listener).
+    /// Reports into `ops` instead of a set of its own, e.g. one whose endpoints are served
+    /// before the consumer is built. One per consumer: lag and readiness describe one member.
     pub fn ops(mut self, ops: Ops) -> Self {
         self.ops = ops;
         self

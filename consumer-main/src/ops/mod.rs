@@ -3,8 +3,9 @@
 //! runtime serves the same endpoints with [`serve`], or mounts [`router`] in its own axum app.
 //!
 //! [`Ops`] is the handle the consumer reports into: its [`ConsumerMetrics`] and [`Health`].
-//! Each consumer gets its own by default (so two in one process count apart); hand one to
-//! both to serve them together.
+//! One per consumer: the lag, the assigned partitions and readiness describe one member of
+//! one group, so two consumers in one process each get their own (and two listeners, or two
+//! routers under different paths).
 
 mod health;
 mod metrics;
