@@ -4,12 +4,17 @@
 # directory (--dir), listening only on 127.0.0.1 on a free port. It never
 # touches the machine's default cluster (Debian's `main` on 5432).
 #
-#   postgres.sh start --dir DIR [--timeout S]
+#   postgres.sh start --dir DIR [--timeout S] [--tls-cert PEM --tls-key PEM]
 #       Creates a cluster in DIR (initdb) if there is none, starts it, makes
 #       sure role `courier` (password `courier`) and database `courier` exist,
 #       and prints the connection URL on stdout. On an initialised DIR it just
 #       starts the existing cluster (same port if still free); if the server
 #       is already running it only prints the URL.
+#       --tls-cert/--tls-key (given together, on the first start of DIR): the
+#       server speaks TLS with this certificate (chain) and key, copied into
+#       DIR, and its pg_hba.conf takes TCP connections over TLS only
+#       (`hostssl`, password auth; `hostnossl` rejected), like a managed
+#       PostgreSQL that requires SSL. The URL printed ends in ?sslmode=require.
 #   postgres.sh stop --dir DIR [--timeout S]   (no-op if not running)
 #   postgres.sh status --dir DIR               (exit 3 if not running)
 #
@@ -89,20 +94,34 @@ is_running() {
     pg_ctl_ status >/dev/null 2>&1
 }
 
+# A cluster started with --tls-cert keeps its certificate in DIR (tls.crt, tls.key).
+tls_on() {
+  [[ -f "$DIR/tls.crt" ]]
+}
+
 url_for() {
-  printf 'postgres://%s:%s@127.0.0.1:%s/%s\n' "$DB_ROLE" "$DB_PASSWORD" "$1" "$DB_NAME"
+  local query=""
+  if tls_on; then query="?sslmode=require"; fi
+  printf 'postgres://%s:%s@127.0.0.1:%s/%s%s\n' "$DB_ROLE" "$DB_PASSWORD" "$1" "$DB_NAME" "$query"
 }
 
 parse_dir_args() {
   TIMEOUT=60
+  TLS_CERT=""
+  TLS_KEY=""
   while (($#)); do
     case "$1" in
       --dir) DIR=$2; shift 2 ;;
       --timeout) TIMEOUT=$2; shift 2 ;;
+      --tls-cert) [[ "$CMD" == start ]] || usage; TLS_CERT=$2; shift 2 ;;
+      --tls-key) [[ "$CMD" == start ]] || usage; TLS_KEY=$2; shift 2 ;;
       *) usage ;;
     esac
   done
   [[ -n "${DIR:-}" ]] || usage
+  if [[ -n "$TLS_CERT" || -n "$TLS_KEY" ]]; then
+    [[ -n "$TLS_CERT" && -n "$TLS_KEY" ]] || die "--tls-cert and --tls-key go together"
+  fi
   if [[ "$CMD" == start ]]; then mkdir -p "$DIR"; fi
   if [[ -d "$DIR" ]]; then DIR="$(cd "$DIR" && pwd)"; fi
   # DIR goes unquoted into pg_ctl's -o string.
@@ -132,6 +151,15 @@ cmd_start() {
       die "user $PG_USER cannot write $DIR (a parent directory is not traversable?)"
   fi
 
+  if [[ -n "$TLS_CERT" ]]; then
+    [[ ! -f "$DATA/PG_VERSION" ]] || die "--tls-cert: $DIR is initialised already; TLS is chosen on its first start"
+    [[ -r "$TLS_CERT" && -r "$TLS_KEY" ]] || die "cannot read $TLS_CERT or $TLS_KEY"
+    # The server refuses a key others can read; it must belong to the user it runs as.
+    install -m 0644 "$TLS_CERT" "$DIR/tls.crt"
+    install -m 0600 "$TLS_KEY" "$DIR/tls.key"
+    if ((EUID == 0)); then chown "$PG_USER:" "$DIR/tls.crt" "$DIR/tls.key"; fi
+  fi
+
   if [[ ! -f "$DATA/PG_VERSION" ]]; then
     log "initdb in $DATA"
     # fsync stays on: the tests check durability. Trust auth is fine: the
@@ -139,11 +167,21 @@ cmd_start() {
     as_pg "$BIN/initdb" -D "$DATA" -U "$PG_USER" -E UTF8 --locale=C \
       --auth-local=trust --auth-host=trust --no-instructions >"$DIR/initdb.log" 2>&1 ||
       die "initdb failed; see $DIR/initdb.log"
-    cat >"$DATA/pg_hba.conf" <<'EOF'
+    if tls_on; then
+      cat >"$DATA/pg_hba.conf" <<'EOF'
+# Written by scripts/postgres.sh --tls-cert: throwaway test cluster that, like a managed
+# PostgreSQL requiring SSL, takes TCP connections over TLS only.
+local     all all trust
+hostssl   all all 127.0.0.1/32 scram-sha-256
+hostnossl all all 127.0.0.1/32 reject
+EOF
+    else
+      cat >"$DATA/pg_hba.conf" <<'EOF'
 # Written by scripts/postgres.sh: throwaway test cluster.
 local all all trust
 host  all all 127.0.0.1/32 trust
 EOF
+    fi
     cat >>"$DATA/postgresql.conf" <<'EOF'
 
 # scripts/postgres.sh: durability on (the tests check it); port, socket dir and
@@ -171,9 +209,13 @@ EOF
   local sock="$DIR/.s.PGSQL.$port"
   ((${#sock} <= 107)) || die "socket path $sock too long; use a shorter --dir"
 
-  log "starting on 127.0.0.1:$port"
+  local tls_opts=""
+  if tls_on; then
+    tls_opts="-c ssl=on -c ssl_cert_file=$DIR/tls.crt -c ssl_key_file=$DIR/tls.key"
+  fi
+  log "starting on 127.0.0.1:$port${tls_opts:+ (TLS only)}"
   if ! pg_ctl_ -l "$DIR/postgres.log" -w -t "$TIMEOUT" \
-    -o "-p $port -k $DIR -c listen_addresses=127.0.0.1" start >/dev/null; then
+    -o "-p $port -k $DIR -c listen_addresses=127.0.0.1 $tls_opts" start >/dev/null; then
     tail -n 20 "$DIR/postgres.log" >&2 || true
     die "server did not start within ${TIMEOUT}s; see $DIR/postgres.log"
   fi

@@ -6,7 +6,8 @@
 #   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
 #      stop and kill (COURIER_TEST_FAULT_KAFKA_DIR) — and a throwaway PostgreSQL
-#      (COURIER_TEST_POSTGRES_URL),
+#      (COURIER_TEST_POSTGRES_URL; proxy/tests/store_tls.rs starts a TLS-only one of its own
+#      with scripts/postgres.sh --tls-cert),
 #   5. start a single-node Elasticsearch for the sink tests (COURIER_TEST_ES_URL) and a
 #      one-broker cluster with a SASL_SSL listener (COURIER_TEST_SASL_KAFKA_DIR),
 #   6. run every test of the workspace against them (the CloudEvents SDK conformance test with

@@ -1,6 +1,8 @@
 //! `courier-consumer-es`: runs a sink pipeline — Elasticsearch (default) or Splunk HEC —
-//! over the topics matching `--topics`.
+//! over the topics matching `--topics`, and serves `/healthz`, `/readyz` and `/metrics` on
+//! `--listen`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use courier_consumer_es::elasticsearch::{ElasticsearchConfig, ElasticsearchSink};
 use courier_consumer_es::splunk::{SplunkConfig, SplunkSink};
 use courier_consumer_es::{PipelineConfig, PipelineStats, Sink, pipeline};
+use courier_consumer_main::Ops;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -35,6 +38,9 @@ struct Args {
     /// Consumer group.
     #[arg(long, env = "COURIER_CONSUMER_GROUP", default_value = "courier-es")]
     group: String,
+    /// Address of the operations listener (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "COURIER_CONSUMER_LISTEN", default_value = "0.0.0.0:9091")]
+    listen: SocketAddr,
     /// Topic patterns (`^regex`) or names; repeat for several.
     #[arg(long = "topics", default_values_t = [String::from(r"^[a-z0-9-]+\.(events|logs|error\..+)$")])]
     topics: Vec<String>,
@@ -115,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
                 request_timeout: Duration::from_millis(args.es_timeout_ms),
                 ..ElasticsearchConfig::default()
             })?;
-            run(sink, config, stats, shutdown).await
+            run(sink, config, stats, args.listen, shutdown).await
         }
         SinkKind::Splunk => {
             let sink = SplunkSink::new(SplunkConfig {
@@ -126,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 require_ack: !args.splunk_no_ack,
                 ..SplunkConfig::default()
             })?;
-            run(sink, config, stats, shutdown).await
+            run(sink, config, stats, args.listen, shutdown).await
         }
     }
 }
@@ -135,8 +141,23 @@ async fn run<S: Sink>(
     sink: S,
     config: PipelineConfig,
     stats: Arc<PipelineStats>,
+    listen: SocketAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    pipeline::run(Arc::new(sink), config, stats, shutdown).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("operations listener on {listen}: {e}"))?;
+    // The endpoints outlive the pipeline's drain: /readyz says 503 meanwhile.
+    let ops = Ops::new();
+    let ops_stop = CancellationToken::new();
+    let server = tokio::spawn(courier_consumer_main::ops::serve(
+        listener,
+        ops.clone(),
+        ops_stop.clone(),
+    ));
+    let result = pipeline::run_with_ops(Arc::new(sink), config, stats, ops, shutdown).await;
+    ops_stop.cancel();
+    server.await??;
+    result?;
     Ok(())
 }

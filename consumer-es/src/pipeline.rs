@@ -1,7 +1,9 @@
 //! The at-least-once loop every sink runs in: read records from the group, cut them into
 //! batches bounded by count, bytes and time, write each batch through the [`Sink`]
 //! (at most `max_in_flight` batches at once, completed in order), dead-letter what the
-//! store refused, and only then store the batch's offsets for the next commit.
+//! store refused, and only then store the batch's offsets for the next commit. It reports
+//! into an [`Ops`]: records by outcome, batch durations, lag, and readiness (in the group,
+//! and the store answered).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use courier_consumer_main::dead_letter::{DeadLetterPublisher, DeadLetterReason};
 use courier_consumer_main::kafka::{self, GroupConsumer};
+use courier_consumer_main::ops::{Ops, RecordOutcome};
 use courier_consumer_main::{KafkaConsumerConfig, RetryPolicy};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinHandle;
@@ -109,21 +112,35 @@ struct Batch {
 type Offsets = BTreeMap<(String, i32), i64>;
 
 /// Runs `sink` until `shutdown` fires; then completes the batches in flight (up to
-/// `shutdown_timeout`), commits and returns.
+/// `shutdown_timeout`), commits and returns. Its metrics and readiness go to a set of its
+/// own; [`run_with_ops`] to serve them.
 pub async fn run<S: Sink>(
     sink: Arc<S>,
     config: PipelineConfig,
     stats: Arc<PipelineStats>,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
+    run_with_ops(sink, config, stats, Ops::new(), shutdown).await
+}
+
+/// [`run`], reporting into `ops` (which the sink reports its store's failures into too).
+pub async fn run_with_ops<S: Sink>(
+    sink: Arc<S>,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+    ops: Ops,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
     // Cancels waits on the store once shutdown's grace period is over.
     let abort = CancellationToken::new();
+    sink.observe(&ops);
+    ops.health().set_sink_ready(false);
     match sink.prepare(&shutdown).await {
-        Ok(()) => {}
+        Ok(()) => ops.health().set_sink_ready(true),
         Err(SinkError::Cancelled) => return Ok(()),
         Err(e) => return Err(PipelineError::Sink(e)),
     }
-    let consumer = Arc::new(kafka::subscribe(&config.kafka, &config.topics)?);
+    let consumer = Arc::new(kafka::subscribe(&config.kafka, &config.topics, &ops)?);
     let dead_letters = Arc::new(DeadLetterPublisher::new(&config.kafka)?);
     tracing::info!(sink = sink.name(), topics = ?config.topics, group = %config.kafka.group_id, "sink pipeline started");
     let mut in_flight: VecDeque<JoinHandle<Result<Offsets, SinkError>>> = VecDeque::new();
@@ -173,7 +190,10 @@ pub async fn run<S: Sink>(
                 messages,
                 dead_letters.clone(),
                 config.retry,
-                stats.clone(),
+                Observer {
+                    stats: stats.clone(),
+                    ops: ops.clone(),
+                },
                 abort.clone(),
             )));
         }
@@ -186,6 +206,7 @@ pub async fn run<S: Sink>(
             break;
         }
     }
+    ops.health().set_stopping();
     tracing::info!(
         batches = in_flight.len(),
         "sink pipeline stopping: completing batches in flight"
@@ -247,14 +268,43 @@ fn apply(
     }
 }
 
+/// Where a batch's outcomes are counted: the pipeline's counters and its metrics, together.
+struct Observer {
+    stats: Arc<PipelineStats>,
+    ops: Ops,
+}
+
+impl Observer {
+    fn dead_lettered(&self, topic: &str, class: &str) {
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.ops.metrics().dead_letter(topic, class);
+    }
+
+    fn skipped(&self, topic: &str) {
+        self.ops.metrics().record(topic, RecordOutcome::Skipped, 1);
+    }
+
+    /// A batch is done: `written` records of each topic are in the store.
+    fn batch_done(&self, written: &BTreeMap<&str, u64>, took: Duration) {
+        let total: u64 = written.values().sum();
+        self.stats.written.fetch_add(total, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        for (topic, &n) in written {
+            self.ops.metrics().record(topic, RecordOutcome::Handled, n);
+        }
+        self.ops.metrics().batch_took(took);
+    }
+}
+
 async fn write_batch<S: Sink>(
     sink: Arc<S>,
     messages: Vec<OwnedMessage>,
     dead_letters: Arc<DeadLetterPublisher>,
     retry: RetryPolicy,
-    stats: Arc<PipelineStats>,
+    observer: Observer,
     abort: CancellationToken,
 ) -> Result<Offsets, SinkError> {
+    let started = std::time::Instant::now();
     let mut records = Vec::with_capacity(messages.len());
     let mut record_message = Vec::with_capacity(messages.len());
     let mut offsets = Offsets::new();
@@ -266,6 +316,7 @@ async fn write_batch<S: Sink>(
         // A dead-letter topic a pattern happens to match is not indexed again (nor
         // dead-lettered into `.dlt.dlt`): passed over, its offset stored.
         if dead_letters.is_dead_letter_topic(m.topic()) {
+            observer.skipped(m.topic());
             continue;
         }
         match kafka::event_of(m) {
@@ -284,7 +335,7 @@ async fn write_batch<S: Sink>(
                 if !dead_letters.publish(m, &reason, &retry, &abort).await {
                     return Err(SinkError::Cancelled);
                 }
-                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                observer.dead_lettered(m.topic(), &reason.class);
             }
         }
     }
@@ -302,11 +353,15 @@ async fn write_batch<S: Sink>(
         if !dead_letters.publish(m, &reason, &retry, &abort).await {
             return Err(SinkError::Cancelled);
         }
-        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        observer.dead_lettered(m.topic(), &reason.class);
     }
-    stats
-        .written
-        .fetch_add((records.len() - rejections.len()) as u64, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
+    let rejected: std::collections::HashSet<usize> = rejections.iter().map(|r| r.index).collect();
+    let mut written: BTreeMap<&str, u64> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if !rejected.contains(&i) {
+            *written.entry(r.origin.topic.as_str()).or_default() += 1;
+        }
+    }
+    observer.batch_done(&written, started.elapsed());
     Ok(offsets)
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use courier_consumer_main::{Event, Origin};
+use courier_consumer_main::{Event, Ops, Origin};
 use tokio_util::sync::CancellationToken;
 
 /// One event of a batch handed to a sink.
@@ -43,8 +43,12 @@ pub enum SinkError {
 /// refusals are returned); it retries what may pass — the store down, busy or slow — with
 /// backoff for as long as it takes, and gives up only when `cancel` fires.
 pub trait Sink: Send + Sync + 'static {
-    /// Its name in logs.
+    /// Its name in logs and metrics.
     fn name(&self) -> &'static str;
+
+    /// Where to report the store's failures and whether it answers (called once, before
+    /// [`Sink::prepare`]); by default nowhere.
+    fn observe(&self, _ops: &Ops) {}
 
     /// Prepares the store (templates, checks) before the first batch; waits for the store.
     fn prepare(

@@ -14,6 +14,7 @@ fn help_offers_both_sinks() {
         "--es-index",
         "--splunk-token",
         "--batch-docs",
+        "--listen",
     ] {
         assert!(text.contains(word), "{word} missing from:\n{text}");
     }

@@ -26,6 +26,9 @@ pub struct KafkaConsumerConfig {
     /// the next owner does not redo them). Past it the group moves on and those records are
     /// redone by their next owner.
     pub revoke_drain_ms: u64,
+    /// How often librdkafka's statistics (partition lag, broker state) refresh the metrics
+    /// and readiness (`statistics.interval.ms`; 0 turns them off).
+    pub statistics_interval_ms: u64,
     /// Suffix of dead-letter topics.
     pub dead_letter_suffix: String,
     /// Extra librdkafka properties, applied last (the offset-store settings are re-applied).
@@ -42,6 +45,7 @@ impl Default for KafkaConsumerConfig {
             metadata_refresh_ms: 5000,
             session_timeout_ms: 10_000,
             revoke_drain_ms: 10_000,
+            statistics_interval_ms: 5000,
             dead_letter_suffix: ".dlt".into(),
             properties: BTreeMap::new(),
         }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use courier_shared::binding::{KafkaRecord, from_record};
 use courier_shared::envelope::{Event, EventError};
-use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -15,9 +14,11 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{ClientContext, Statistics};
 
 use crate::config::KafkaConsumerConfig;
 use crate::handler::Origin;
+use crate::ops::Ops;
 
 /// A partition of a topic.
 pub type PartitionKey = (String, i32);
@@ -104,21 +105,24 @@ impl InFlight {
 }
 
 /// Tracks partitions taken away by a rebalance, so their workers stop; before they go, it
-/// waits (bounded) for their records in flight and commits the stored offsets.
+/// waits (bounded) for their records in flight and commits the stored offsets. It reports
+/// assignments, partition lag and broker state into `ops`.
 #[derive(Debug)]
 pub struct GroupContext {
     revoked: Mutex<Vec<PartitionKey>>,
     in_flight: Arc<InFlight>,
     drain: Duration,
+    ops: Ops,
 }
 
 impl GroupContext {
     /// A context whose revocations wait up to `drain` for the records in flight.
-    pub fn new(drain: Duration) -> Self {
+    pub fn new(drain: Duration, ops: Ops) -> Self {
         Self {
             revoked: Mutex::default(),
             in_flight: Arc::default(),
             drain,
+            ops,
         }
     }
 
@@ -133,7 +137,12 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let up = self.ops.metrics().record_kafka(&statistics);
+        self.ops.health().set_brokers_up(up);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -175,6 +184,9 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // An empty assignment too: this member is in the group (the partitions are fewer
+            // than the members).
+            self.ops.health().set_assigned();
             tracing::info!(partitions = tpl.count(), "partitions assigned");
         }
     }
@@ -206,6 +218,10 @@ pub fn client_config(config: &KafkaConsumerConfig) -> ClientConfig {
         )
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
+            "statistics.interval.ms",
+            config.statistics_interval_ms.to_string(),
+        )
+        .set(
             "heartbeat.interval.ms",
             (config.session_timeout_ms / 4).max(100).to_string(),
         )
@@ -219,9 +235,14 @@ pub fn client_config(config: &KafkaConsumerConfig) -> ClientConfig {
     c
 }
 
-/// Creates a group consumer subscribed to `patterns` (`^regex` or literal topic names).
-pub fn subscribe(config: &KafkaConsumerConfig, patterns: &[String]) -> KafkaResult<GroupConsumer> {
-    let context = GroupContext::new(Duration::from_millis(config.revoke_drain_ms));
+/// Creates a group consumer subscribed to `patterns` (`^regex` or literal topic names),
+/// reporting into `ops`.
+pub fn subscribe(
+    config: &KafkaConsumerConfig,
+    patterns: &[String],
+    ops: &Ops,
+) -> KafkaResult<GroupConsumer> {
+    let context = GroupContext::new(Duration::from_millis(config.revoke_drain_ms), ops.clone());
     let consumer: GroupConsumer = client_config(config).create_with_context(context)?;
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;

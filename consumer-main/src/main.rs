@@ -1,7 +1,9 @@
 //! `courier-consumer-main`: an example main server on the consumer runtime. It counts
 //! orders (`shop.events`-like topics) and raises an alert for every error event, and can
-//! journal each handled event to a file (one `handler<TAB>event id` line each).
+//! journal each handled event to a file (one `handler<TAB>event id` line each). It serves
+//! `/healthz`, `/readyz` and `/metrics` on `--listen`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,9 @@ struct Args {
     /// Consumer group.
     #[arg(long, env = "COURIER_CONSUMER_GROUP", default_value = "courier-main")]
     group: String,
+    /// Address of the operations listener (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "COURIER_CONSUMER_LISTEN", default_value = "0.0.0.0:9090")]
+    listen: SocketAddr,
     /// Topics of orders (regex with a leading `^`, or a topic name).
     #[arg(long, default_value = r"^shop\.events$")]
     orders: String,
@@ -140,11 +145,24 @@ async fn main() -> anyhow::Result<()> {
         )?
         .route(&args.errors, ErrorAlerter { journal })?
         .build()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("operations listener on {}: {e}", args.listen))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(courier_consumer_main::process::wait_for_signal(
         shutdown.clone(),
         Duration::from_secs(60),
     ));
-    consumer.run(shutdown).await?;
+    // The endpoints outlive the consumer's drain: /readyz says 503 meanwhile.
+    let ops_stop = CancellationToken::new();
+    let ops = tokio::spawn(courier_consumer_main::ops::serve(
+        listener,
+        consumer.ops(),
+        ops_stop.clone(),
+    ));
+    let result = consumer.run(shutdown).await;
+    ops_stop.cancel();
+    ops.await??;
+    result?;
     Ok(())
 }

@@ -22,6 +22,7 @@ use crate::dead_letter::{DeadLetterPublisher, DeadLetterReason};
 use crate::dedupe::Dedupe;
 use crate::handler::{ErasedHandler, Handler, HandlerError, Typed};
 use crate::kafka::{self, GroupConsumer, PartitionKey};
+use crate::ops::{Ops, RecordOutcome};
 
 /// How often records waiting for room in a paused partition's queue are looked at again.
 const PENDING_POLL: Duration = Duration::from_millis(20);
@@ -67,6 +68,15 @@ impl Stats {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn of(&self, outcome: RecordOutcome) -> &AtomicU64 {
+        match outcome {
+            RecordOutcome::Handled => &self.handled,
+            RecordOutcome::DeadLettered => &self.dead_lettered,
+            RecordOutcome::Deduplicated => &self.deduplicated,
+            RecordOutcome::Skipped => &self.skipped,
+        }
+    }
 }
 
 enum Pattern {
@@ -84,6 +94,7 @@ pub struct ConsumerBuilder {
     config: ConsumerConfig,
     routes: Vec<Route>,
     subscriptions: Vec<String>,
+    ops: Ops,
 }
 
 impl std::fmt::Debug for ConsumerBuilder {
@@ -101,7 +112,15 @@ impl ConsumerBuilder {
             config,
             routes: Vec::new(),
             subscriptions: Vec::new(),
+            ops: Ops::new(),
         }
+    }
+
+    /// Reports into `ops` instead of a set of its own, e.g. one whose endpoints are served
+    /// before the consumer is built. One per consumer: lag and readiness describe one member.
+    pub fn ops(mut self, ops: Ops) -> Self {
+        self.ops = ops;
+        self
     }
 
     /// Binds `handler` to `pattern`: a regex starting with `^` (matching topics created
@@ -137,6 +156,7 @@ impl ConsumerBuilder {
                 routes: self.routes,
                 dead_letters,
                 stats: Arc::new(Stats::default()),
+                ops: self.ops,
             }),
             subscriptions: self.subscriptions,
         })
@@ -149,9 +169,16 @@ struct Shared {
     dead_letters: DeadLetterPublisher,
     dedupe: Dedupe,
     stats: Arc<Stats>,
+    ops: Ops,
 }
 
 impl Shared {
+    /// One record of `topic` done with: its counter and its metric.
+    fn count(&self, topic: &str, outcome: RecordOutcome) {
+        Stats::bump(self.stats.of(outcome));
+        self.ops.metrics().record(topic, outcome, 1);
+    }
+
     fn route(&self, topic: &str) -> Option<&Arc<dyn ErasedHandler>> {
         self.routes
             .iter()
@@ -230,12 +257,18 @@ impl Consumer {
         self.shared.stats.clone()
     }
 
+    /// Its metrics and readiness, for [`crate::ops::serve`].
+    pub fn ops(&self) -> Ops {
+        self.shared.ops.clone()
+    }
+
     /// Consumes until `shutdown` fires; then lets the handlers in flight finish (up to
     /// `shutdown_timeout`), commits the stored offsets and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RuntimeError> {
         let consumer = Arc::new(kafka::subscribe(
             &self.shared.config.kafka,
             &self.subscriptions,
+            &self.shared.ops,
         )?);
         tracing::info!(subscriptions = ?self.subscriptions, group = %self.shared.config.kafka.group_id, "consumer started");
         // Handlers in flight finish on shutdown; retry waits and dead-letter retries do not.
@@ -296,6 +329,7 @@ impl Consumer {
                 set_paused(&consumer, &key, true);
             }
         }
+        self.shared.ops.health().set_stopping();
         tracing::info!("consumer stopping: finishing handlers in flight");
         for w in workers.values() {
             w.stop.cancel();
@@ -355,7 +389,10 @@ async fn run_partition(
         let Some(_processing) = consumer.context().in_flight().begin(&key, generation) else {
             return;
         };
-        if process(&m, &shared, &abort).instrument(span_of(&m)).await {
+        let started = std::time::Instant::now();
+        let done = process(&m, &shared, &abort).instrument(span_of(&m)).await;
+        shared.ops.metrics().handler_took(started.elapsed());
+        if done {
             kafka::store_after(&consumer, m.topic(), m.partition(), m.offset());
         } else {
             // Shutdown came during a retry wait: the record stays uncommitted.
@@ -388,9 +425,8 @@ fn span_of(m: &OwnedMessage) -> tracing::Span {
 /// Handles one record; true when it is done with (handled, dropped as a duplicate, or
 /// dead-lettered), so its offset may be stored.
 async fn process(m: &OwnedMessage, shared: &Shared, abort: &CancellationToken) -> bool {
-    let stats = &shared.stats;
     let Some(handler) = shared.route(m.topic()) else {
-        Stats::bump(&stats.skipped);
+        shared.count(m.topic(), RecordOutcome::Skipped);
         return true;
     };
     let event = match kafka::event_of(m) {
@@ -404,7 +440,7 @@ async fn process(m: &OwnedMessage, shared: &Shared, abort: &CancellationToken) -
         }
     };
     if !shared.dedupe.claim(&event.source, &event.id) {
-        Stats::bump(&stats.deduplicated);
+        shared.count(m.topic(), RecordOutcome::Deduplicated);
         tracing::debug!(event_id = %event.id, "duplicate dropped");
         return true;
     }
@@ -416,11 +452,12 @@ async fn process(m: &OwnedMessage, shared: &Shared, abort: &CancellationToken) -
         attempt += 1;
         match handler.call(event.clone(), origin.clone()).await {
             Ok(()) => {
-                Stats::bump(&stats.handled);
+                shared.count(m.topic(), RecordOutcome::Handled);
                 return true;
             }
             Err(e) if e.retriable && attempt < retry.max_attempts.max(1) => {
-                Stats::bump(&stats.retried);
+                Stats::bump(&shared.stats.retried);
+                shared.ops.metrics().retry(m.topic());
                 tracing::info!(event_id = %id, attempt, error = %e, "handler failed; retrying");
                 if !crate::retry::sleep_unless_cancelled(retry.backoff(attempt), abort).await {
                     shared.dedupe.release(&source, &id);
@@ -455,6 +492,7 @@ async fn dead_letter(
         .await;
     if done {
         Stats::bump(&shared.stats.dead_lettered);
+        shared.ops.metrics().dead_letter(m.topic(), &reason.class);
     }
     done
 }

@@ -8,7 +8,14 @@ fn help_names_the_handlers_and_the_journal() {
         .expect("run courier-consumer-main");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--orders", "--errors", "--journal", "--group"] {
+    for flag in [
+        "--orders",
+        "--errors",
+        "--journal",
+        "--group",
+        "--listen",
+        "COURIER_CONSUMER_LISTEN",
+    ] {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
 }

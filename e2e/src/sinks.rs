@@ -84,6 +84,17 @@ pub async fn es_wait_count(pattern: &str, want: u64, timeout: Duration) -> u64 {
     last
 }
 
+/// Orders `from..from + n` of service `svc`: ids `{svc}-{i}`, source `/{svc}`, type
+/// `order.placed`, data `{"order": i, "amount": i}`.
+pub fn orders(svc: &str, from: usize, n: usize) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| {
+            json!({"specversion": "1.0", "id": format!("{svc}-{i}"), "source": format!("/{svc}"),
+                   "type": "order.placed", "data": {"order": i, "amount": i}})
+        })
+        .collect()
+}
+
 /// Publishes `events` through the proxy at `base` in batches of `batch`; panics unless
 /// every event is durable (in Kafka, or in the proxy's DLQ store).
 pub async fn publish(base: &str, events: &[Value], batch: usize) {
@@ -115,6 +126,11 @@ pub struct ConsumerProcess {
 impl ConsumerProcess {
     /// Starts `name` with `args`, appending its output to `log`.
     pub fn start(name: &str, args: &[String], log: &Path) -> Self {
+        Self::start_with_env(name, args, &[], log)
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_with_env(name: &str, args: &[String], env: &[(&str, String)], log: &Path) -> Self {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -123,6 +139,7 @@ impl ConsumerProcess {
         let child = Command::new(crate::chaos::binary(name))
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()

@@ -13,7 +13,7 @@ use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
 use courier_consumer_main::dead_letter as dlt;
 use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Received};
 use courier_e2e::sinks::{
-    ConsumerProcess, HecDouble, HecFault, es_node, es_url, es_wait_count, publish,
+    ConsumerProcess, HecDouble, HecFault, es_node, es_url, es_wait_count, orders, publish,
 };
 use courier_e2e::{TestProxy, bootstrap, consumer, header, unique};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -82,15 +82,6 @@ async fn write_straight(topic: &str, event: &Value, key: &str) {
         .send(r, Duration::from_secs(10))
         .await
         .expect("written straight into Kafka");
-}
-
-fn orders(svc: &str, from: usize, n: usize) -> Vec<Value> {
-    (from..from + n)
-        .map(|i| {
-            json!({"specversion": "1.0", "id": format!("{svc}-{i}"), "source": format!("/{svc}"),
-                   "type": "order.placed", "data": {"order": i, "amount": i}})
-        })
-        .collect()
 }
 
 fn ids(svc: &str, from: usize, n: usize) -> HashSet<String> {
@@ -427,7 +418,10 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
     let svc = unique("kil");
     let topic = format!("{svc}.events");
     let journal = dir.path().join("journal.tsv");
+    // Ephemeral ports for the operations endpoints: tests run side by side.
     let main_args = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--bootstrap-servers".into(),
         bootstrap(),
         "--group".into(),
@@ -440,6 +434,8 @@ async fn consumers_killed_mid_batch_resume_without_skipping_or_duplicating() {
         "1000".into(),
     ];
     let es_args = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
         "--bootstrap-servers".into(),
         bootstrap(),
         "--group".into(),

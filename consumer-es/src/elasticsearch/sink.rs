@@ -1,8 +1,11 @@
 //! Writing batches with `_bulk`, and reading what happened to each item.
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use courier_consumer_main::Ops;
+use courier_consumer_main::ops::SinkErrorKind;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::{BulkParts, Elasticsearch};
@@ -22,6 +25,7 @@ pub struct ElasticsearchSink {
     client: Elasticsearch,
     config: ElasticsearchConfig,
     index: IndexName,
+    ops: OnceLock<Ops>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +53,8 @@ struct BulkItemError {
 #[derive(Debug, PartialEq, Eq)]
 enum BulkFailure {
     /// Elasticsearch is down, busy or not reachable, or refuses the credentials: try again.
-    Transient(String),
+    /// The kind is [`SinkErrorKind::Unavailable`] (no answer) or [`SinkErrorKind::Status`].
+    Transient(SinkErrorKind, String),
     /// The request is too large (413) or refused as a whole (400, e.g. an `_id` over 512
     /// bytes): some document in it is to blame, so it is split until that one is alone.
     Refused(String),
@@ -98,7 +103,29 @@ impl ElasticsearchSink {
             client: Elasticsearch::new(transport),
             config,
             index,
+            ops: OnceLock::new(),
         })
+    }
+
+    /// Counts a failure of Elasticsearch; one that says it is away makes the consumer not
+    /// ready until a request succeeds again.
+    fn failed(&self, kind: SinkErrorKind, n: u64) {
+        if let Some(ops) = self.ops.get() {
+            ops.metrics().sink_error(self.name(), kind, n);
+            if matches!(
+                kind,
+                SinkErrorKind::Unavailable | SinkErrorKind::Status | SinkErrorKind::Prepare
+            ) {
+                ops.health().set_sink_ready(false);
+            }
+        }
+    }
+
+    /// Elasticsearch answered a request.
+    fn answered(&self) {
+        if let Some(ops) = self.ops.get() {
+            ops.health().set_sink_ready(true);
+        }
     }
 
     /// The client, for callers that need more of the API.
@@ -174,7 +201,7 @@ impl ElasticsearchSink {
             .body(vec![bytes::Bytes::from(body)])
             .send()
             .await
-            .map_err(|e| BulkFailure::Transient(e.to_string()))?;
+            .map_err(|e| BulkFailure::Transient(SinkErrorKind::Unavailable, e.to_string()))?;
         let status = response.status_code();
         if !status.is_success() {
             let message = format!(
@@ -183,19 +210,22 @@ impl ElasticsearchSink {
             );
             return Err(match status.as_u16() {
                 400 | 413 => BulkFailure::Refused(message),
-                _ => BulkFailure::Transient(message),
+                _ => BulkFailure::Transient(SinkErrorKind::Status, message),
             });
         }
         let parsed: BulkResponse = response
             .json()
             .await
-            .map_err(|e| BulkFailure::Transient(e.to_string()))?;
+            .map_err(|e| BulkFailure::Transient(SinkErrorKind::Status, e.to_string()))?;
         if parsed.items.len() != items.len() {
-            return Err(BulkFailure::Transient(format!(
-                "bulk answered {} items for {}",
-                parsed.items.len(),
-                items.len()
-            )));
+            return Err(BulkFailure::Transient(
+                SinkErrorKind::Status,
+                format!(
+                    "bulk answered {} items for {}",
+                    parsed.items.len(),
+                    items.len()
+                ),
+            ));
         }
         Ok(parsed
             .items
@@ -210,6 +240,11 @@ impl Sink for ElasticsearchSink {
         "elasticsearch"
     }
 
+    fn observe(&self, ops: &Ops) {
+        // The first pipeline to run the sink gets its failures.
+        let _ = self.ops.set(ops.clone());
+    }
+
     async fn prepare(&self, cancel: &CancellationToken) -> Result<(), SinkError> {
         let mut attempt = 0;
         loop {
@@ -220,6 +255,7 @@ impl Sink for ElasticsearchSink {
                 }
                 Err(e) => {
                     attempt += 1;
+                    self.failed(SinkErrorKind::Prepare, 1);
                     tracing::warn!(error = %e, attempt, "Elasticsearch not ready; waiting");
                     if !courier_consumer_main::retry::sleep_unless_cancelled(
                         self.backoff(attempt),
@@ -250,12 +286,14 @@ impl Sink for ElasticsearchSink {
         while let Some(group) = groups.pop_front() {
             let again = match self.bulk(batch, &lines, &group).await {
                 Ok(outcomes) => {
+                    self.answered();
                     let mut retry = Vec::new();
                     for (&i, outcome) in group.iter().zip(outcomes) {
                         match outcome {
                             ItemOutcome::Done => {}
                             ItemOutcome::Retry => retry.push(i),
                             ItemOutcome::Reject { class, message } => {
+                                self.failed(SinkErrorKind::ItemRejected, 1);
                                 rejections.push(Rejection {
                                     index: i,
                                     class,
@@ -265,11 +303,13 @@ impl Sink for ElasticsearchSink {
                         }
                     }
                     if !retry.is_empty() {
+                        self.failed(SinkErrorKind::ItemRetried, retry.len() as u64);
                         tracing::info!(items = retry.len(), "bulk items to retry (429/5xx)");
                     }
                     retry
                 }
                 Err(BulkFailure::Refused(message)) if group.len() > 1 => {
+                    self.failed(SinkErrorKind::RequestRefused, 1);
                     tracing::warn!(%message, docs = group.len(), "bulk request refused; splitting it to find the document to blame");
                     let (first, second) = group.split_at(group.len() / 2);
                     groups.push_front(second.to_vec());
@@ -277,6 +317,7 @@ impl Sink for ElasticsearchSink {
                     continue;
                 }
                 Err(BulkFailure::Refused(message)) => {
+                    self.failed(SinkErrorKind::RequestRefused, 1);
                     rejections.push(Rejection {
                         index: group[0],
                         class: "elasticsearch.request_refused".into(),
@@ -284,7 +325,8 @@ impl Sink for ElasticsearchSink {
                     });
                     Vec::new()
                 }
-                Err(BulkFailure::Transient(message)) => {
+                Err(BulkFailure::Transient(kind, message)) => {
+                    self.failed(kind, 1);
                     tracing::warn!(error = %message, docs = group.len(), attempt, "bulk request failed; retrying");
                     group
                 }

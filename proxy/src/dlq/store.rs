@@ -100,6 +100,22 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// A failed connection to PostgreSQL, saying so when the TLS handshake was the cause (sqlx
+/// reports it as an I/O error: "error communicating with database").
+fn connect_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Io(io) = &e
+        && let Some(tls) = io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return StoreError::Database(format!(
+            "TLS handshake with PostgreSQL failed: {tls} (sslmode=verify-full and verify-ca \
+             check the server's certificate against sslrootcert, or the Mozilla roots without it)"
+        ));
+    }
+    e.into()
+}
+
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         Self::Database(e.to_string())
@@ -268,7 +284,8 @@ impl DlqStore {
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
-                .await?;
+                .await
+                .map_err(connect_error)?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Backend::Postgres(pool)
         } else {
