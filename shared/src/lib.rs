@@ -8,6 +8,7 @@
 pub mod binding;
 pub mod envelope;
 pub mod http_binding;
+mod json_data;
 pub mod policy;
 pub mod problem;
 pub mod topic;
