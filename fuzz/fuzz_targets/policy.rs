@@ -110,6 +110,9 @@ fuzz_target!(|input: Input| {
             }
             Err(Refusal::NotAllowed(_)) => assert!(!policy.allow.is_empty()),
             Err(Refusal::NoTemplate(_)) => panic!("check does not look at templates"),
+            Err(Refusal::ErrortypeNotAllowed { .. }) => {
+                panic!("check does not look at errortypes")
+            }
             Ok(()) => {
                 if courier_shared::topic::validate_topic_name(&topic).is_ok() {
                     assert!(
