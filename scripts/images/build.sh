@@ -177,19 +177,23 @@ build_base_runtime() {
   local pkgs
   pkgs="$(runtime_packages | paste -sd, -)"
   local sum
-  sum="$(printf '%s\n' "v1 $pkgs,busybox" "$(apt_sources_sum)" | sha)"
+  sum="$(printf '%s\n' "v3 $pkgs,busybox" "$(apt_sources_sum)" | sha)"
   # extract: unpack the packages (and what they depend on), run no maintainer script — no
-  # shell, no package manager in the image. Then busybox's applets (sh, wget for the health
+  # shell, no package manager in the image (in this variant only extract hooks run). Then busybox's applets (sh, wget for the health
   # check), the machine's CA bundle, a non-root user, /tmp.
   rootfs_image base-runtime "$(image_ref base-runtime)" "$sum" -- \
     --variant=extract --include="$pkgs,busybox" \
-    --customize-hook='chroot "$1" /bin/busybox --install -s /bin' \
-    --customize-hook='mkdir -p "$1/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"' \
-    --customize-hook='printf "root:x:0:0:root:/root:/bin/sh\ncourier:x:65532:65532:courier:/nonexistent:/bin/false\n" >"$1/etc/passwd"' \
-    --customize-hook='printf "root:x:0:\ncourier:x:65532:\n" >"$1/etc/group"' \
-    --customize-hook='mkdir -p -m 1777 "$1/tmp"' \
-    --customize-hook='rm -rf "$1"/usr/share/doc "$1"/usr/share/man "$1"/usr/share/lintian "$1"/etc/apt "$1"/var/lib/apt "$1"/var/cache/apt "$1"/var/lib/dpkg "$1"/etc/dpkg'
+    --extract-hook="$BUSYBOX_LINKS" \
+    --extract-hook='mkdir -p "$1/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"' \
+    --extract-hook='printf "root:x:0:0:root:/root:/bin/sh\ncourier:x:65532:65532:courier:/nonexistent:/bin/false\n" >"$1/etc/passwd"' \
+    --extract-hook='printf "root:x:0:\ncourier:x:65532:\n" >"$1/etc/group"' \
+    --extract-hook='mkdir -p -m 1777 "$1/tmp"' \
+    --extract-hook='rm -rf "$1"/usr/share/doc "$1"/usr/share/man "$1"/usr/share/lintian'
 }
+
+# A link in /bin for each busybox applet (sh, wget, kill, ...) that no package put there
+# (`busybox --install` needs /proc, which the hook's chroot lacks).
+BUSYBOX_LINKS='for a in $(chroot "$1" /bin/busybox --list); do [ -e "$1/bin/$a" ] || ln -s busybox "$1/bin/$a"; done'
 
 # Paths dpkg does not unpack in the Debian-based root filesystems.
 SLIM=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
@@ -220,17 +224,17 @@ build_kafka() {
 
 build_postgres() {
   local sum
-  sum="$(printf '%s\n' "v1 postgresql-15" "$(tree_sum "$deploy/postgres")" "$(apt_sources_sum)" | sha)"
+  sum="$(printf '%s\n' "v4 postgresql-15" "$(tree_sum "$deploy/postgres")" "$(apt_sources_sum)" | sha)"
   # The server and its libraries only: extract (no maintainer scripts, so no cluster made at
-  # install), without the JIT's LLVM and postgresql-common's Perl wrappers, which the server
-  # never runs.
+  # install), without the JIT's LLVM (and its Z3) and postgresql-common's Perl wrappers, which
+  # the server never runs (jit=off).
   rootfs_image base-postgres "localhost/courier-base-postgres:$SUITE" "$sum" -- \
     --variant=extract --include=postgresql-15,busybox \
-    --customize-hook='chroot "$1" /bin/busybox --install -s /bin' \
-    --customize-hook='rm -rf "$1"/usr/lib/x86_64-linux-gnu/libLLVM* "$1"/usr/lib/postgresql/15/lib/llvmjit* "$1"/usr/lib/postgresql/15/lib/bitcode "$1"/usr/share/perl* "$1"/usr/lib/x86_64-linux-gnu/perl* "$1"/usr/bin/perl* "$1"/usr/share/doc "$1"/usr/share/man "$1"/usr/share/locale "$1"/var/cache/apt "$1"/var/lib/apt "$1"/var/lib/dpkg "$1"/etc/apt "$1"/etc/dpkg' \
-    --customize-hook='printf "root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n" >"$1/etc/passwd"' \
-    --customize-hook='printf "root:x:0:\npostgres:x:999:\n" >"$1/etc/group"' \
-    --customize-hook='mkdir -p -m 1777 "$1/tmp"'
+    --extract-hook="$BUSYBOX_LINKS" \
+    --extract-hook='rm -rf "$1"/usr/lib/x86_64-linux-gnu/libLLVM* "$1"/usr/lib/x86_64-linux-gnu/libz3.so* "$1"/usr/lib/x86_64-linux-gnu/libperl.so* "$1"/usr/lib/postgresql/15/lib/llvmjit* "$1"/usr/lib/postgresql/15/lib/bitcode "$1"/usr/share/perl* "$1"/usr/lib/x86_64-linux-gnu/perl* "$1"/usr/bin/perl* "$1"/usr/share/doc "$1"/usr/share/man "$1"/usr/share/locale' \
+    --extract-hook='printf "root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh\n" >"$1/etc/passwd"' \
+    --extract-hook='printf "root:x:0:\npostgres:x:999:\n" >"$1/etc/group"' \
+    --extract-hook='mkdir -p -m 1777 "$1/tmp"'
   local ctx="$cache/context-postgres"
   stage "$ctx" "$deploy/postgres/Containerfile" "$deploy/postgres/entrypoint.sh"
   containerfile_image postgres "$(image_ref postgres)" "$ctx" "$sum" \
@@ -262,7 +266,10 @@ build_elasticsearch() {
 build_courier() {
   local name=$1 bin="courier-$1" ctx="$cache/context-$1"
   release_binaries
-  stage "$ctx" "$deploy/$bin/Containerfile" "$target_dir/release/$bin"
+  stage "$ctx" "$deploy/$bin"/*
+  # The release profile keeps line tables for backtraces on the build machine; the image
+  # carries the symbols only.
+  strip --strip-debug -o "$ctx/$bin" "$target_dir/release/$bin"
   local sum
   sum="$(printf '%s\n' "$(label_of "$(image_ref base-runtime)")" "$(tree_sum "$ctx")" | sha)"
   containerfile_image "$name" "$(image_ref "$name")" "$ctx" "$sum" \
