@@ -19,7 +19,7 @@
 #                  scripts/kafka/fetch.sh (deploy/images/kafka/)
 #   postgres       localhost/courier-postgres:15 — PostgreSQL 15 server (deploy/images/postgres/)
 #   elasticsearch  localhost/courier-elasticsearch:<ES_VERSION> — the home from
-#                  scripts/elasticsearch/fetch.sh on a jlinked Java runtime of ES_JAVA_HOME
+#                  scripts/elasticsearch/fetch.sh and ES_JAVA_HOME's JDK (Java 21+)
 #   proxy, consumer-main, consumer-es
 #                  localhost/courier-<name>:<version> (and :dev) — the release binary on
 #                  base-runtime, non-root, with a HEALTHCHECK (deploy/images/courier-*/)
@@ -71,6 +71,9 @@ label_of() {
 }
 
 sha() { sha256sum | cut -c1-32; }
+
+# recipe FUNCTION: hash of the shell function that builds an image (so does a change to it).
+recipe() { declare -f "$1" | sha; }
 
 # tree_sum DIR...: hash of the files under DIR (names, modes and contents).
 tree_sum() {
@@ -216,7 +219,7 @@ build_kafka() {
     "$deploy/kafka/log4j2.properties"
   cp -al "$home/libs" "$ctx/libs" 2>/dev/null || cp -a "$home/libs" "$ctx/libs"
   local sum
-  sum="$(printf '%s\n' "$(label_of "$(image_ref base-jre)")" "$(tree_sum "$deploy/kafka")" \
+  sum="$(printf '%s\n' "$(recipe build_kafka)" "$(label_of "$(image_ref base-jre)")" "$(tree_sum "$deploy/kafka")" \
     "$(cat "$home/.fetched")" "$(cd "$home/libs" && ls -l)" | sha)"
   containerfile_image kafka "$(image_ref kafka)" "$ctx" "$sum" \
     --build-arg "BASE=$(image_ref base-jre)" --build-arg "KAFKA_VERSION=$KAFKA_VERSION"
@@ -244,9 +247,9 @@ build_postgres() {
 build_elasticsearch() {
   local home ctx="$cache/context-elasticsearch"
   home="$(ES_VERSION="$ES_VERSION" ES_JAVA_HOME="$ES_JAVA_HOME" "$root/scripts/elasticsearch/fetch.sh")"
-  [[ -x "$ES_JAVA_HOME/bin/jlink" ]] || die "no jlink in ES_JAVA_HOME=$ES_JAVA_HOME (Elasticsearch 9 needs Java 21+)"
+  [[ -x "$ES_JAVA_HOME/bin/java" ]] || die "no JDK at ES_JAVA_HOME=$ES_JAVA_HOME (Elasticsearch 9 needs Java 21+)"
   local sum
-  sum="$(printf '%s\n' "$(label_of "$(image_ref base-runtime)")" "$(tree_sum "$deploy/elasticsearch")" \
+  sum="$(printf '%s\n' "$(recipe build_elasticsearch)" "$(label_of "$(image_ref base-runtime)")" "$(tree_sum "$deploy/elasticsearch")" \
     "$(cat "$home/.fetched")" "$(cat "$ES_JAVA_HOME/release")" | sha)"
   if [[ "$(label_of "$(image_ref elasticsearch)")" == "$sum" ]]; then
     KEPT+=(elasticsearch)
@@ -255,10 +258,11 @@ build_elasticsearch() {
   stage "$ctx" "$deploy/elasticsearch/Containerfile" "$deploy/elasticsearch/entrypoint.sh" \
     "$deploy/elasticsearch/elasticsearch.yml"
   cp -al "$home" "$ctx/home" 2>/dev/null || cp -a "$home" "$ctx/home"
-  # A Java runtime of the JDK's modules without what only development needs.
-  "$ES_JAVA_HOME/bin/jlink" --add-modules ALL-MODULE-PATH --strip-debug --no-man-pages \
-    --no-header-files --compress=zip-6 --output "$ctx/jre" >/dev/null ||
-    die "jlink of $ES_JAVA_HOME failed"
+  # The JDK without its sources, headers and manual. Not a jlinked runtime: Elasticsearch's
+  # entitlement module requires jdk.jlink, which jlink cannot copy out of a JDK without
+  # packaged modules (JEP 493), as Temurin 25 is.
+  cp -a "$ES_JAVA_HOME" "$ctx/jre"
+  rm -rf "$ctx/jre/lib/src.zip" "$ctx/jre/man" "$ctx/jre/include" "$ctx/jre/demo" "$ctx/jre/sample"
   containerfile_image elasticsearch "$(image_ref elasticsearch)" "$ctx" "$sum" \
     --build-arg "BASE=$(image_ref base-runtime)"
 }
@@ -271,7 +275,7 @@ build_courier() {
   # carries the symbols only.
   strip --strip-debug -o "$ctx/$bin" "$target_dir/release/$bin"
   local sum
-  sum="$(printf '%s\n' "$(label_of "$(image_ref base-runtime)")" "$(tree_sum "$ctx")" | sha)"
+  sum="$(printf '%s\n' "$(recipe build_courier)" "$(label_of "$(image_ref base-runtime)")" "$(tree_sum "$ctx")" | sha)"
   containerfile_image "$name" "$(image_ref "$name")" "$ctx" "$sum" \
     --build-arg "BASE=$(image_ref base-runtime)"
   podman tag "$(image_ref "$name")" "localhost/$bin:dev"

@@ -6,6 +6,8 @@ home=/usr/share/elasticsearch
 conf=/etc/elasticsearch
 java=/opt/java/bin/java
 tmp=/var/tmp/elasticsearch
+# The server requires it (its native-access library extracts there), as scripts/elasticsearch/node.sh sets it.
+export LIBFFI_TMPDIR="$tmp"
 feature=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' /opt/java/release)
 bridge=$(find "$home/lib/entitlement-bridge" -name "*.jar" | head -n 1)
 native=org.elasticsearch.nativeaccess,org.apache.lucene.core
