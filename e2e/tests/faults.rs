@@ -7,57 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use courier_e2e::chaos::{
-    FaultCluster, LoadReport, NetworkCut, ProxyProcess, account, run_load, wait_drained,
-};
+use courier_e2e::chaos::{FaultCluster, NetworkCut, ProxyProcess, load, settle};
 use courier_e2e::unique;
 use tokio::sync::Mutex;
 
 /// One scenario at a time: they stop and kill the shared fault cluster's brokers.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-/// Load for `secs` seconds at most, in batches of 50 from 4 workers.
-fn load(
-    base: &str,
-    source: &str,
-    secs: u64,
-    stop: &Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<LoadReport> {
-    tokio::spawn(run_load(
-        vec![base.to_owned()],
-        source.to_owned(),
-        50,
-        4,
-        200_000,
-        Duration::from_secs(secs),
-        stop.clone(),
-    ))
-}
-
-/// Waits (bounded) for the proxy's store to drain, then accounts for every 2xx id of the
-/// scenario in `{service}.events`; returns the store's (pending, parked) and the lost count.
-async fn settle(
-    cluster: &FaultCluster,
-    dlq_url: &str,
-    service: &str,
-    report: &LoadReport,
-    scenario: &str,
-) -> ((i64, i64), usize) {
-    let store = courier_proxy::dlq::DlqStore::open(dlq_url, 4)
-        .await
-        .unwrap();
-    let left = wait_drained(&store, Duration::from_secs(120)).await;
-    let topic = format!("{service}.events");
-    let (lost, _) = account(
-        scenario,
-        &cluster.bootstrap,
-        &topic,
-        report,
-        Duration::from_secs(120),
-    )
-    .await;
-    (left, lost)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
@@ -97,7 +52,7 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
     );
 
     let (left, lost) = settle(
-        &cluster,
+        &cluster.bootstrap,
         &proxy.dlq_url,
         &service,
         &report,
@@ -134,7 +89,14 @@ where
     stop.store(true, Ordering::Relaxed);
     let report = running.await.unwrap();
     after(cluster.clone()).await;
-    settle(&cluster, &proxy.dlq_url, &service, &report, scenario).await
+    settle(
+        &cluster.bootstrap,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        scenario,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -173,7 +135,14 @@ async fn proxy_killed_under_load_and_restarted_loses_nothing_answered() {
 
     // Restarted on the same store: its scheduler resumes what was stored.
     let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
-    let (_, lost) = settle(&cluster, &proxy.dlq_url, &service, &report, "proxy kill -9").await;
+    let (_, lost) = settle(
+        &cluster.bootstrap,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "proxy kill -9",
+    )
+    .await;
     assert_eq!(lost, 0);
 }
 
@@ -199,7 +168,14 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
     } else {
         None
     };
-    let (_, lost) = settle(&cluster, &proxy.dlq_url, &service, &report, "SIGTERM").await;
+    let (_, lost) = settle(
+        &cluster.bootstrap,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "SIGTERM",
+    )
+    .await;
     assert_eq!(lost, 0);
 }
 

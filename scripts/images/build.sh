@@ -302,6 +302,8 @@ wanted=("$@")
 # With --layers=false no intermediate images are kept; replaced images leave dangling ones.
 for name in "${wanted[@]}"; do need "$name"; done
 podman image prune --force >/dev/null 2>&1 || true
+# The build contexts hold copies of jars, a JDK and binaries; the images have them now.
+rm -rf "$cache"/context-*
 
 log "built: ${BUILT[*]:-none}; unchanged: ${KEPT[*]:-none} ($((SECONDS - t0))s)"
 for name in "${!VISITED[@]}"; do
