@@ -182,7 +182,10 @@ if (($# == 0)); then
   docker_env=$("$here/containers/setup.sh" --socket)
   eval "$docker_env"
   export DOCKER_HOST
-  "$here/images/build.sh" kafka proxy
+  # The proxy image carries the debug binary `cargo test --workspace` just built (tag :test):
+  # a release build only for this would double the run.
+  COURIER_IMAGES_PROFILE=debug COURIER_IMAGES_SKIP_CARGO=1 "$here/images/build.sh" kafka proxy
+  export COURIER_TEST_PROXY_IMAGE=localhost/courier-proxy:test
   images_s=$((SECONDS - containers_t0))
   cargo test -p courier-e2e --features testcontainers --locked --test containers -- --nocapture
   log "container suite took $((SECONDS - containers_t0))s (images ${images_s}s, tests $((SECONDS - containers_t0 - images_s))s)"

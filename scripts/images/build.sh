@@ -26,8 +26,11 @@
 # Images an asked-for image is built on are built (or checked) first.
 #
 # Env: COURIER_CACHE (root filesystems are cached in $COURIER_CACHE/images), CARGO_TARGET_DIR,
-#      KAFKA_VERSION, ES_VERSION, ES_JAVA_HOME, COURIER_IMAGES_SKIP_CARGO=1 (use the release
-#      binaries as they are instead of running cargo build first).
+#      KAFKA_VERSION, ES_VERSION, ES_JAVA_HOME, COURIER_IMAGES_SKIP_CARGO=1 (use the
+#      binaries as they are instead of running cargo build first),
+#      COURIER_IMAGES_PROFILE=debug (the Courier images carry the debug binaries instead, tagged
+#      :test only — what scripts/test.sh does, right after building them for the tests, rather
+#      than paying for a release build).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,6 +49,8 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 courier_version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
 ALL=(base-runtime base-jre kafka postgres elasticsearch proxy consumer-main consumer-es)
 COURIER_BINARIES=(courier-proxy courier-consumer-main courier-consumer-es)
+PROFILE="${COURIER_IMAGES_PROFILE:-release}"
+[[ "$PROFILE" == release || "$PROFILE" == debug ]] || die "COURIER_IMAGES_PROFILE must be release or debug"
 
 command -v podman >/dev/null || die "podman not found (run scripts/setup.sh --containers)"
 command -v mmdebstrap >/dev/null || die "mmdebstrap not found (run scripts/setup.sh --containers)"
@@ -60,7 +65,13 @@ image_ref() {
     kafka) echo "localhost/courier-kafka:$KAFKA_VERSION" ;;
     postgres) echo "localhost/courier-postgres:15" ;;
     elasticsearch) echo "localhost/courier-elasticsearch:$ES_VERSION" ;;
-    proxy | consumer-main | consumer-es) echo "localhost/courier-$1:$courier_version" ;;
+    proxy | consumer-main | consumer-es)
+      if [[ "$PROFILE" == release ]]; then
+        echo "localhost/courier-$1:$courier_version"
+      else
+        echo "localhost/courier-$1:test"
+      fi
+      ;;
     *) die "unknown image $1 (one of: ${ALL[*]})" ;;
   esac
 }
@@ -147,16 +158,16 @@ stage() {
 
 # ---------------------------------------------------------------- images
 
-release_binaries() {
+courier_binaries() {
   if [[ "${COURIER_IMAGES_SKIP_CARGO:-}" != 1 ]]; then
-    log "cargo build --release (the binaries the images carry)"
+    log "cargo build ($PROFILE: the binaries the images carry)"
     local p=() b
     for b in "${COURIER_BINARIES[@]}"; do p+=(-p "$b"); done
-    (cd "$root" && cargo build --release --locked "${p[@]}" 2>&1 | tail -n 3 >&2)
+    [[ "$PROFILE" == release ]] && p+=(--release)
+    (cd "$root" && cargo build --locked "${p[@]}" 2>&1 | tail -n 3 >&2)
   fi
-  for b in "${COURIER_BINARIES[@]}"; do
-    [[ -x "$target_dir/release/$b" ]] || die "$target_dir/release/$b missing (cargo build --release)"
-  done
+  [[ -x "$target_dir/$PROFILE/courier-proxy" ]] ||
+    die "$target_dir/$PROFILE/courier-proxy missing (cargo build)"
 }
 
 # runtime_packages: the Debian packages holding the shared libraries the Courier binaries
@@ -164,7 +175,8 @@ release_binaries() {
 runtime_packages() {
   local lib path pkg
   for b in "${COURIER_BINARIES[@]}"; do
-    ldd "$target_dir/release/$b" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }'
+    [[ -x "$target_dir/$PROFILE/$b" ]] || continue
+    ldd "$target_dir/$PROFILE/$b" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }'
   done | LC_ALL=C sort -u | while read -r lib; do
     pkg=""
     for path in "$lib" "$(readlink -f "$lib")" "/usr$lib" "${lib#/usr}"; do
@@ -176,7 +188,7 @@ runtime_packages() {
 }
 
 build_base_runtime() {
-  release_binaries
+  courier_binaries
   local pkgs
   pkgs="$(runtime_packages | paste -sd, -)"
   local sum
@@ -269,16 +281,17 @@ build_elasticsearch() {
 
 build_courier() {
   local name=$1 bin="courier-$1" ctx="$cache/context-$1"
-  release_binaries
+  courier_binaries
+  [[ -x "$target_dir/$PROFILE/$bin" ]] || die "$target_dir/$PROFILE/$bin missing (cargo build)"
   stage "$ctx" "$deploy/$bin"/*
   # The release profile keeps line tables for backtraces on the build machine; the image
   # carries the symbols only.
-  strip --strip-debug -o "$ctx/$bin" "$target_dir/release/$bin"
+  strip --strip-debug -o "$ctx/$bin" "$target_dir/$PROFILE/$bin"
   local sum
   sum="$(printf '%s\n' "$(recipe build_courier)" "$(label_of "$(image_ref base-runtime)")" "$(tree_sum "$ctx")" | sha)"
   containerfile_image "$name" "$(image_ref "$name")" "$ctx" "$sum" \
     --build-arg "BASE=$(image_ref base-runtime)"
-  podman tag "$(image_ref "$name")" "localhost/$bin:dev"
+  if [[ "$PROFILE" == release ]]; then podman tag "$(image_ref "$name")" "localhost/$bin:dev"; fi
 }
 
 # need NAME: build NAME (and what it is built on) once per run.
