@@ -81,10 +81,10 @@ fn start_container(tx: std::sync::mpsc::Sender<String>) {
         .expect("runtime");
     runtime.block_on(async move {
         let cluster = crate::containers::KafkaContainers::start("shared").await;
+        cluster.remove_when_process_exits();
         tx.send(cluster.bootstrap.clone())
             .expect("fixture handed over");
-        // Kept until the process ends; the containers and network go with it (removed by
-        // `scripts/test.sh`'s cleanup if the process is killed).
+        // Kept until the process ends; a watcher then removes the containers and network.
         std::future::pending::<()>().await;
     });
 }

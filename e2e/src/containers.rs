@@ -182,6 +182,34 @@ impl KafkaContainers {
         cluster
     }
 
+    /// For a cluster kept for the whole test process (never dropped, so never removed by
+    /// testcontainers): a detached watcher removes the brokers and the network through the
+    /// Docker API's unix socket once this process has exited.
+    pub fn remove_when_process_exits(&self) {
+        let socket = std::env::var("DOCKER_HOST").unwrap_or_default();
+        let Some(socket) = socket.strip_prefix("unix://") else {
+            eprintln!("DOCKER_HOST is not a unix socket: the containers outlive the tests");
+            return;
+        };
+        let script = r#"sock=$1 net=$2; shift 2
+            while kill -0 "$0" 2>/dev/null; do sleep 2; done
+            for id in "$@"; do
+              curl -s -o /dev/null -X DELETE --unix-socket "$sock" "http://d/containers/$id?force=true&v=true"
+            done
+            curl -s -o /dev/null -X DELETE --unix-socket "$sock" "http://d/networks/$net""#;
+        let spawned = std::process::Command::new("sh")
+            .args(["-c", script, &std::process::id().to_string(), socket])
+            .arg(&self.network)
+            .args(self.brokers.iter().map(|b| b.id().to_owned()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Err(e) = spawned {
+            eprintln!("no watcher for the Kafka containers ({e}): they outlive the tests");
+        }
+    }
+
     fn broker(&self, node: usize) -> &ContainerAsync<GenericImage> {
         assert!((1..=BROKERS).contains(&node), "no broker {node}");
         &self.brokers[node - 1]
