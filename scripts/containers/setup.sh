@@ -11,7 +11,7 @@
 #             running in the background; its pid and log in /run/podman/courier-service.*)
 #             and print `export DOCKER_HOST=unix:///run/podman/podman.sock` on stdout.
 #
-# Why these settings (../../docs or /etc/containers/containers.conf says the same):
+# Why these settings (the written file says the same):
 #   runtime = "runc"  crun fails here ("cgroups in hybrid mode not supported");
 #   default_ulimits   podman raises RLIMIT_NOFILE/NPROC above the sandbox's hard limits by
 #                     default, which the sandbox refuses; we ask for exactly the hard limits.
