@@ -117,8 +117,9 @@ impl std::fmt::Debug for KafkaContainers {
 
 impl KafkaContainers {
     /// Starts the three brokers (image from `COURIER_TEST_KAFKA_IMAGE`) on a new network
-    /// named after `prefix` (under `COURIER_TEST_CONTAINER_PREFIX`), and waits (up to 240 s) until a probe topic with replication
-    /// factor 3 has all three replicas in sync. Panics when that fails.
+    /// named after `prefix` (under `COURIER_TEST_CONTAINER_PREFIX`), and waits (up to 240 s)
+    /// until a probe topic with replication factor 3 has all three replicas in sync. Panics
+    /// when that fails.
     pub async fn start(prefix: &str) -> Self {
         require_engine();
         let reference = image_from_env(KAFKA_IMAGE_ENV, DEFAULT_KAFKA_IMAGE);
