@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Prepare a Debian machine for building and testing Courier: native build deps
-# of the Rust crates (rdkafka's librdkafka build: zlib, OpenSSL, zstd, lz4,
-# SASL, curl), plus Java + Maven for the local Kafka cluster, the PostgreSQL
-# server + client for the tests' throwaway database (scripts/postgres.sh; the
-# package may create Debian's default cluster `main` on 5432, which we never
-# use), Chromium and Node.js for the admin page's browser tests, cargo-deny and
-# cargo-fuzz, then the Kafka jars, and schemathesis (PyPI, in a venv under the cache) for
-# the API conformance run of scripts/test.sh. Idempotent and non-interactive (CI=true, no stdin,
+# Prepare a Debian machine for Courier. Idempotent and non-interactive (CI=true, no stdin,
 # root); a second run installs nothing and needs no network.
 #
-# Usage: scripts/setup.sh [--elasticsearch]
+# Without options, only what building and running needs (scripts/up.sh): native build deps of
+# the Rust crates (rdkafka's librdkafka build: zlib, OpenSSL, zstd, lz4, SASL, curl), Java +
+# Maven for the local Kafka and its jars (fetched here), python3 and curl for the scripts.
+#
+# Usage: scripts/setup.sh [--test] [--containers] [--elasticsearch]
+#   --test           also what only the tests use (scripts/test.sh): the PostgreSQL server and
+#                    client for the throwaway test database (scripts/postgres.sh; the package
+#                    may create Debian's default cluster `main` on 5432, which we never use),
+#                    Chromium and Node.js for the admin page's browser tests, haproxy and
+#                    iptables for the HA and network-fault tests, cargo-deny and cargo-fuzz,
+#                    schemathesis (PyPI, in a venv under the cache) for the API conformance
+#                    run, and the container engine (--containers).
+#   --containers     the container engine: Podman from Debian's packages, configured for this
+#                    machine (scripts/containers/setup.sh; its --socket serves the Docker API).
 #   --elasticsearch  also build the Elasticsearch 9 home that scripts/elasticsearch/node.sh
 #                    runs (scripts/elasticsearch/fetch.sh; needs the Temurin 25 JDK, no
 #                    further system packages).
 set -euo pipefail
 
-with_es=0
+with_es=0 with_test=0 with_containers=0
 for arg in "$@"; do
   case "$arg" in
     --elasticsearch) with_es=1 ;;
-    *) echo "usage: $0 [--elasticsearch]" >&2; exit 2 ;;
+    --test) with_test=1 with_containers=1 ;;
+    --containers) with_containers=1 ;;
+    *) echo "usage: $0 [--test] [--containers] [--elasticsearch]" >&2; exit 2 ;;
   esac
 done
 
@@ -31,10 +39,12 @@ LOG_TAG=setup
 
 PACKAGES=(
   build-essential pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev
-  libzstd-dev liblz4-dev libsasl2-dev python3 python3-venv maven default-jdk-headless curl
-  postgresql postgresql-client chromium fonts-dejavu-core
-  haproxy iptables
+  libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
 )
+TEST_PACKAGES=(
+  python3-venv postgresql postgresql-client chromium fonts-dejavu-core haproxy iptables
+)
+if ((with_test)); then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 
 # dpkg -s is local and fast; only packages not fully installed are missing.
 missing=()
@@ -45,7 +55,7 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 # Node.js may come from elsewhere than Debian (a newer release); any node with npm will do.
-if ! command -v npm >/dev/null; then
+if ((with_test)) && ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
 fi
 
@@ -68,6 +78,18 @@ java_major="$(java -XshowSettings:properties -version 2>&1 |
   sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p')"
 ((${java_major:-0} >= 17)) || die "java ${java_major:-?} found; Kafka 4.x needs Java 17 or newer"
 
+"$here/kafka/fetch.sh" >/dev/null
+if ((with_es)); then
+  "$here/elasticsearch/fetch.sh" >/dev/null
+fi
+if ((with_containers)); then
+  "$here/containers/setup.sh"
+fi
+if ((!with_test)); then
+  log "done"
+  exit 0
+fi
+
 # ---- cargo tools: cargo-deny (dependency checks in scripts/test.sh) and cargo-fuzz (fuzz/),
 # built from crates.io once and kept in ~/.cargo/bin.
 for tool in cargo-deny@0.20.2 cargo-fuzz@0.13.2; do
@@ -77,11 +99,6 @@ for tool in cargo-deny@0.20.2 cargo-fuzz@0.13.2; do
   fi
 done
 # ---- end cargo tools
-
-"$here/kafka/fetch.sh" >/dev/null
-if ((with_es)); then
-  "$here/elasticsearch/fetch.sh" >/dev/null
-fi
 
 # schemathesis checks the served OpenAPI document against the running proxy
 # (scripts/schemathesis.sh); pinned, in a venv of its own.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's second command and as CI runs it:
-#   1. install what is missing (scripts/setup.sh: build deps, Kafka jars),
+#   1. install what is missing (scripts/setup.sh --test: build deps, Kafka jars, test tools,
+#      the container engine),
 #   2. check formatting and lints, and the dependency tree with cargo-deny,
 #   3. build every test once,
 #   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
@@ -15,10 +16,13 @@
 #   7. run the admin page's browser tests (headless Chromium, e2e/browser) against a proxy
 #      process on the shared cluster,
 #   8. check the served OpenAPI document against a running proxy with schemathesis
-#      (scripts/schemathesis.sh), and run each fuzz target shortly (fuzz/), then stop
-#      everything.
+#      (scripts/schemathesis.sh), and run each fuzz target shortly (fuzz/),
+#   9. the container suite: Podman's Docker API (scripts/containers/setup.sh --socket), the
+#      Kafka and proxy images (scripts/images/build.sh, unchanged ones kept), then
+#      e2e/tests/containers.rs — three Kafka brokers in containers under faults, the proxy as a
+#      process and as a container, zero loss by id — then stop everything.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`) and skip the
-# browser tests, schemathesis and the fuzz smoke run.
+# browser tests, schemathesis, the fuzz smoke run and the container suite.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -27,14 +31,14 @@ root=$(dirname "$here")
 LOG_TAG='test'
 cd "$root"
 
-"$here/setup.sh" --elasticsearch
+"$here/setup.sh" --test --elasticsearch
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-log "checking the testcontainers cluster fixture compiles (it needs Docker to run)"
-cargo check -p courier-e2e --features testcontainers --lib --locked
+log "cargo clippy of the container fixtures and suite (feature testcontainers)"
+cargo clippy -p courier-e2e --features testcontainers --all-targets --locked -- -D warnings
 # ---- cargo-deny (deny.toml): licences, bans and sources always; advisories need the RustSec
 # database, fetched from GitHub, so they are checked only when it can be fetched.
 log "cargo deny check licenses bans sources"
@@ -72,7 +76,24 @@ cleanup_sasl() {
 sasl_pid=$!
 # ---- end SASL_SSL Kafka
 
+# ---- containers: what the container suite leaves behind if it is killed (its containers
+# and networks are named under this prefix; a finished test removes its own).
+export COURIER_TEST_CONTAINER_PREFIX="courier-ct-$$"
+cleanup_containers() {
+  command -v podman >/dev/null || return 0
+  local ids
+  ids=$(podman ps -aq --filter "name=^$COURIER_TEST_CONTAINER_PREFIX-" 2>/dev/null || true)
+  if [ -n "$ids" ]; then
+    # shellcheck disable=SC2086 # one id per word
+    podman rm -f $ids >/dev/null 2>&1 || true
+  fi
+  podman network ls -q --filter "name=^$COURIER_TEST_CONTAINER_PREFIX-" 2>/dev/null |
+    xargs -r podman network rm -f >/dev/null 2>&1 || true
+}
+# ---- end containers
+
 cleanup() {
+  cleanup_containers
   cleanup_es
   cleanup_sasl
   "$here/kafka/cluster.sh" stop --dir "$cluster_dir" || true
@@ -167,4 +188,21 @@ if (($# == 0)); then
   done
   rm -rf "$fuzz_corpus"
   # ---- end fuzz smoke run
+fi
+
+if (($# == 0)); then
+  # ---- container suite (e2e/tests/containers.rs): its time is logged apart.
+  log "container suite: Docker API, images, tests"
+  containers_t0=$SECONDS
+  docker_env=$("$here/containers/setup.sh" --socket)
+  eval "$docker_env"
+  export DOCKER_HOST
+  # The proxy image carries the debug binary `cargo test --workspace` just built (tag :test):
+  # a release build only for this would double the run.
+  COURIER_IMAGES_PROFILE=debug COURIER_IMAGES_SKIP_CARGO=1 "$here/images/build.sh" kafka proxy
+  export COURIER_TEST_PROXY_IMAGE=localhost/courier-proxy:test
+  images_s=$((SECONDS - containers_t0))
+  cargo test -p courier-e2e --features testcontainers --locked --test containers -- --nocapture
+  log "container suite took $((SECONDS - containers_t0))s (images ${images_s}s, tests $((SECONDS - containers_t0 - images_s))s)"
+  # ---- end container suite
 fi

@@ -370,6 +370,68 @@ pub async fn account(
     (lost, duplicates)
 }
 
+/// Load on `base` for `secs` seconds at most (or until `stop`), in batches of 50 events from 4
+/// workers, every id unique under `source`.
+pub fn load(
+    base: &str,
+    source: &str,
+    secs: u64,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<LoadReport> {
+    tokio::spawn(run_load(
+        vec![base.to_owned()],
+        source.to_owned(),
+        50,
+        4,
+        200_000,
+        Duration::from_secs(secs),
+        stop.clone(),
+    ))
+}
+
+/// Waits (at most 120 s) for the DLQ store at `dlq_url` to drain, then accounts for every 2xx
+/// id of the scenario in `{service}.events` on `bootstrap`; returns the store's (pending,
+/// parked) and the lost count. A scenario also asserts that it did something: at least
+/// `min_share` of the events sent were answered 2xx (0 where the proxy itself goes away,
+/// which refuses everything after), never fewer than 100, and duplicates stay within two per
+/// stored event (an event stored after a late acknowledgement, and one redelivered again
+/// after a lost lease).
+pub async fn settle(
+    bootstrap: &str,
+    dlq_url: &str,
+    service: &str,
+    report: &LoadReport,
+    scenario: &str,
+    min_share: f64,
+) -> ((i64, i64), usize) {
+    let store = courier_proxy::dlq::DlqStore::open(dlq_url, 4)
+        .await
+        .expect("open the proxy's DLQ store");
+    let left = wait_drained(&store, Duration::from_secs(120)).await;
+    let topic = format!("{service}.events");
+    let (lost, duplicates) = account(
+        scenario,
+        bootstrap,
+        &topic,
+        report,
+        Duration::from_secs(120),
+    )
+    .await;
+    let accepted = report.accepted().len();
+    assert!(
+        accepted >= 100 && accepted as f64 >= min_share * report.sent as f64,
+        "{scenario}: only {accepted} of {} events answered 2xx (refusals: {:?})",
+        report.sent,
+        report.refusals
+    );
+    assert!(
+        duplicates <= 2 * report.stored.len(),
+        "{scenario}: {duplicates} duplicates for {} stored events",
+        report.stored.len()
+    );
+    (left, lost)
+}
+
 /// Waits (at most `within`) until `store` holds no pending event; returns (pending, parked).
 pub async fn wait_drained(store: &courier_proxy::dlq::DlqStore, within: Duration) -> (i64, i64) {
     let deadline = Instant::now() + within;

@@ -7,9 +7,10 @@
 //!   binary — fast, no JVM, but it does not serve the proxy's topic administration like
 //!   real brokers (events to auto-created topics are stored, not delivered), so most
 //!   end-to-end tests need real brokers;
-//! - `testcontainers`: one Apache Kafka broker in a container, started once per test
-//!   binary (cargo feature `testcontainers`, needs a Docker engine) — replication-factor
-//!   assertions need three brokers and fail there.
+//! - `testcontainers`: three Kafka brokers in containers (replication factor 3,
+//!   `min.insync.replicas` 2) on a container network of their own, started once per test
+//!   binary from the locally built `courier-kafka` image (cargo feature `testcontainers`,
+//!   needs a Docker API such as Podman's; see [`crate::containers`]).
 //!
 //! The fault tests always break a local cluster of their own (`COURIER_TEST_FAULT_KAFKA_DIR`).
 
@@ -74,24 +75,16 @@ fn start_mock(tx: std::sync::mpsc::Sender<String>) {
 
 #[cfg(feature = "testcontainers")]
 fn start_container(tx: std::sync::mpsc::Sender<String>) {
-    use testcontainers_modules::kafka::apache::{KAFKA_PORT, Kafka};
-    use testcontainers_modules::testcontainers::runners::AsyncRunner;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let container = Kafka::default()
-            .start()
-            .await
-            .expect("Kafka container (is a Docker engine running?)");
-        let port = container
-            .get_host_port_ipv4(KAFKA_PORT)
-            .await
-            .expect("mapped port");
-        tx.send(format!("127.0.0.1:{port}"))
+        let cluster = crate::containers::KafkaContainers::start("shared").await;
+        cluster.remove_when_process_exits();
+        tx.send(cluster.bootstrap.clone())
             .expect("fixture handed over");
-        // Kept until the process ends (testcontainers' reaper removes it then).
+        // Kept until the process ends; a watcher then removes the containers and network.
         std::future::pending::<()>().await;
     });
 }

@@ -15,6 +15,8 @@ pub mod bench_report;
 pub mod bench_sinks;
 pub mod chaos;
 pub mod cluster;
+#[cfg(feature = "testcontainers")]
+pub mod containers;
 pub mod proxy_process;
 pub mod sinks;
 

@@ -7,74 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use courier_e2e::chaos::{
-    FaultCluster, LoadReport, NetworkCut, ProxyProcess, account, run_load, wait_drained,
-};
+use courier_e2e::chaos::{FaultCluster, NetworkCut, ProxyProcess, load, run_load, settle};
 use courier_e2e::unique;
 use tokio::sync::Mutex;
 
 /// One scenario at a time: they stop and kill the shared fault cluster's brokers.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-/// Load for `secs` seconds at most, in batches of 50 from 4 workers.
-fn load(
-    base: &str,
-    source: &str,
-    secs: u64,
-    stop: &Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<LoadReport> {
-    tokio::spawn(run_load(
-        vec![base.to_owned()],
-        source.to_owned(),
-        50,
-        4,
-        200_000,
-        Duration::from_secs(secs),
-        stop.clone(),
-    ))
-}
-
-/// Waits (bounded) for the proxy's store to drain, then accounts for every 2xx id of the
-/// scenario in `{service}.events`; returns the store's (pending, parked) and the lost count.
-/// A scenario also asserts that it did something: at least `min_share` of the events sent were
-/// answered 2xx (0 where the proxy itself goes away, which refuses everything after), never
-/// fewer than 100, and duplicates stay within two per stored event (an event stored after a
-/// late acknowledgement, and one redelivered again after a lost lease).
-async fn settle(
-    cluster: &FaultCluster,
-    dlq_url: &str,
-    service: &str,
-    report: &LoadReport,
-    scenario: &str,
-    min_share: f64,
-) -> ((i64, i64), usize) {
-    let store = courier_proxy::dlq::DlqStore::open(dlq_url, 4)
-        .await
-        .unwrap();
-    let left = wait_drained(&store, Duration::from_secs(120)).await;
-    let topic = format!("{service}.events");
-    let (lost, duplicates) = account(
-        scenario,
-        &cluster.bootstrap,
-        &topic,
-        report,
-        Duration::from_secs(120),
-    )
-    .await;
-    let accepted = report.accepted().len();
-    assert!(
-        accepted >= 100 && accepted as f64 >= min_share * report.sent as f64,
-        "{scenario}: only {accepted} of {} events answered 2xx (refusals: {:?})",
-        report.sent,
-        report.refusals
-    );
-    assert!(
-        duplicates <= 2 * report.stored.len(),
-        "{scenario}: {duplicates} duplicates for {} stored events",
-        report.stored.len()
-    );
-    (left, lost)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
@@ -114,7 +52,7 @@ async fn all_brokers_stopped_under_load_then_back_loses_nothing() {
     );
 
     let (left, lost) = settle(
-        &cluster,
+        &cluster.bootstrap,
         &proxy.dlq_url,
         &service,
         &report,
@@ -152,7 +90,15 @@ where
     stop.store(true, Ordering::Relaxed);
     let report = running.await.unwrap();
     after(cluster.clone()).await;
-    settle(&cluster, &proxy.dlq_url, &service, &report, scenario, 0.5).await
+    settle(
+        &cluster.bootstrap,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        scenario,
+        0.5,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,7 +137,7 @@ async fn proxy_killed_under_load_and_restarted_loses_nothing_answered() {
     // Restarted on the same store: its scheduler resumes what was stored.
     let proxy = ProxyProcess::start(&cluster.bootstrap, state.path(), &[]).await;
     let (_, lost) = settle(
-        &cluster,
+        &cluster.bootstrap,
         &proxy.dlq_url,
         &service,
         &report,
@@ -224,7 +170,15 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
     } else {
         None
     };
-    let (_, lost) = settle(&cluster, &proxy.dlq_url, &service, &report, "SIGTERM", 0.0).await;
+    let (_, lost) = settle(
+        &cluster.bootstrap,
+        &proxy.dlq_url,
+        &service,
+        &report,
+        "SIGTERM",
+        0.0,
+    )
+    .await;
     assert_eq!(lost, 0);
 }
 
@@ -324,7 +278,7 @@ async fn two_brokers_frozen_keep_intake_going_and_lose_nothing() {
         "intake stalled while two brokers were frozen: {taken} events in 20 s"
     );
     let (_, lost) = settle(
-        &cluster,
+        &cluster.bootstrap,
         &proxy.dlq_url,
         &service,
         &warm,
@@ -334,7 +288,7 @@ async fn two_brokers_frozen_keep_intake_going_and_lose_nothing() {
     .await;
     assert_eq!(lost, 0);
     let (left, lost) = settle(
-        &cluster,
+        &cluster.bootstrap,
         &proxy.dlq_url,
         &service,
         &frozen,
@@ -389,7 +343,7 @@ async fn a_new_topic_gets_all_its_replicas_while_a_broker_is_down() {
     .await;
     cluster.start_node(3);
     let (left, lost) = settle(
-        &cluster,
+        &cluster.bootstrap,
         &proxy.dlq_url,
         &service,
         &report,
