@@ -20,6 +20,9 @@ use crate::topic::{
 /// Most templates and patterns a policy may hold.
 pub const MAX_RULES: usize = 256;
 
+/// Most topics one service may have created per interval (`creation.per_service`).
+pub const MAX_CREATIONS: u32 = 100_000;
+
 /// Longest pattern a policy may hold: a topic name's limit, with room for a few `[…]` classes.
 pub const MAX_PATTERN_LEN: usize = 2 * crate::topic::MAX_TOPIC_LEN;
 
@@ -59,7 +62,7 @@ pub struct TopicPolicy {
 pub struct CreationLimits {
     /// Topics one service may have created per interval; 0 lets none be created on first
     /// publish.
-    #[schema(minimum = 0, maximum = 100_000)]
+    #[schema(minimum = 0, maximum = 100_000)] // MAX_CREATIONS
     pub per_service: u32,
     /// The interval, in seconds.
     #[schema(minimum = 1, maximum = 604_800)]
@@ -481,6 +484,11 @@ impl TopicPolicy {
                 "creation.interval_secs must be 1 to 604800 (a week)".into(),
             ));
         }
+        if self.creation.per_service > MAX_CREATIONS {
+            return Err(PolicyError::Inconsistent(format!(
+                "creation.per_service must be 0 to {MAX_CREATIONS}"
+            )));
+        }
         if self.errortypes.iter().map(|e| e.allow.len()).sum::<usize>() > MAX_RULES {
             return Err(PolicyError::Inconsistent(format!(
                 "errortypes: at most {MAX_RULES} patterns in all"
@@ -656,6 +664,41 @@ mod tests {
 
     fn compiled() -> CompiledPolicy {
         TopicPolicy::default().compile().unwrap()
+    }
+
+    #[test]
+    fn creation_limits_and_errortype_rules_are_checked() {
+        let with = |creation: CreationLimits, errortypes: Vec<ErrortypeRule>| {
+            TopicPolicy {
+                creation,
+                errortypes,
+                ..TopicPolicy::default()
+            }
+            .compile()
+        };
+        let limits = |per_service, interval_secs| CreationLimits {
+            per_service,
+            interval_secs,
+        };
+        assert!(with(limits(MAX_CREATIONS, 604_800), vec![]).is_ok());
+        assert!(with(limits(MAX_CREATIONS + 1, 60), vec![]).is_err());
+        assert!(with(limits(5, 0), vec![]).is_err());
+        assert!(with(limits(5, 604_801), vec![]).is_err());
+        let rule = |service: &str| ErrortypeRule {
+            service: service.into(),
+            allow: vec!["payment-*".into()],
+        };
+        assert!(with(limits(5, 60), vec![rule("*"), rule("billing")]).is_ok());
+        assert!(with(limits(5, 60), vec![rule("Billing Team")]).is_err());
+        let p = with(limits(5, 60), vec![rule("billing")]).unwrap();
+        let declined = crate::testing::event("/billing", r#","errortype":"Payment Declined""#);
+        assert!(p.check_errortype("billing", &declined).is_ok());
+        let other = crate::testing::event("/billing", r#","errortype":"timeout""#);
+        assert!(p.check_errortype("billing", &other).is_err());
+        assert!(
+            p.check_errortype("orders", &other).is_ok(),
+            "no rule, no limit"
+        );
     }
 
     #[test]
