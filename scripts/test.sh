@@ -193,6 +193,9 @@ fi
 if (($# == 0)); then
   # ---- container suite (e2e/tests/containers.rs): its time is logged apart.
   log "container suite: Docker API, images, tests"
+  # The process-based clusters have done their part: their memory and cores go to the
+  # containers (the EXIT trap's second cleanup finds nothing left to stop).
+  cleanup
   containers_t0=$SECONDS
   docker_env=$("$here/containers/setup.sh" --socket)
   eval "$docker_env"

@@ -8,8 +8,9 @@
 #
 # Usage: scripts/containers/setup.sh [--socket]
 #   --socket  also run `podman system service` on unix:///run/podman/podman.sock (kept
-#             running in the background; its pid and log in /run/podman/courier-service.*)
-#             and print `export DOCKER_HOST=unix:///run/podman/podman.sock` on stdout.
+#             running in the background; its pid and log in /run/podman/courier-service.*;
+#             one this script started earlier is started anew) and print
+#             `export DOCKER_HOST=unix:///run/podman/podman.sock` on stdout.
 #
 # Why these settings (the written file says the same):
 #   runtime = "runc"  crun fails here ("cgroups in hybrid mode not supported");
@@ -107,6 +108,15 @@ if ((conf_changed)) && [[ -f "$SERVICE_PID" ]] && kill -0 "$(cat "$SERVICE_PID")
 fi
 
 if ((with_socket)); then
+  # A service this script started earlier is started anew: one left from an earlier session
+  # can answer pings and still fail every container start ("write child: broken pipe").
+  if [[ -f "$SERVICE_PID" ]] && kill -0 "$(cat "$SERVICE_PID")" 2>/dev/null; then
+    kill -TERM "$(cat "$SERVICE_PID")"
+    wait_for 30 "the earlier podman service to exit" sh -c "! kill -0 $(cat "$SERVICE_PID")" ||
+      die "podman service (pid $(cat "$SERVICE_PID")) did not stop"
+    rm -f "$SERVICE_PID"
+    log "changed: stopped the Docker API service of an earlier run, to start it anew"
+  fi
   if socket_answers; then
     log "Docker API already served on $SOCKET_PATH"
   else
