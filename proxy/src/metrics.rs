@@ -88,9 +88,9 @@ pub struct TopicLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// The route pattern (`/v1/topics/{topic}/events`), or `unmatched`.
-    pub route: String,
+    pub route: &'static str,
     /// The method.
-    pub method: String,
+    pub method: &'static str,
     /// The status code.
     pub status: u16,
 }
@@ -99,7 +99,30 @@ pub struct HttpLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// The route pattern.
-    pub route: String,
+    pub route: &'static str,
+}
+
+/// The route pattern as a `&'static str`: the label of every request, without an allocation
+/// per request. The router's patterns are a fixed, small set, so each is kept once for the
+/// life of the process.
+pub fn route_label(pattern: &str) -> &'static str {
+    static ROUTES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    let known = |routes: &[&'static str]| routes.iter().copied().find(|r| *r == pattern);
+    if let Some(r) = known(
+        &ROUTES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ) {
+        return r;
+    }
+    let mut routes = ROUTES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    known(&routes).unwrap_or_else(|| {
+        let r: &'static str = Box::leak(pattern.to_owned().into_boxed_str());
+        routes.push(r);
+        r
+    })
 }
 
 /// A DLQ state label.

@@ -30,12 +30,29 @@ pub enum Remembered {
 /// Outcomes of recently accepted events, by (topic, source, id).
 #[derive(Debug, Clone)]
 pub struct DedupeWindow {
-    cache: Option<Cache<(String, String, String), Remembered>>,
+    cache: Option<Cache<Box<str>, Remembered>>,
 }
 
-/// What one remembered event costs beyond its three strings: the cache's own entry, the
-/// outcome, and the key's string headers.
-const ENTRY_OVERHEAD: usize = 160;
+/// An event's identity in the window: topic, source and id in one string, each of the first
+/// two prefixed by its length so no two identities share a key. Built once per event (one
+/// allocation) and used for both the lookup and the remembering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeKey(Box<str>);
+
+impl DedupeKey {
+    /// The key of (topic, source, id).
+    pub fn new(topic: &str, source: &str, id: &str) -> Self {
+        use std::fmt::Write as _;
+        let mut key = String::with_capacity(topic.len() + source.len() + id.len() + 12);
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{}:{topic}{}:{source}{id}", topic.len(), source.len());
+        Self(key.into_boxed_str())
+    }
+}
+
+/// What one remembered event costs beyond its key: the cache's own entry, the outcome, and
+/// the key's header.
+const ENTRY_OVERHEAD: usize = 128;
 
 impl DedupeWindow {
     /// A window of `ttl` taking at most about `max_bytes` of memory; a zero `ttl` or size
@@ -48,32 +65,29 @@ impl DedupeWindow {
                 // them, forgetting the least recently used (TinyLFU's admission could turn a
                 // new event away).
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .weigher(
-                    |(topic, source, id): &(String, String, String), _: &Remembered| {
-                        u32::try_from(topic.len() + source.len() + id.len() + ENTRY_OVERHEAD)
-                            .unwrap_or(u32::MAX)
-                    },
-                )
+                .weigher(|key: &Box<str>, _: &Remembered| {
+                    u32::try_from(key.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                })
                 .max_capacity(max_bytes)
                 .build()
         });
         Self { cache }
     }
 
+    /// True when the window is on (a zero time-to-live or size turns it off).
+    pub fn is_on(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// The first outcome of this event, if it was accepted within the window.
-    pub fn get(&self, topic: &str, source: &str, id: &str) -> Option<Remembered> {
-        self.cache
-            .as_ref()?
-            .get(&(topic.to_owned(), source.to_owned(), id.to_owned()))
+    pub fn get(&self, key: &DedupeKey) -> Option<Remembered> {
+        self.cache.as_ref()?.get(&key.0)
     }
 
     /// Remembers an accepted event's outcome.
-    pub fn remember(&self, topic: &str, source: &str, id: &str, outcome: Remembered) {
+    pub fn remember(&self, key: DedupeKey, outcome: Remembered) {
         if let Some(cache) = &self.cache {
-            cache.insert(
-                (topic.to_owned(), source.to_owned(), id.to_owned()),
-                outcome,
-            );
+            cache.insert(key.0, outcome);
         }
     }
 }
@@ -89,7 +103,10 @@ mod tests {
         // 1,000 events with 10 KiB ids would take 10 MiB: the window keeps about 1 MiB.
         let long = "x".repeat(10 * 1024);
         for i in 0..1_000 {
-            window.remember("t", "/s", &format!("{i}{long}"), Remembered::Stored);
+            window.remember(
+                DedupeKey::new("t", "/s", &format!("{i}{long}")),
+                Remembered::Stored,
+            );
         }
         cache.run_pending_tasks();
         assert!(
@@ -100,23 +117,34 @@ mod tests {
         assert!(cache.entry_count() < 110, "{}", cache.entry_count());
         // Short ids: many fit.
         for i in 0..1_000 {
-            window.remember("t", "/s", &format!("short-{i}"), Remembered::Stored);
+            window.remember(
+                DedupeKey::new("t", "/s", &format!("short-{i}")),
+                Remembered::Stored,
+            );
         }
         cache.run_pending_tasks();
-        assert!(window.get("t", "/s", "short-999").is_some());
+        assert!(
+            window
+                .get(&DedupeKey::new("t", "/s", "short-999"))
+                .is_some()
+        );
         assert!(cache.weighted_size() <= 1024 * 1024);
     }
 
     #[test]
     fn identity_is_topic_source_and_id() {
         let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
-        window.remember("t", "/a", "1", Remembered::Stored);
-        assert_eq!(window.get("t", "/a", "1"), Some(Remembered::Stored));
-        assert_eq!(window.get("t", "/b", "1"), None);
-        assert_eq!(window.get("u", "/a", "1"), None);
+        let key = |t, s, i| DedupeKey::new(t, s, i);
+        window.remember(key("t", "/a", "1"), Remembered::Stored);
+        assert_eq!(window.get(&key("t", "/a", "1")), Some(Remembered::Stored));
+        assert_eq!(window.get(&key("t", "/b", "1")), None);
+        assert_eq!(window.get(&key("u", "/a", "1")), None);
+        // The length prefixes keep apart identities whose concatenations are equal.
+        window.remember(key("t", "/a1", "2"), Remembered::Stored);
+        assert_eq!(window.get(&key("t", "/a", "12")), None);
         assert!(
             DedupeWindow::new(Duration::ZERO, 1)
-                .get("t", "/a", "1")
+                .get(&key("t", "/a", "1"))
                 .is_none()
         );
     }

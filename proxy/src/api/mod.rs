@@ -9,7 +9,7 @@ pub mod rate;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Method, Request};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use courier_shared::ProblemKind;
@@ -346,22 +346,24 @@ async fn count_requests(
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+        .map_or("unmatched", |p| crate::metrics::route_label(p.as_str()));
     // Only the methods the API knows; anything else is one label value, not one per spelling.
-    let method = match request.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
         _ => "other",
-    }
-    .to_owned();
+    };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let metrics = state.pipeline().metrics();
     metrics
         .http_duration
-        .get_or_create(&crate::metrics::RouteLabels {
-            route: route.clone(),
-        })
+        .get_or_create(&crate::metrics::RouteLabels { route })
         .observe(started.elapsed().as_secs_f64());
     metrics
         .http_requests

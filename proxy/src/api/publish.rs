@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 
 use super::AppState;
 use super::body::{BodyFormat, Parsed, event_error, parse, parse_binary, read_body};
-use super::dedupe::Remembered;
+use super::dedupe::{DedupeKey, Remembered};
 use crate::auth::Identity;
 use crate::delivery::{Delivered, DeliveryError, Outgoing, Route};
 use crate::dlq::NewEntry;
@@ -374,8 +374,9 @@ struct Routed {
     id: String,
     /// With `id`, the event's identity.
     source: String,
-    /// The client chose the id (only such events are deduplicated).
-    deduped: bool,
+    /// The event's key in the dedupe window, when the client chose its id (only such events
+    /// are deduplicated) and the window is on.
+    dedupe: Option<DedupeKey>,
     topic: String,
     record: KafkaRecord,
 }
@@ -469,9 +470,9 @@ pub async fn process(
             outcomes[index] = refuse(Some(event.id), err);
             continue;
         }
-        if !event.id_assigned
-            && let Some(first) = state.dedupe().get(&topic, &event.source, &event.id)
-        {
+        let dedupe = (!event.id_assigned && state.dedupe().is_on())
+            .then(|| DedupeKey::new(&topic, &event.source, &event.id));
+        if let Some(first) = dedupe.as_ref().and_then(|k| state.dedupe().get(k)) {
             outcomes[index] = Some(Outcome::Duplicate {
                 id: event.id,
                 topic,
@@ -492,7 +493,7 @@ pub async fn process(
         }
         routed.push(Routed {
             index,
-            deduped: !event.id_assigned,
+            dedupe,
             source: event.source,
             id: event.id,
             topic,
@@ -646,15 +647,16 @@ pub async fn process(
             }
         }
     }
-    for r in routed.iter().filter(|r| r.deduped) {
+    for r in &mut routed {
+        let Some(key) = r.dedupe.take() else {
+            continue;
+        };
         let remembered = match &outcomes[r.index] {
             Some(Outcome::Delivered { at, .. }) => Remembered::Delivered { at: *at },
             Some(Outcome::Stored { .. }) => Remembered::Stored,
             _ => continue,
         };
-        state
-            .dedupe()
-            .remember(&r.topic, &r.source, &r.id, remembered);
+        state.dedupe().remember(key, remembered);
     }
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
