@@ -2,7 +2,8 @@
 # The whole test suite, as the README's second command and as CI runs it:
 #   1. install what is missing (scripts/setup.sh --test: build deps, Kafka jars, test tools,
 #      the container engine),
-#   2. check formatting and lints, and the dependency tree with cargo-deny,
+#   2. check formatting and lints, the dependency tree with cargo-deny, and the Helm chart
+#      (scripts/deploy/check.sh: helm lint --strict, renderings checked without a cluster),
 #   3. build every test once,
 #   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
@@ -50,6 +51,8 @@ else
   log "RustSec advisory database unreachable: advisories NOT checked"
 fi
 # ---- end cargo-deny
+log "Helm chart: lint, renderings and their structural checks (scripts/deploy/check.sh)"
+"$here/deploy/check.sh"
 log "building tests"
 cargo test --workspace --locked --no-run
 
