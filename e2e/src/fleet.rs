@@ -98,7 +98,8 @@ pub struct KubePlayFleet {
     pub admin_token: String,
     /// The kinds `helm template` rendered, each with its count (`Deployment` ×4, …).
     pub rendered_kinds: Vec<(String, usize)>,
-    _dir: tempfile::TempDir,
+    /// The rendered manifests and values.
+    dir: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for KubePlayFleet {
@@ -154,27 +155,6 @@ impl KubePlayFleet {
         let password = uuid::Uuid::new_v4().simple().to_string();
         let database_url =
             format!("postgres://courier:{password}@{release}-postgres-pod-0:5432/courier");
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let secret_file = dir.path().join("credentials.json");
-        std::fs::write(
-            &secret_file,
-            json!({
-                "admin-token": b64(&admin_token),
-                "database-url": b64(&database_url),
-                "postgres-password": b64(&password),
-            })
-            .to_string(),
-        )
-        .expect("write the credentials");
-        podman_async(vec![
-            "secret".into(),
-            "create".into(),
-            secret.clone(),
-            secret_file.display().to_string(),
-        ])
-        .await;
-        std::fs::remove_file(&secret_file).expect("remove the credentials file");
-
         let mut all_values = json!({
             "podman": {"proxyHostPorts": ports},
             "image": {"registry": registry, "tag": tag, "pullPolicy": "Never"},
@@ -218,8 +198,30 @@ impl KubePlayFleet {
             manifest,
             admin_token,
             rendered_kinds,
-            _dir: dir,
+            dir,
         };
+        // Made once the fleet exists, whose drop removes it.
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let secret_file = fleet.dir.path().join("credentials.json");
+        std::fs::write(
+            &secret_file,
+            json!({
+                "admin-token": b64(&fleet.admin_token),
+                "database-url": b64(&database_url),
+                "postgres-password": b64(&password),
+            })
+            .to_string(),
+        )
+        .expect("write the credentials");
+        podman_async(vec![
+            "secret".into(),
+            "create".into(),
+            fleet.secret.clone(),
+            secret_file.display().to_string(),
+        ])
+        .await;
+        std::fs::remove_file(&secret_file).expect("remove the credentials file");
+
         let started = Instant::now();
         podman_async(vec![
             "kube".into(),
@@ -289,23 +291,46 @@ impl KubePlayFleet {
         podman_async(vec!["pod".into(), "rm".into(), "-f".into(), pod]).await;
     }
 
-    /// Runs busybox's `wget` in `container` against `url` (from inside the container, as a
-    /// probe would): Ok on a 2xx answer, otherwise wget's error output.
-    pub async fn http_inside(&self, container: &str, url: &str) -> Result<(), String> {
-        let args = ["exec", container, "wget", "-q", "-O", "/dev/null", url].map(str::to_owned);
+    /// The container of proxy `i`.
+    pub fn proxy_container(&self, i: usize) -> String {
+        format!("{}-proxy", self.proxy_pod(i))
+    }
+
+    /// Runs `container`'s health check as Podman made it from the pod's liveness probe
+    /// (`podman healthcheck run`; nothing runs it on its own here, without systemd): Ok when
+    /// healthy, otherwise Podman's words.
+    pub async fn health_check(&self, container: &str) -> Result<(), String> {
+        let container = container.to_owned();
         tokio::task::spawn_blocking(move || {
-            let out = run(
-                Path::new("podman"),
-                &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            );
+            let out = run(Path::new("podman"), &["healthcheck", "run", &container]);
             if out.status.success() {
                 Ok(())
             } else {
-                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+                Err(format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
             }
         })
         .await
-        .expect("podman exec task")
+        .expect("podman healthcheck task")
+    }
+
+    /// What Podman applied of `container`'s security context: user, read-only root
+    /// filesystem, effective capabilities, security options (`no-new-privileges`).
+    pub async fn security(&self, container: &str) -> String {
+        podman_async(vec![
+            "inspect".into(),
+            container.to_owned(),
+            "--format".into(),
+            "user={{.Config.User}} readonly={{.HostConfig.ReadonlyRootfs}} \
+             caps={{.EffectiveCaps}} opts={{.HostConfig.SecurityOpt}}"
+                .into(),
+        ])
+        .await
+        .trim()
+        .to_owned()
     }
 
     /// The shared store's (pending, parked) counts, through `base`'s admin API.

@@ -212,11 +212,20 @@ async fn a_proxy_pod_of_the_kube_play_fleet_killed_loses_nothing() {
         }}}),
     )
     .await;
+    // The liveness probes, as Podman runs them (its health checks), and the security context
+    // as it applied it.
     let consumer = fleet.container("consumer-main", "consumer");
-    fleet
-        .http_inside(&consumer, "http://127.0.0.1:9090/healthz")
-        .await
-        .unwrap_or_else(|e| panic!("{consumer} /healthz: {e}"));
+    for container in [fleet.proxy_container(0), fleet.proxy_container(1), consumer] {
+        fleet
+            .health_check(&container)
+            .await
+            .unwrap_or_else(|e| panic!("{container}'s liveness probe: {e}"));
+        let security = fleet.security(&container).await;
+        assert_eq!(
+            security, "user=65532:65532 readonly=true caps=[] opts=[no-new-privileges]",
+            "{container}'s security context as Podman applied it"
+        );
+    }
 
     let [first, survivor] = [fleet.proxies[0].clone(), fleet.proxies[1].clone()];
     let service = unique("fleet");
@@ -297,10 +306,10 @@ async fn a_proxy_pod_of_the_kube_play_fleet_killed_loses_nothing() {
         .collect();
     eprintln!(
         "[fleet] exercised by podman kube play: {} (the one-host rendering), the credentials \
-         as an existing secret, the proxies' /readyz and /healthz on their host ports, the \
-         consumer's /healthz inside its pod; only on a real cluster: Service load balancing, \
-         HorizontalPodAutoscaler, PodDisruptionBudget, the chart's own Secret, probes acted \
-         upon, the preStop sleep and grace period",
+         as an existing secret, the security context, the liveness probes run as Podman's \
+         health checks, the proxies' /readyz on their host ports; only on a real cluster: \
+         Service load balancing, HorizontalPodAutoscaler, PodDisruptionBudget, the chart's own \
+         Secret, probes acted upon, the preStop sleep and grace period (Podman stops after 10 s)",
         kinds.join(", ")
     );
     eprintln!("[fleet] scenario took {:.0?}", started.elapsed());

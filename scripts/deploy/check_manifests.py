@@ -6,10 +6,11 @@ cannot reach) plus what a schema cannot know: the fleet's promises. Every object
 apiVersion, kind and a DNS-1123 name; a known kind has its required fields; every Deployment's
 containers run non-root with a read-only root, no privilege escalation and no capabilities,
 with resource requests and limits, and liveness and readiness probes (the proxy's on /healthz
-and /readyz); the proxy's grace period exceeds its shutdown drain, computed from the
-courier.toml in its ConfigMap; every Secret, ConfigMap and PersistentVolumeClaim a pod names
-is rendered (or is the existing Secret named by --existing-secret); the Service, the
-PodDisruptionBudget and the HorizontalPodAutoscaler select or target the proxies.
+and /readyz, as httpGet or, for podman, an exec of wget); the proxy's grace period exceeds its
+shutdown drain, computed from the courier.toml in its ConfigMap; every Secret, ConfigMap and
+PersistentVolumeClaim a pod names is rendered (or is the existing Secret named by
+--existing-secret); the Service, the PodDisruptionBudget and the HorizontalPodAutoscaler
+select or target the proxies.
 
 Usage: helm template ... | check_manifests.py [--podman] [--existing-secret NAME]
 Exits 1 with one line per problem; prints a summary of the objects otherwise.
@@ -49,6 +50,16 @@ def dig(obj, path):
             return None
         obj = obj[part]
     return obj
+
+
+def probe_path(probe):
+    """The path an HTTP probe asks: httpGet's, or the URL's of an exec of wget (podman)."""
+    if "httpGet" in probe:
+        return probe["httpGet"].get("path")
+    command = dig(probe, "exec.command") or []
+    if command and command[0] == "wget":
+        return "/" + command[-1].split("/", 3)[-1]
+    return None
 
 
 def proxy_drain_ms(toml_text, pre_stop_s):
@@ -138,9 +149,9 @@ def check(docs, podman, existing_secret):
         where = f"Deployment/{name}"
         pod = dig(dep, "spec.template.spec")
         c = pod["containers"][0]
-        if dig(c, "livenessProbe.httpGet.path") != "/healthz":
+        if probe_path(c.get("livenessProbe", {})) != "/healthz":
             problems.append(f"{where}: liveness probe is not /healthz")
-        if dig(c, "readinessProbe.httpGet.path") != "/readyz":
+        if probe_path(c.get("readinessProbe", {})) != "/readyz":
             problems.append(f"{where}: readiness probe is not /readyz")
         cm_name = next((v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v), None)
         toml_text = dig(configmaps.get(cm_name, {}), "data") or {}

@@ -108,3 +108,17 @@ integers here, and keys Kafka-style ("linger.ms") quoted. Scalars first, then ea
 {{ include "courier.toml" (dict "table" (ternary . (printf "%s.%s" $.table .) (eq $.table "")) "map" (get $.map .)) }}
 {{- end }}
 {{- end -}}
+
+{{/*
+An HTTP probe: (dict "root" $ "path" "/healthz" "port" 8080). On one host (podman) an exec of
+busybox's wget instead: Podman runs a liveness probe as the container's health check, and
+turns httpGet into curl, which the images do not carry.
+*/}}
+{{- define "courier.httpProbe" -}}
+{{- if .root.Values.podman.enabled -}}
+exec:
+  command: ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{{ .port }}{{ .path }}"]
+{{- else -}}
+httpGet: {path: {{ .path }}, port: {{ .port }}}
+{{- end -}}
+{{- end -}}
