@@ -14,7 +14,9 @@
 #                    Chromium and Node.js for the admin page's browser tests, haproxy and
 #                    iptables for the HA and network-fault tests, cargo-deny and cargo-fuzz,
 #                    schemathesis (PyPI, in a venv under the cache) for the API conformance
-#                    run, and the container engine (--containers).
+#                    run, helm (built with Go from the Go module proxy, in the cache) and
+#                    python3-yaml for the chart's checks, and the container engine
+#                    (--containers).
 #   --containers     the container engine: Podman from Debian's packages, configured for this
 #                    machine (scripts/containers/setup.sh; its --socket serves the Docker API).
 #   --elasticsearch  also build the Elasticsearch 9 home that scripts/elasticsearch/node.sh
@@ -42,7 +44,8 @@ PACKAGES=(
   libzstd-dev liblz4-dev libsasl2-dev python3 maven default-jdk-headless curl
 )
 TEST_PACKAGES=(
-  python3-venv postgresql postgresql-client chromium fonts-dejavu-core haproxy iptables
+  python3-venv python3-yaml postgresql postgresql-client chromium fonts-dejavu-core haproxy
+  iptables
 )
 if ((with_test)); then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 
@@ -99,6 +102,18 @@ for tool in cargo-deny@0.20.2 cargo-fuzz@0.13.2; do
   fi
 done
 # ---- end cargo tools
+
+# ---- Helm, for the chart's checks (scripts/deploy/check.sh) and the kube play fleet test:
+# built from the Go module proxy with the machine's Go into the cache (no prebuilt binary is
+# downloaded). A go-installed helm reports no patch version; `go version -m` tells the module's.
+HELM_VERSION=v3.21.4
+helm_bin="$(courier_cache_dir)/go-bin/helm"
+if [ "$(go version -m "$helm_bin" 2>/dev/null | awk '$1 == "mod" { print $3 }')" != "$HELM_VERSION" ]; then
+  command -v go >/dev/null || die "go not found: it builds helm (the Go module helm.sh/helm/v3)"
+  log "installing helm $HELM_VERSION into $(dirname "$helm_bin") (go install, a few minutes)"
+  GOBIN="$(dirname "$helm_bin")" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+# ---- end Helm
 
 # schemathesis checks the served OpenAPI document against the running proxy
 # (scripts/schemathesis.sh); pinned, in a venv of its own.

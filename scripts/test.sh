@@ -2,7 +2,8 @@
 # The whole test suite, as the README's second command and as CI runs it:
 #   1. install what is missing (scripts/setup.sh --test: build deps, Kafka jars, test tools,
 #      the container engine),
-#   2. check formatting and lints, and the dependency tree with cargo-deny,
+#   2. check formatting and lints, the dependency tree with cargo-deny, and the Helm chart
+#      (scripts/deploy/check.sh: helm lint --strict, renderings checked without a cluster),
 #   3. build every test once,
 #   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
@@ -18,9 +19,10 @@
 #   8. check the served OpenAPI document against a running proxy with schemathesis
 #      (scripts/schemathesis.sh), and run each fuzz target shortly (fuzz/),
 #   9. the container suite: Podman's Docker API (scripts/containers/setup.sh --socket), the
-#      Kafka and proxy images (scripts/images/build.sh, unchanged ones kept), then
-#      e2e/tests/containers.rs — three Kafka brokers in containers under faults, the proxy as a
-#      process and as a container, zero loss by id — then stop everything.
+#      Kafka, proxy, consumer and PostgreSQL images (scripts/images/build.sh, unchanged ones
+#      kept), then e2e/tests/containers.rs — three Kafka brokers in containers under faults,
+#      the proxy as a process and as a container, zero loss by id — and, timed apart, the Helm
+#      chart played with podman kube play (two proxy pods, one killed) — then stop everything.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p courier-shared`) and skip the
 # browser tests, schemathesis, the fuzz smoke run and the container suite.
 set -euo pipefail
@@ -50,6 +52,8 @@ else
   log "RustSec advisory database unreachable: advisories NOT checked"
 fi
 # ---- end cargo-deny
+log "Helm chart: lint, renderings and their structural checks (scripts/deploy/check.sh)"
+"$here/deploy/check.sh"
 log "building tests"
 cargo test --workspace --locked --no-run
 
@@ -76,12 +80,19 @@ cleanup_sasl() {
 sasl_pid=$!
 # ---- end SASL_SSL Kafka
 
-# ---- containers: what the container suite leaves behind if it is killed (its containers
-# and networks are named under this prefix; a finished test removes its own).
+# ---- containers: what the container suite leaves behind if it is killed (its containers,
+# networks, and the kube play fleet's pods, volumes and secrets are named under this prefix; a
+# finished test removes its own).
 export COURIER_TEST_CONTAINER_PREFIX="courier-ct-$$"
 cleanup_containers() {
   command -v podman >/dev/null || return 0
   local ids
+  podman pod ls -q --filter "name=^$COURIER_TEST_CONTAINER_PREFIX-" 2>/dev/null |
+    xargs -r podman pod rm -f >/dev/null 2>&1 || true
+  podman volume ls -q --filter "name=^$COURIER_TEST_CONTAINER_PREFIX-" 2>/dev/null |
+    xargs -r podman volume rm -f >/dev/null 2>&1 || true
+  podman secret ls --noheading --format '{{.Name}}' 2>/dev/null |
+    grep "^$COURIER_TEST_CONTAINER_PREFIX-" | xargs -r podman secret rm >/dev/null 2>&1 || true
   ids=$(podman ps -aq --filter "name=^$COURIER_TEST_CONTAINER_PREFIX-" 2>/dev/null || true)
   if [ -n "$ids" ]; then
     # shellcheck disable=SC2086 # one id per word
@@ -200,12 +211,25 @@ if (($# == 0)); then
   docker_env=$("$here/containers/setup.sh" --socket)
   eval "$docker_env"
   export DOCKER_HOST
-  # The proxy image carries the debug binary `cargo test --workspace` just built (tag :test):
-  # a release build only for this would double the run.
-  COURIER_IMAGES_PROFILE=debug COURIER_IMAGES_SKIP_CARGO=1 "$here/images/build.sh" kafka proxy
+  # The Courier images carry the debug binaries `cargo test --workspace` just built (tag
+  # :test): a release build only for this would double the run. PostgreSQL and the consumer
+  # are for the kube play fleet.
+  COURIER_IMAGES_PROFILE=debug COURIER_IMAGES_SKIP_CARGO=1 "$here/images/build.sh" \
+    kafka proxy consumer-main postgres
   export COURIER_TEST_PROXY_IMAGE=localhost/courier-proxy:test
   images_s=$((SECONDS - containers_t0))
-  cargo test -p courier-e2e --features testcontainers --locked --test containers -- --nocapture
-  log "container suite took $((SECONDS - containers_t0))s (images ${images_s}s, tests $((SECONDS - containers_t0 - images_s))s)"
+  fleet_test=a_proxy_pod_of_the_kube_play_fleet_killed_loses_nothing
+  cargo test -p courier-e2e --features testcontainers --locked --lib --test containers -- \
+    --nocapture --skip "$fleet_test"
+  tests_s=$((SECONDS - containers_t0 - images_s))
+  # ---- kube play fleet: the Helm chart (deploy/helm/courier) played by Podman on a Kafka
+  # container cluster, two proxy pods, one killed; timed apart.
+  fleet_t0=$SECONDS
+  cargo test -p courier-e2e --features testcontainers --locked --test containers -- \
+    --nocapture --exact "$fleet_test"
+  fleet_s=$((SECONDS - fleet_t0))
+  log "kube play fleet scenario took ${fleet_s}s"
+  # ---- end kube play fleet
+  log "container suite took $((SECONDS - containers_t0))s (images ${images_s}s, tests ${tests_s}s, kube play fleet ${fleet_s}s)"
   # ---- end container suite
 fi

@@ -233,8 +233,10 @@ impl LoadReport {
     }
 }
 
-/// Sends batches of `batch` events from `source` to `base` until `stop` is set, `max_events`
-/// were sent or `max_time` passed; `concurrency` requests at a time. Every id is unique.
+/// Sends batches of `batch` events from `source` to `bases` until `stop` is set, `max_events`
+/// were sent or `max_time` passed; `concurrency` requests at a time, worker `w` starting on
+/// `bases[w % len]` and moving to the next base when its own does not answer (as a load
+/// balancer or the courier-client would). Every id is unique.
 pub async fn run_load(
     bases: Vec<String>,
     source: String,
@@ -254,8 +256,9 @@ pub async fn run_load(
     for w in 0..concurrency {
         let (client, source, next, stop) =
             (client.clone(), source.clone(), next.clone(), stop.clone());
-        let base = bases[w % bases.len()].clone();
+        let bases = bases.clone();
         workers.spawn(async move {
+            let mut base = w % bases.len();
             let mut report = LoadReport::default();
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let start = next.fetch_add(batch, Ordering::Relaxed);
@@ -271,7 +274,7 @@ pub async fn run_load(
                     .collect();
                 report.sent += ids.len();
                 let answer = client
-                    .post(format!("{base}/v1/events"))
+                    .post(format!("{}/v1/events", bases[base]))
                     .header("content-type", "application/cloudevents-batch+json")
                     .json(&events)
                     .send()
@@ -281,6 +284,7 @@ pub async fn run_load(
                     Err(e) => {
                         let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "other" };
                         report.refuse(format!("no answer: {kind}"), ids.len());
+                        base = (base + 1) % bases.len();
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }

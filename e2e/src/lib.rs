@@ -17,6 +17,8 @@ pub mod chaos;
 pub mod cluster;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
+#[cfg(feature = "testcontainers")]
+pub mod fleet;
 pub mod proxy_process;
 pub mod sinks;
 
