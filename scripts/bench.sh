@@ -4,7 +4,9 @@
 # Kafka cluster (replication factor 3, min.insync.replicas 2) and the Strimzi Kafka HTTP
 # bridge on free loopback ports, runs `courier-bench --mode produce` (proxy single-event and
 # batched POSTs, one and two proxies, the Rust client, a direct rdkafka producer, the bridge;
-# fixed rate and maximum; CPU and RSS per process), appends the rows to
+# single events at 256, 1,024 and 4,096 connections from courier-bench's own generator and
+# from wrk side by side (scripts/bench/events.lua: the same realistic events); fixed rate and
+# maximum; CPU per event, CPU and RSS per process), appends the rows to
 # docs/bench/results.csv, writes the charts to docs/bench/*.svg and the summary to
 # docs/bench/summary-<UTC time>.md; then stops everything it started.
 #
@@ -37,6 +39,7 @@ done
 out="${BENCH_OUT:-$root/docs/bench}"
 mkdir -p "$out"
 cd "$root"
+command -v wrk >/dev/null || "$here/setup.sh" --bench
 if [[ -z "${BENCH_PREBUILT:-}" ]]; then
   log "building release binaries"
   cargo build --release -q -p courier-proxy -p courier-e2e
@@ -75,6 +78,7 @@ summary="$out/summary-$stamp.md"
 } >"$summary"
 log "running courier-bench --mode produce (progress below, summary in $summary)"
 "$bin" --mode produce --kafka-dir "$work/kafka" --csv "$out/results.csv" --svg-dir "$out" \
+  --wrk-script "$here/bench/events.lua" \
   "${pass[@]}" | tee -a "$summary"
 
 if ((sinks)); then

@@ -7,7 +7,7 @@
 # the Rust crates (rdkafka's librdkafka build: zlib, OpenSSL, zstd, lz4, SASL, curl), Java +
 # Maven for the local Kafka and its jars (fetched here), python3 and curl for the scripts.
 #
-# Usage: scripts/setup.sh [--test] [--containers] [--elasticsearch]
+# Usage: scripts/setup.sh [--test] [--bench] [--containers] [--elasticsearch]
 #   --test           also what only the tests use (scripts/test.sh): the PostgreSQL server and
 #                    client for the throwaway test database (scripts/postgres.sh; the package
 #                    may create Debian's default cluster `main` on 5432, which we never use),
@@ -17,6 +17,8 @@
 #                    run, helm (built with Go from the Go module proxy, in the cache) and
 #                    python3-yaml for the chart's checks, and the container engine
 #                    (--containers).
+#   --bench          also what only the benchmark uses (scripts/bench.sh): wrk, the external
+#                    load generator it cross-checks its own with, and perf for profiles.
 #   --containers     the container engine: Podman from Debian's packages, configured for this
 #                    machine (scripts/containers/setup.sh; its --socket serves the Docker API).
 #   --elasticsearch  also build the Elasticsearch 9 home that scripts/elasticsearch/node.sh
@@ -24,13 +26,14 @@
 #                    further system packages).
 set -euo pipefail
 
-with_es=0 with_test=0 with_containers=0
+with_es=0 with_test=0 with_containers=0 with_bench=0
 for arg in "$@"; do
   case "$arg" in
     --elasticsearch) with_es=1 ;;
     --test) with_test=1 with_containers=1 ;;
     --containers) with_containers=1 ;;
-    *) echo "usage: $0 [--test] [--containers] [--elasticsearch]" >&2; exit 2 ;;
+    --bench) with_bench=1 ;;
+    *) echo "usage: $0 [--test] [--bench] [--containers] [--elasticsearch]" >&2; exit 2 ;;
   esac
 done
 
@@ -47,7 +50,9 @@ TEST_PACKAGES=(
   python3-venv python3-yaml postgresql postgresql-client chromium fonts-dejavu-core haproxy
   iptables
 )
+BENCH_PACKAGES=(wrk linux-perf)
 if ((with_test)); then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
+if ((with_bench)); then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi
 
 # dpkg -s is local and fast; only packages not fully installed are missing.
 missing=()

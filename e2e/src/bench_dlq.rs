@@ -54,8 +54,12 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     let payload = "p".repeat(b.payload_bytes);
     let units = b.events.div_ceil(b.batch_size);
     let target = HttpPost {
-        http: http.clone(),
-        urls: vec![format!("{}/v1/events", outage.base)],
+        targets: vec![(
+            Arc::new(crate::bench_http::Http1Pool::new(
+                crate::bench_http::Endpoint::parse(&outage.base)?.addr,
+            )),
+            "/v1/events".to_owned(),
+        )],
         content_type: "application/cloudevents-batch+json",
         bodies: bodies(
             units,

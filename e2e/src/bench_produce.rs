@@ -18,7 +18,8 @@ use courier_shared::{Event, KafkaRecord, to_record};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
-use crate::bench_goals::{goals, medians, write_charts};
+use crate::bench_goals::{cross_check, goals, medians, write_charts};
+use crate::bench_http::{Endpoint, Http1Pool};
 use crate::bench_measure::{Load, Target, drive};
 use crate::bench_procs::{Sampler, Watched, load_average};
 use crate::bench_report::{Row, append_csv, markdown};
@@ -56,6 +57,9 @@ pub struct ProduceBench {
     /// Scenario keys to run (all when empty): `proxy-single`, `proxy-batch`, `client`,
     /// `direct`, `bridge-single`, `bridge-batch`, `proxy2-single`, `proxy2-batch`.
     pub only: Vec<String>,
+    /// The `wrk` Lua script of realistic events (`scripts/bench/events.lua`): with it, the
+    /// single-event scenarios run again with `wrk` as the load generator, side by side.
+    pub wrk_script: Option<PathBuf>,
     /// CSV file the rows are appended to.
     pub csv: Option<PathBuf>,
     /// Directory the SVG charts are written to.
@@ -72,6 +76,41 @@ pub fn event(source: &str, scenario: &str, i: usize, payload: &str) -> serde_jso
         "type": "bench.event",
         "partitionkey": format!("k{}", i % 1024),
         "data": {"i": i, "pad": payload},
+    })
+}
+
+/// Event `i` as services send them: a unique id, one of 1,024 partition keys, and ~100–300
+/// bytes of JSON data whose shape varies (the same generator as `scripts/bench/events.lua`).
+pub fn realistic_event(source: &str, scenario: &str, i: usize) -> serde_json::Value {
+    const WORDS: [&str; 16] = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
+    ];
+    let n = i.wrapping_mul(7919);
+    let key = n % 1024;
+    let items: Vec<serde_json::Value> = (1..=1 + n % 4)
+        .map(|j| {
+            serde_json::json!({
+                "sku": format!("{}-{}", WORDS[(n + j) % 16], (n * j) % 9973),
+                "qty": 1 + j,
+            })
+        })
+        .collect();
+    let note = format!("{} ", WORDS[n % 16]).repeat(2 + n % 9);
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": format!("{scenario}-{i}"),
+        "source": source,
+        "type": "order.created",
+        "partitionkey": format!("customer-{key}"),
+        "datacontenttype": "application/json",
+        "data": {
+            "customer": format!("customer-{key}"),
+            "amount": format!("{}.{:02}", n % 10_000, n % 100).parse::<f64>().unwrap_or(0.0),
+            "currency": "EUR",
+            "items": items,
+            "note": note,
+        },
     })
 }
 
@@ -95,10 +134,8 @@ pub fn bodies(
 /// is answered `expect`.
 #[derive(Debug)]
 pub struct HttpPost {
-    /// The HTTP client.
-    pub http: reqwest::Client,
-    /// Where to POST, unit `i` to `urls[i % len]`.
-    pub urls: Vec<String>,
+    /// Where to POST, unit `i` to `targets[i % len]`: a connection pool and a path.
+    pub targets: Vec<(Arc<Http1Pool>, String)>,
     /// The bodies' content type.
     pub content_type: &'static str,
     /// One body per unit.
@@ -119,18 +156,10 @@ impl Target for HttpPost {
         self.per_unit
     }
     async fn send(&self, i: usize) -> bool {
-        let url = &self.urls[i % self.urls.len()];
-        match self
-            .http
-            .post(url)
-            .header("content-type", self.content_type)
-            .body(self.bodies[i].clone())
-            .send()
+        let (pool, path) = &self.targets[i % self.targets.len()];
+        pool.post(path, self.content_type, self.bodies[i].clone())
             .await
-        {
-            Ok(r) => r.status() == self.expect && r.bytes().await.is_ok(),
-            Err(_) => false,
-        }
+            .is_some_and(|status| status == self.expect)
     }
 }
 
@@ -172,19 +201,12 @@ impl Target for Direct {
     }
 }
 
-/// The data of a bench event, as a service would declare it.
-#[derive(serde::Serialize)]
-struct Payload<'a> {
-    i: usize,
-    pad: &'a str,
-}
-
 /// Events published through one `courier::Client`, each awaited until the proxy answered
 /// for it; the client builds, serialises and batches every event inside the timing.
 struct ClientPublish {
     client: courier::Client,
     scenario: String,
-    payload: String,
+    source: String,
     units: usize,
 }
 
@@ -196,13 +218,13 @@ impl Target for ClientPublish {
         1
     }
     async fn send(&self, i: usize) -> bool {
-        let event = courier::Event::new("bench.event")
+        // The same events as the other scenarios; building them is part of what the client
+        // does for a service, so it is inside the timing.
+        let e = realistic_event(&self.source, &self.scenario, i);
+        let event = courier::Event::new("order.created")
             .id(format!("{}-{i}", self.scenario))
-            .partition_key(format!("k{}", i % 1024))
-            .data(&Payload {
-                i,
-                pad: &self.payload,
-            });
+            .partition_key(e["partitionkey"].as_str().unwrap_or_default())
+            .data(&e["data"]);
         self.client.publish_and_wait(event).await.is_ok()
     }
 }
@@ -216,82 +238,192 @@ enum Kind {
     Direct,
     BridgeSingle,
     BridgeBatch,
+    /// Single events from `wrk` (an external load generator) instead of courier-bench's own.
+    Wrk,
+}
+
+/// What a scenario's events look like.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Events {
+    /// Unique ids, 1,024 partition keys, varied data ([`realistic_event`]).
+    Realistic,
+    /// One data shape, a 200-byte string ([`event`]): the easy case.
+    Fixed,
 }
 
 pub(crate) struct Plan {
-    key: &'static str,
+    pub(crate) key: &'static str,
     /// The scenario's name in the report.
     pub(crate) name: &'static str,
     kind: Kind,
     proxies: usize,
     fixed_rate: bool,
+    /// Connections (requests in flight) for single events; 0 takes `--concurrency`.
+    connections: usize,
+    events: Events,
 }
 
-/// The scenarios, in the order they run; [`crate::bench_goals`] judges them by name.
-pub(crate) const PLANS: [Plan; 8] = [
+const fn plan(
+    key: &'static str,
+    name: &'static str,
+    kind: Kind,
+    proxies: usize,
+    fixed_rate: bool,
+    connections: usize,
+) -> Plan {
     Plan {
-        key: "proxy-single",
-        name: "proxy, single-event POSTs",
-        kind: Kind::ProxySingle,
-        proxies: 1,
-        fixed_rate: true,
+        key,
+        name,
+        kind,
+        proxies,
+        fixed_rate,
+        connections,
+        events: Events::Realistic,
+    }
+}
+
+/// The scenario named by `key`.
+pub(crate) fn plan_name(key: &str) -> &'static str {
+    PLANS.iter().find(|p| p.key == key).map_or("", |p| p.name)
+}
+
+/// The scenarios, in the order they run; [`crate::bench_goals`] judges them by key.
+pub(crate) const PLANS: [Plan; 15] = [
+    plan(
+        "proxy-single",
+        "proxy, single events, 256 connections",
+        Kind::ProxySingle,
+        1,
+        true,
+        256,
+    ),
+    plan(
+        "wrk-single",
+        "wrk → proxy, single events, 256 connections",
+        Kind::Wrk,
+        1,
+        false,
+        256,
+    ),
+    plan(
+        "proxy-single-1k",
+        "proxy, single events, 1,024 connections",
+        Kind::ProxySingle,
+        1,
+        false,
+        1024,
+    ),
+    plan(
+        "wrk-single-1k",
+        "wrk → proxy, single events, 1,024 connections",
+        Kind::Wrk,
+        1,
+        false,
+        1024,
+    ),
+    plan(
+        "proxy-single-4k",
+        "proxy, single events, 4,096 connections",
+        Kind::ProxySingle,
+        1,
+        false,
+        4096,
+    ),
+    plan(
+        "wrk-single-4k",
+        "wrk → proxy, single events, 4,096 connections",
+        Kind::Wrk,
+        1,
+        false,
+        4096,
+    ),
+    Plan {
+        events: Events::Fixed,
+        ..plan(
+            "proxy-single-easy",
+            "proxy, single events of one shape, 256 connections",
+            Kind::ProxySingle,
+            1,
+            false,
+            256,
+        )
     },
+    plan(
+        "proxy-batch",
+        "proxy, batched POSTs",
+        Kind::ProxyBatch,
+        1,
+        true,
+        0,
+    ),
+    plan(
+        "client",
+        "courier::Client (batching)",
+        Kind::Client,
+        1,
+        true,
+        0,
+    ),
+    plan(
+        "direct",
+        "direct rdkafka producer",
+        Kind::Direct,
+        0,
+        true,
+        0,
+    ),
+    plan(
+        "bridge-single",
+        "Strimzi bridge, single records",
+        Kind::BridgeSingle,
+        0,
+        true,
+        0,
+    ),
+    plan(
+        "bridge-batch",
+        "Strimzi bridge, batched records",
+        Kind::BridgeBatch,
+        0,
+        true,
+        0,
+    ),
+    plan(
+        "proxy2-single",
+        "2 proxies, single events, 1,024 connections",
+        Kind::ProxySingle,
+        2,
+        false,
+        1024,
+    ),
+    plan(
+        "proxy2-batch",
+        "2 proxies, batched POSTs",
+        Kind::ProxyBatch,
+        2,
+        false,
+        0,
+    ),
     Plan {
-        key: "proxy-batch",
-        name: "proxy, batched POSTs",
-        kind: Kind::ProxyBatch,
-        proxies: 1,
-        fixed_rate: true,
-    },
-    Plan {
-        key: "client",
-        name: "courier::Client (batching)",
-        kind: Kind::Client,
-        proxies: 1,
-        fixed_rate: true,
-    },
-    Plan {
-        key: "direct",
-        name: "direct rdkafka producer",
-        kind: Kind::Direct,
-        proxies: 0,
-        fixed_rate: true,
-    },
-    Plan {
-        key: "bridge-single",
-        name: "Strimzi bridge, single records",
-        kind: Kind::BridgeSingle,
-        proxies: 0,
-        fixed_rate: true,
-    },
-    Plan {
-        key: "bridge-batch",
-        name: "Strimzi bridge, batched records",
-        kind: Kind::BridgeBatch,
-        proxies: 0,
-        fixed_rate: true,
-    },
-    Plan {
-        key: "proxy2-single",
-        name: "2 proxies, single-event POSTs",
-        kind: Kind::ProxySingle,
-        proxies: 2,
-        fixed_rate: false,
-    },
-    Plan {
-        key: "proxy2-batch",
-        name: "2 proxies, batched POSTs",
-        kind: Kind::ProxyBatch,
-        proxies: 2,
-        fixed_rate: false,
+        events: Events::Fixed,
+        ..plan(
+            "proxy-batch-easy",
+            "proxy, batched POSTs of one shape",
+            Kind::ProxyBatch,
+            1,
+            false,
+            0,
+        )
     },
 ];
 
 /// What the scenarios share.
 struct Bench<'a> {
     b: &'a ProduceBench,
-    http: reqwest::Client,
     proxies: Vec<ProxyProcess>,
+    /// One connection pool per proxy, and one for the bridge.
+    pools: Vec<Arc<Http1Pool>>,
+    bridge_pool: Option<(Arc<Http1Pool>, String)>,
     source: String,
     topic: String,
     payload: String,
@@ -301,9 +433,13 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    fn in_flight(&self, kind: Kind) -> usize {
-        match kind {
-            Kind::ProxySingle | Kind::BridgeSingle => self.b.single_concurrency,
+    fn in_flight(&self, plan: &Plan) -> usize {
+        let single = match plan.connections {
+            0 => self.b.single_concurrency,
+            n => n,
+        };
+        match plan.kind {
+            Kind::ProxySingle | Kind::BridgeSingle | Kind::Wrk => single,
             Kind::ProxyBatch | Kind::BridgeBatch => self.b.batch_concurrency,
             // Enough waiting publishers to fill the client's batches and requests.
             Kind::Client => self.b.batch_size * self.b.batch_concurrency * 2,
@@ -316,6 +452,36 @@ impl Bench<'_> {
             Kind::ProxyBatch | Kind::BridgeBatch => self.b.batch_size,
             _ => 1,
         }
+    }
+
+    /// The `wrk` run of a single-event scenario against the first proxy: `connections`
+    /// connections for `secs` seconds, the proxy's CPU sampled as for every other scenario.
+    async fn wrk(
+        &self,
+        connections: usize,
+        secs: f64,
+        tag: &str,
+        watched: &[Watched],
+    ) -> anyhow::Result<(
+        crate::bench_measure::Outcome,
+        BTreeMap<&'static str, crate::bench_procs::Usage>,
+    )> {
+        let script = self.b.wrk_script.as_ref().context("no wrk script")?;
+        let sampler = Sampler::start(watched, Duration::from_millis(250));
+        let outcome = crate::bench_wrk::run(
+            &format!("{}/v1/events", self.proxies[0].base),
+            connections,
+            Duration::from_secs_f64(secs.max(1.0)),
+            script,
+            &[
+                ("COURIER_BENCH_SOURCE", self.source.as_str()),
+                ("COURIER_BENCH_BATCH", "1"),
+                ("COURIER_BENCH_TAG", tag),
+            ],
+        )
+        .await;
+        let usage = sampler.stop().await;
+        Ok((outcome?, usage))
     }
 
     /// Runs `target` under `load` while sampling the processes of `groups`.
@@ -355,10 +521,13 @@ impl Bench<'_> {
             pid,
         }));
         let per = self.per_unit(plan.kind);
-        let mk = |i| event(&self.source, tag, i, &self.payload);
-        let proxy_urls: Vec<String> = self.proxies[..plan.proxies]
+        let mk = |i| match plan.events {
+            Events::Realistic => realistic_event(&self.source, tag, i),
+            Events::Fixed => event(&self.source, tag, i, &self.payload),
+        };
+        let proxy_targets: Vec<(Arc<Http1Pool>, String)> = self.pools[..plan.proxies]
             .iter()
-            .map(|p| format!("{}/v1/events", p.base))
+            .map(|p| (p.clone(), "/v1/events".to_owned()))
             .collect();
         if plan.proxies > 0 {
             watched.extend(self.proxies[..plan.proxies].iter().map(|p| Watched {
@@ -366,13 +535,8 @@ impl Bench<'_> {
                 pid: p.pid(),
             }));
         }
-        let bridge_url = || -> anyhow::Result<Vec<String>> {
-            let (url, _) = self.b.bridge.as_ref().context("no bridge")?;
-            Ok(vec![format!(
-                "{}/topics/{}",
-                url.trim_end_matches('/'),
-                self.topic
-            )])
+        let bridge_target = || -> anyhow::Result<Vec<(Arc<Http1Pool>, String)>> {
+            Ok(vec![self.bridge_pool.clone().context("no bridge")?])
         };
         if matches!(plan.kind, Kind::BridgeSingle | Kind::BridgeBatch)
             && let Some((_, Some(pid))) = &self.b.bridge
@@ -389,9 +553,8 @@ impl Bench<'_> {
                 .collect();
             serde_json::json!({ "records": records })
         };
-        let http = |urls: Vec<String>, content_type, bodies| HttpPost {
-            http: self.http.clone(),
-            urls,
+        let http = |targets: Vec<(Arc<Http1Pool>, String)>, content_type, bodies| HttpPost {
+            targets,
             content_type,
             bodies,
             per_unit: per,
@@ -400,17 +563,17 @@ impl Bench<'_> {
         Ok(match plan.kind {
             Kind::ProxySingle => {
                 let b = bodies(units, 1, mk, |mut e| e.remove(0))?;
-                let t = http(proxy_urls, "application/cloudevents+json", b);
+                let t = http(proxy_targets, "application/cloudevents+json", b);
                 self.measure(t, load, limit, &watched).await
             }
             Kind::ProxyBatch => {
                 let b = bodies(units, per, mk, serde_json::Value::Array)?;
-                let t = http(proxy_urls, "application/cloudevents-batch+json", b);
+                let t = http(proxy_targets, "application/cloudevents-batch+json", b);
                 self.measure(t, load, limit, &watched).await
             }
             Kind::BridgeSingle | Kind::BridgeBatch => {
                 let b = bodies(units, per, mk, bridge_records)?;
-                let t = http(bridge_url()?, "application/vnd.kafka.json.v2+json", b);
+                let t = http(bridge_target()?, "application/vnd.kafka.json.v2+json", b);
                 self.measure(t, load, limit, &watched).await
             }
             Kind::Direct => {
@@ -431,10 +594,14 @@ impl Bench<'_> {
                 let t = ClientPublish {
                     client: self.client.clone(),
                     scenario: tag.to_owned(),
-                    payload: self.payload.clone(),
+                    source: self.source.clone(),
                     units,
                 };
                 self.measure(t, load, limit, &watched).await
+            }
+            Kind::Wrk => {
+                self.wrk(self.in_flight(plan), limit.as_secs_f64(), tag, &watched)
+                    .await?
             }
         })
     }
@@ -450,6 +617,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     let wanted = |p: &Plan| {
         (b.only.is_empty() || b.only.iter().any(|k| k == p.key))
             && (b.bridge.is_some() || !matches!(p.kind, Kind::BridgeSingle | Kind::BridgeBatch))
+            && (b.wrk_script.is_some() || p.kind != Kind::Wrk)
     };
     let proxies_needed = PLANS
         .iter()
@@ -505,9 +673,22 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         .buffer_capacity(b.batch_size * b.batch_concurrency * 4)
         .build()?;
     let run = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let pools = proxies
+        .iter()
+        .map(|p| Ok(Arc::new(Http1Pool::new(Endpoint::parse(&p.base)?.addr))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bridge_pool = match &b.bridge {
+        Some((url, _)) => {
+            let url = format!("{}/topics/{topic}", url.trim_end_matches('/'));
+            let e = Endpoint::parse(&url)?;
+            Some((Arc::new(Http1Pool::new(e.addr)), e.path))
+        }
+        None => None,
+    };
     let bench = Bench {
         b: &b,
-        http,
+        pools,
+        bridge_pool,
         proxies,
         source,
         topic: topic.clone(),
@@ -529,7 +710,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     for round in 1..=b.rounds.max(1) {
         for plan in PLANS.iter().filter(|p| wanted(p)) {
             let per = bench.per_unit(plan.kind);
-            let in_flight = bench.in_flight(plan.kind);
+            let in_flight = bench.in_flight(plan);
             // A short unmeasured warm-up: connections opened, code paths hot.
             let tag = format!("{}-r{round}", plan.key);
             let warm_units = (2_000 / per).max(2);
@@ -611,6 +792,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     println!();
     println!("{}", markdown(&summary));
     println!("{}", goals(&summary, b.rate));
+    println!("{}", cross_check(&summary));
     if let Some(dir) = &b.svg_dir {
         write_charts(dir, &summary, b.rate)?;
         eprintln!("charts written to {}", dir.display());

@@ -45,6 +45,25 @@ impl Row {
     fn usage(&self, group: &str) -> Option<Usage> {
         self.usage.get(group).copied()
     }
+
+    /// CPU time `group` spent per acknowledged event, microseconds (from `/proc`: user +
+    /// system time of its processes over the scenario, divided by the events).
+    pub fn cpu_us_per_event(&self, group: &str) -> Option<f64> {
+        let u = self.usage(group)?;
+        let acknowledged = self.outcome.events.saturating_sub(self.outcome.errors);
+        (acknowledged > 0).then(|| {
+            u.cpu_pct / 100.0 * self.outcome.elapsed.as_secs_f64() * 1e6 / acknowledged as f64
+        })
+    }
+
+    /// The CPU per event of what the scenario measures: the proxy's where one is involved,
+    /// else the bridge's, else the benchmark process's own (the direct producer runs in it).
+    pub fn gateway_cpu_us_per_event(&self) -> Option<f64> {
+        ["proxy", "bridge", "bench"]
+            .iter()
+            .find(|g| self.usage.contains_key(**g))
+            .and_then(|g| self.cpu_us_per_event(g))
+    }
 }
 
 /// The CSV header, matching [`csv_line`].
@@ -55,7 +74,7 @@ pub fn csv_header() -> String {
     for g in GROUPS {
         let _ = write!(h, ",{g}_cpu_pct,{g}_rss_mib");
     }
-    h.push_str(",load_avg_1m");
+    h.push_str(",load_avg_1m,cpu_us_per_event");
     h
 }
 
@@ -96,6 +115,12 @@ pub fn csv_line(row: &Row) -> String {
         }
     }
     let _ = write!(l, ",{:.2}", row.load_avg);
+    match row.gateway_cpu_us_per_event() {
+        Some(us) => {
+            let _ = write!(l, ",{us:.1}");
+        }
+        None => l.push(','),
+    }
     l
 }
 
@@ -128,18 +153,20 @@ fn group_cell(u: Option<Usage>) -> String {
 /// `rows` as a Markdown table.
 pub fn markdown(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| scenario | proxies | load | events/s | p50 ms | p99 ms | p999 ms | errors | proxy CPU / RSS MiB | bridge CPU / RSS MiB | bench CPU / RSS MiB | brokers CPU / RSS MiB | load avg |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | proxies | load | events/s | CPU µs / event | p50 ms | p99 ms | p999 ms | errors | proxy CPU / RSS MiB | bridge CPU / RSS MiB | bench CPU / RSS MiB | brokers CPU / RSS MiB | load avg |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let o = &r.outcome;
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:.1} |",
             r.target,
             r.proxies,
             r.load,
             o.rate(),
+            r.gateway_cpu_us_per_event()
+                .map_or_else(String::new, |us| format!("{us:.1}")),
             o.ms(0.50),
             o.ms(0.99),
             o.ms(0.999),

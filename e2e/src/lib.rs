@@ -8,11 +8,13 @@
 
 pub mod bench_dlq;
 pub mod bench_goals;
+pub mod bench_http;
 pub mod bench_measure;
 pub mod bench_procs;
 pub mod bench_produce;
 pub mod bench_report;
 pub mod bench_sinks;
+pub mod bench_wrk;
 pub mod chaos;
 pub mod cluster;
 #[cfg(feature = "testcontainers")]

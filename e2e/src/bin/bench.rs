@@ -65,8 +65,9 @@ struct Args {
     /// Rounds of the whole sequence; the summary takes each scenario's median round.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Only these scenarios (comma-separated): proxy-single, proxy-batch, client, direct,
-    /// bridge-single, bridge-batch, proxy2-single, proxy2-batch.
+    /// Only these scenarios (comma-separated): proxy-single, wrk-single, proxy-single-1k,
+    /// wrk-single-1k, proxy-single-4k, wrk-single-4k, proxy-single-easy, proxy-batch, client,
+    /// direct, bridge-single, bridge-batch, proxy2-single, proxy2-batch, proxy-batch-easy.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A running Strimzi Kafka HTTP bridge (its HTTP endpoint); without it the bridge is
@@ -80,6 +81,11 @@ struct Args {
     /// memory.
     #[arg(long)]
     kafka_dir: Option<PathBuf>,
+    /// The `wrk` Lua script of realistic events (`scripts/bench/events.lua`): the
+    /// single-event scenarios then run with `wrk` too, and the summary compares the two
+    /// generators.
+    #[arg(long)]
+    wrk_script: Option<PathBuf>,
     /// CSV file the rows are appended to.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -146,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
                 bridge: args.bridge_url.map(|u| (u, args.bridge_pid)),
                 broker_pids,
                 only: args.only,
+                wrk_script: args.wrk_script,
                 csv: args.csv,
                 svg_dir: args.svg_dir,
             })

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use courier_shared::KafkaRecord;
-use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -114,6 +113,12 @@ pub struct Outgoing<'a> {
     pub topic: &'a str,
     /// Key, value and headers.
     pub record: &'a KafkaRecord,
+}
+
+/// One event's acknowledgement, awaited or come.
+enum Ack {
+    Waiting(rdkafka::producer::DeliveryFuture),
+    Done(Result<Delivered, DeliveryError>),
 }
 
 /// The producer: its librdkafka statistics feed the metrics.
@@ -267,37 +272,66 @@ impl Pipeline {
         mut permits: tokio::sync::OwnedSemaphorePermit,
         ack_timeout: Duration,
     ) -> Vec<Result<Delivered, DeliveryError>> {
-        // Every send is issued before any acknowledgement is awaited. Each event carries its
-        // own permit until librdkafka reports on it, even past the ack timeout, so the queue
-        // capacity bounds what librdkafka holds, not just what requests wait for.
+        // Every send is issued before any acknowledgement is awaited, and the whole set waits
+        // under one deadline (a timer per event cost more than the rest of its wait). An event
+        // still unacknowledged at the deadline keeps its permit until librdkafka reports on
+        // it, so the queue capacity bounds what librdkafka holds, not just what requests wait
+        // for.
         let started = std::time::Instant::now();
         let ack_latency = &self.metrics.ack_latency;
-        let pending: Vec<_> = events
+        let mut acks: Vec<Ack> = events
             .iter()
-            .map(|e| (self.send(e), permits.split(1)))
+            .map(|e| match self.send(e) {
+                Ok(future) => Ack::Waiting(future),
+                Err(e) => Ack::Done(Err(e)),
+            })
             .collect();
-        let results = join_all(pending.into_iter().map(|(sent, permit)| async move {
-            let mut future = sent?;
-            match tokio::time::timeout(ack_timeout, &mut future).await {
-                Err(_) => {
+        let all_acknowledged = std::future::poll_fn(|cx| {
+            let mut waiting = false;
+            for ack in &mut acks {
+                let Ack::Waiting(future) = ack else {
+                    continue;
+                };
+                match std::pin::Pin::new(future).poll(cx) {
+                    std::task::Poll::Pending => waiting = true,
+                    std::task::Poll::Ready(report) => {
+                        let result = match report {
+                            Err(_canceled) => Err(DeliveryError::ShuttingDown),
+                            Ok(Ok(d)) => {
+                                ack_latency.observe(started.elapsed().as_secs_f64());
+                                Ok(Delivered {
+                                    partition: d.partition,
+                                    offset: d.offset,
+                                })
+                            }
+                            Ok(Err((e, _message))) => Err(DeliveryError::Kafka(e)),
+                        };
+                        *ack = Ack::Done(result);
+                    }
+                }
+            }
+            if waiting {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        });
+        let _ = tokio::time::timeout(ack_timeout, all_acknowledged).await;
+        let results: Vec<_> = acks
+            .into_iter()
+            .map(|ack| match ack {
+                Ack::Done(result) => result,
+                Ack::Waiting(future) => {
+                    let permit = permits.split(1);
                     tokio::spawn(async move {
                         let _ = future.await;
                         drop(permit);
                     });
                     Err(DeliveryError::Timeout(ack_timeout))
                 }
-                Ok(Err(_canceled)) => Err(DeliveryError::ShuttingDown),
-                Ok(Ok(Ok(d))) => {
-                    ack_latency.observe(started.elapsed().as_secs_f64());
-                    Ok(Delivered {
-                        partition: d.partition,
-                        offset: d.offset,
-                    })
-                }
-                Ok(Ok(Err((e, _message)))) => Err(DeliveryError::Kafka(e)),
-            }
-        }))
-        .await;
+            })
+            .collect();
+        drop(permits);
         if results.iter().any(Result::is_ok) {
             self.circuit.record_success();
         } else if results
