@@ -442,7 +442,10 @@ pub async fn process(
         }
         // The JSON Schema of (service, type), when one is registered: an invalid event is
         // refused, or goes to its service's error topic under a proxy-chosen errortype.
-        let to_error_topic = match state.schemas().check(&service, &event, explicit_topic.is_none()) {
+        let to_error_topic = match state
+            .schemas()
+            .check(&service, &event, explicit_topic.is_none())
+        {
             Ok(annotation) => annotation.is_some_and(|a| a.apply(&mut event)),
             Err(err) => {
                 labels[index].0 = service;

@@ -177,6 +177,9 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 
 /// Checks a schema offered for registration; returns it as compact JSON text.
 pub fn accept(schema: &Value) -> Result<String, String> {
+    if !schema.is_object() {
+        return Err("a schema is registered as a JSON object".into());
+    }
     let text = serde_json::to_string(schema).map_err(|e| e.to_string())?;
     if text.len() > MAX_SCHEMA_BYTES {
         return Err(format!(
@@ -267,9 +270,12 @@ mod tests {
     #[test]
     fn registration_refuses_what_cannot_be_a_closed_schema() {
         assert!(accept(&json!({"type": "object"})).is_ok());
-        assert!(accept(&json!(true)).is_ok());
+        assert!(accept(&json!(true)).is_err(), "registered as objects");
         assert!(accept(&json!([1])).is_err(), "not a schema");
-        assert!(accept(&json!({"type": "no-such-type"})).is_err(), "meta-schema");
+        assert!(
+            accept(&json!({"type": "no-such-type"})).is_err(),
+            "meta-schema"
+        );
         assert!(
             accept(&json!({"$ref": "https://example.com/other.json"})).is_err(),
             "nothing is fetched"
@@ -282,6 +288,10 @@ mod tests {
     #[test]
     fn a_stored_schema_that_does_not_compile_refuses_events() {
         let c = Compiled::new("billing", "t", 1, "{\"type\": 5}");
-        assert!(c.check(&event("{}")).unwrap_err().contains("does not compile"));
+        assert!(
+            c.check(&event("{}"))
+                .unwrap_err()
+                .contains("does not compile")
+        );
     }
 }

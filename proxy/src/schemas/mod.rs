@@ -45,9 +45,7 @@ pub const ERRORTYPE: &str = "schema-violation";
 pub const EXTENSION: &str = "schemaviolation";
 
 /// What happens to an event whose data does not match its schema.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnInvalid {
     /// Refused: 422 `schema-violation` (per event in a batch).
@@ -190,7 +188,9 @@ impl SchemaRegistry {
         match compiled.check(event) {
             Ok(()) if event.dataschema.is_some() => Ok(None),
             Ok(()) => Ok(Some(Annotation::DataSchema(compiled.uri.clone()))),
-            Err(error) if reroute && snapshot.policy.on_invalid(service) == OnInvalid::ErrorTopic => {
+            Err(error)
+                if reroute && snapshot.policy.on_invalid(service) == OnInvalid::ErrorTopic =>
+            {
                 Ok(Some(Annotation::Violation {
                     dataschema: compiled.uri.clone(),
                     error,
@@ -278,7 +278,11 @@ impl SchemaRegistry {
                 .or_default()
                 .insert(c.version, Arc::new(c));
         }
-        let count: usize = types.values().flat_map(HashMap::values).map(BTreeMap::len).sum();
+        let count: usize = types
+            .values()
+            .flat_map(HashMap::values)
+            .map(BTreeMap::len)
+            .sum();
         self.current.store(Arc::new(Snapshot {
             generation,
             types,
@@ -330,7 +334,9 @@ fn select<'a>(
             .get(&v)
             .ok_or_else(|| unknown(format!("names version {v}, which is not registered"))),
         Some(_) => Err(unknown("names another service or type".into())),
-        None => Err(unknown(format!("is not of the form {URI_PREFIX}<service>/<type>/<version>"))),
+        None => Err(unknown(format!(
+            "is not of the form {URI_PREFIX}<service>/<type>/<version>"
+        ))),
     }
 }
 
@@ -371,10 +377,23 @@ mod tests {
     #[test]
     fn no_schema_no_change() {
         let empty = SchemaRegistry::new();
-        assert_eq!(empty.check("billing", &event("order", None, "1"), true).unwrap(), None);
+        assert_eq!(
+            empty
+                .check("billing", &event("order", None, "1"), true)
+                .unwrap(),
+            None
+        );
         let r = registry(SchemaPolicy::default());
-        assert_eq!(r.check("billing", &event("other", None, "1"), true).unwrap(), None);
-        assert_eq!(r.check("shipping", &event("order", None, "1"), true).unwrap(), None);
+        assert_eq!(
+            r.check("billing", &event("other", None, "1"), true)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            r.check("shipping", &event("order", None, "1"), true)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -382,29 +401,52 @@ mod tests {
         let r = registry(SchemaPolicy::default());
         let valid = event("order", None, r#"{"amount":1,"currency":"EUR"}"#);
         let a = r.check("billing", &valid, true).unwrap().unwrap();
-        assert_eq!(a, Annotation::DataSchema("courier:schema/billing/order/2".into()));
+        assert_eq!(
+            a,
+            Annotation::DataSchema("courier:schema/billing/order/2".into())
+        );
         let mut e = valid.clone();
         assert!(!a.apply(&mut e));
-        assert_eq!(e.dataschema.as_deref(), Some("courier:schema/billing/order/2"));
+        assert_eq!(
+            e.dataschema.as_deref(),
+            Some("courier:schema/billing/order/2")
+        );
         let err = r
             .check("billing", &event("order", None, r#"{"amount":1}"#), true)
             .unwrap_err();
         assert_eq!(err.kind, ProblemKind::SchemaViolation);
-        assert!(err.detail.contains("courier:schema/billing/order/2") && err.detail.contains("currency"), "{}", err.detail);
+        assert!(
+            err.detail.contains("courier:schema/billing/order/2")
+                && err.detail.contains("currency"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]
     fn dataschema_selects_the_version() {
         let r = registry(SchemaPolicy::default());
-        let v1 = event("order", Some("courier:schema/billing/order/1"), r#"{"amount":1}"#);
-        assert_eq!(r.check("billing", &v1, true).unwrap(), None, "valid against v1, named already");
+        let v1 = event(
+            "order",
+            Some("courier:schema/billing/order/1"),
+            r#"{"amount":1}"#,
+        );
+        assert_eq!(
+            r.check("billing", &v1, true).unwrap(),
+            None,
+            "valid against v1, named already"
+        );
         for named in [
             "courier:schema/billing/order/3",
             "courier:schema/billing/other/1",
             "https://example.com/order.json",
         ] {
             let err = r
-                .check("billing", &event("order", Some(named), r#"{"amount":1}"#), true)
+                .check(
+                    "billing",
+                    &event("order", Some(named), r#"{"amount":1}"#),
+                    true,
+                )
                 .unwrap_err();
             assert_eq!(err.kind, ProblemKind::UnknownSchema, "{named}");
             assert!(err.detail.contains("1, 2"), "{}", err.detail);
@@ -422,7 +464,10 @@ mod tests {
         assert!(a.clone().apply(&mut invalid));
         assert_eq!(invalid.category, Category::Error);
         assert_eq!(invalid.errortype.as_deref(), Some(ERRORTYPE));
-        assert_eq!(invalid.dataschema.as_deref(), Some("courier:schema/billing/order/2"));
+        assert_eq!(
+            invalid.dataschema.as_deref(),
+            Some("courier:schema/billing/order/2")
+        );
         let ExtensionValue::String(error) = &invalid.extensions[EXTENSION] else {
             panic!("a string")
         };

@@ -54,11 +54,6 @@ const BUMP: &str = "INSERT INTO settings (name, value, version, updated_ms, upda
     version = settings.version + 1, updated_ms = excluded.updated_ms, \
     updated_by = excluded.updated_by";
 
-const SAVE_POLICY: &str = "INSERT INTO settings (name, value, version, updated_ms, updated_by) \
-    VALUES (?, ?, 1, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
-    version = settings.version + 1, updated_ms = excluded.updated_ms, \
-    updated_by = excluded.updated_by";
-
 impl DlqStore {
     /// The live versions of every (service, type), without their schemas.
     pub async fn schema_keys(&self) -> Result<Vec<SchemaVersion>, StoreError> {
@@ -227,33 +222,6 @@ impl DlqStore {
                 deleted
             });
             Ok(deleted)
-        })
-    }
-
-    /// Saves the schema policy (JSON) with its audit entry, in one transaction; returns the
-    /// new version of the schemas setting.
-    pub async fn save_schema_policy(
-        &self,
-        value: &str,
-        audit: &AuditEntry,
-    ) -> Result<i64, StoreError> {
-        let now = now_ms();
-        let save = self.sql(SAVE_POLICY);
-        let read = self.sql("SELECT version FROM settings WHERE name = ?");
-        let audit_sql = self.sql(AUDIT_INSERT);
-        on_pool!(self.backend, pool => {
-            let version = in_transaction!(pool, conn => {
-                sqlx::query(&save)
-                    .bind(SCHEMAS_SETTING).bind(value).bind(now).bind(&audit.actor)
-                    .execute(&mut *conn).await?;
-                bind_audit(sqlx::query(&audit_sql), audit, now).execute(&mut *conn).await?;
-                let version: i64 = sqlx::query(&read)
-                    .bind(SCHEMAS_SETTING)
-                    .fetch_one(&mut *conn).await?
-                    .try_get("version")?;
-                version
-            });
-            Ok(version)
         })
     }
 }
