@@ -21,7 +21,7 @@ use crate::schemas::{self, OnInvalid, SchemaPolicy};
 
 /// A registered schema version.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct VersionView {
+pub(super) struct SchemaVersionView {
     /// The service whose events it checks.
     service: String,
     /// The CloudEvents `type` it checks.
@@ -40,8 +40,8 @@ pub(super) struct VersionView {
     created_by: String,
 }
 
-fn version_view(v: SchemaVersion) -> VersionView {
-    VersionView {
+fn version_view(v: SchemaVersion) -> SchemaVersionView {
+    SchemaVersionView {
         dataschema: schemas::uri(&v.service, &v.event_type, v.version),
         schema: serde_json::from_str(&v.schema).unwrap_or(Value::Null),
         service: v.service,
@@ -54,7 +54,7 @@ fn version_view(v: SchemaVersion) -> VersionView {
 
 /// One (service, type) with schemas.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct TypeView {
+pub(super) struct SchemaTypeView {
     /// The service.
     service: String,
     /// The CloudEvents `type`.
@@ -72,7 +72,7 @@ pub(super) struct TypeView {
 
 /// The bounds on schemas.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct Bounds {
+pub(super) struct SchemaBoundsView {
     /// Largest schema, bytes of compact JSON.
     max_schema_bytes: usize,
     /// Most versions of one (service, type).
@@ -85,13 +85,13 @@ pub(super) struct Bounds {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct SchemaList {
     /// The (service, type) pairs, by service then type.
-    types: Vec<TypeView>,
+    types: Vec<SchemaTypeView>,
     /// What happens to invalid events, per service.
     policy: SchemaPolicy,
     /// Counts schema changes; proxies sharing the store follow it.
     generation: i64,
     /// The bounds.
-    bounds: Bounds,
+    bounds: SchemaBoundsView,
 }
 
 /// `GET /admin/api/schemas`.
@@ -102,7 +102,7 @@ pub(super) struct SchemaList {
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<SchemaList>, ApiError> {
     let store = store(&state)?;
     let setting = store.setting(SCHEMAS_SETTING).await.map_err(store_error)?;
-    let mut types: Vec<TypeView> = Vec::new();
+    let mut types: Vec<SchemaTypeView> = Vec::new();
     for key in store.schema_keys().await.map_err(store_error)? {
         match types.last_mut() {
             Some(t) if t.service == key.service && t.event_type == key.event_type => {
@@ -111,7 +111,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<SchemaLis
                 t.dataschema = schemas::uri(&key.service, &key.event_type, key.version);
                 t.updated_ms = key.created_ms;
             }
-            _ => types.push(TypeView {
+            _ => types.push(SchemaTypeView {
                 dataschema: schemas::uri(&key.service, &key.event_type, key.version),
                 versions: vec![key.version],
                 latest: key.version,
@@ -129,7 +129,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<SchemaLis
         types,
         policy,
         generation: setting.map_or(0, |s| s.version),
-        bounds: Bounds {
+        bounds: SchemaBoundsView {
             max_schema_bytes: schemas::MAX_SCHEMA_BYTES,
             max_versions: schemas::MAX_VERSIONS,
             max_types: schemas::MAX_TYPES,
@@ -155,12 +155,13 @@ fn service_name(service: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A CloudEvents `type` within the event bounds.
+/// A CloudEvents `type` within the event bounds (counted in characters, as the document's
+/// `maxLength`; an event's type is bounded in bytes, so a longer one only never matches).
 fn type_name(ty: &str) -> Result<(), ApiError> {
-    if ty.is_empty() || ty.len() > MAX_NAME_LEN || ty.chars().any(char::is_control) {
+    if ty.is_empty() || ty.chars().count() > MAX_NAME_LEN || ty.chars().any(char::is_control) {
         return Err(ApiError::new(
             ProblemKind::InvalidRequest,
-            format!("an event type has 1 to {MAX_NAME_LEN} bytes and no control characters"),
+            format!("an event type has 1 to {MAX_NAME_LEN} characters, none a control character"),
         ));
     }
     Ok(())
@@ -168,9 +169,9 @@ fn type_name(ty: &str) -> Result<(), ApiError> {
 
 /// The live versions of one (service, type).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct VersionList {
+pub(super) struct SchemaVersionList {
     /// Oldest first.
-    versions: Vec<VersionView>,
+    versions: Vec<SchemaVersionView>,
 }
 
 /// `GET /admin/api/schemas/{service}/{type}`: every live version, with its schema.
@@ -180,12 +181,12 @@ pub(super) struct VersionList {
         ("service" = String, Path, description = "The service"),
         ("type" = String, Path, description = "The CloudEvents type"),
     ),
-    responses((status = 200, description = "Its versions, oldest first", body = VersionList)),
+    responses((status = 200, description = "Its versions, oldest first", body = SchemaVersionList)),
     security(("admin_token" = [])))]
 pub(super) async fn versions(
     State(state): State<AppState>,
     Path((service, ty)): Path<(String, String)>,
-) -> Result<Json<VersionList>, ApiError> {
+) -> Result<Json<SchemaVersionList>, ApiError> {
     let store = store(&state)?;
     let versions = store
         .schema_versions(&service, &ty, None)
@@ -194,7 +195,7 @@ pub(super) async fn versions(
     if versions.is_empty() {
         return Err(no_schema(&service, &ty));
     }
-    Ok(Json(VersionList {
+    Ok(Json(SchemaVersionList {
         versions: versions.into_iter().map(version_view).collect(),
     }))
 }
@@ -214,12 +215,12 @@ fn no_schema(service: &str, ty: &str) -> ApiError {
         ("type" = String, Path, description = "The CloudEvents type"),
         ("version" = i64, Path, description = "The version", minimum = 1),
     ),
-    responses((status = 200, description = "The version", body = VersionView)),
+    responses((status = 200, description = "The version", body = SchemaVersionView)),
     security(("admin_token" = [])))]
 pub(super) async fn version(
     State(state): State<AppState>,
     Path((service, ty, version)): Path<(String, String, String)>,
-) -> Result<Json<VersionView>, ApiError> {
+) -> Result<Json<SchemaVersionView>, ApiError> {
     let store = store(&state)?;
     let version: i64 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
         ApiError::new(
@@ -247,7 +248,7 @@ pub(super) async fn version(
 /// Body of `POST /admin/api/schemas/{service}/{type}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RegisterRequest {
+pub(super) struct SchemaRegistration {
     /// A JSON Schema (draft 2020-12 unless `$schema` names another of 4, 6, 7, 2019-09)
     /// for the events' `data`: an object, referring to nothing outside itself, at most
     /// 65,536 bytes as compact JSON.
@@ -260,17 +261,17 @@ pub(super) struct RegisterRequest {
     operation_id = "register_schema", tag = "admin",
     summary = "Registers a new version of an event type's schema",
     params(
-        ("service" = String, Path, description = "The service: lowercase letters, digits and `-`"),
-        ("type" = String, Path, description = "The CloudEvents type"),
+        ("service" = String, Path, description = "The service: lowercase letters, digits and `-`", pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64),
+        ("type" = String, Path, description = "The CloudEvents type", min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"),
     ),
-    request_body(content = RegisterRequest, content_type = "application/json"),
-    responses((status = 201, description = "The version registered, in force", body = VersionView)),
+    request_body(content = SchemaRegistration, content_type = "application/json"),
+    responses((status = 201, description = "The version registered, in force", body = SchemaVersionView)),
     security(("admin_token" = [])))]
 pub(super) async fn register(
     State(state): State<AppState>,
     actor: Actor,
     Path((service, ty)): Path<(String, String)>,
-    Body(request): Body<RegisterRequest>,
+    Body(request): Body<SchemaRegistration>,
 ) -> Result<Response, ApiError> {
     let store = store(&state)?;
     let target = format!("{service}/{ty}");
@@ -353,7 +354,7 @@ pub(super) async fn register(
 
 /// What a deletion removed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct Deleted {
+pub(super) struct SchemasDeleted {
     /// How many versions.
     deleted: u64,
 }
@@ -367,13 +368,13 @@ pub(super) struct Deleted {
         ("service" = String, Path, description = "The service"),
         ("type" = String, Path, description = "The CloudEvents type"),
     ),
-    responses((status = 200, description = "The versions deleted", body = Deleted)),
+    responses((status = 200, description = "The versions deleted", body = SchemasDeleted)),
     security(("admin_token" = [])))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     actor: Actor,
     Path((service, ty)): Path<(String, String)>,
-) -> Result<Json<Deleted>, ApiError> {
+) -> Result<Json<SchemasDeleted>, ApiError> {
     let store = store(&state)?;
     let before = store
         .schema_versions(&service, &ty, None)
@@ -400,20 +401,20 @@ pub(super) async fn delete(
         .map_err(store_error)?;
     refresh(&state).await;
     tracing::info!(service, event_type = ty, deleted, actor = %actor.0, "schemas deleted");
-    Ok(Json(Deleted { deleted }))
+    Ok(Json(SchemasDeleted { deleted }))
 }
 
 /// Body of `PUT /admin/api/schemas-policy/{service}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct PolicyRequest {
+pub(super) struct SchemaPolicyChange {
     /// What happens to the service's events that do not match their schema.
     on_invalid: OnInvalid,
 }
 
 /// The policy after a change.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(super) struct PolicySaved {
+pub(super) struct SchemaPolicySaved {
     /// The whole policy, as saved and in force.
     policy: SchemaPolicy,
 }
@@ -423,16 +424,16 @@ pub(super) struct PolicySaved {
 #[utoipa::path(put, path = "/admin/api/schemas-policy/{service}",
     operation_id = "put_schema_policy", tag = "admin",
     summary = "Sets what happens to a service's events that do not match their schema",
-    params(("service" = String, Path, description = "The service: lowercase letters, digits and `-`")),
-    request_body(content = PolicyRequest, content_type = "application/json"),
-    responses((status = 200, description = "The policy in force", body = PolicySaved)),
+    params(("service" = String, Path, description = "The service: lowercase letters, digits and `-`", pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
+    request_body(content = SchemaPolicyChange, content_type = "application/json"),
+    responses((status = 200, description = "The policy in force", body = SchemaPolicySaved)),
     security(("admin_token" = [])))]
 pub(super) async fn put_policy(
     State(state): State<AppState>,
     actor: Actor,
     Path(service): Path<String>,
-    Body(request): Body<PolicyRequest>,
-) -> Result<Json<PolicySaved>, ApiError> {
+    Body(request): Body<SchemaPolicyChange>,
+) -> Result<Json<SchemaPolicySaved>, ApiError> {
     let store = store(&state)?;
     service_name(&service)?;
     // Read, change one service, save if nobody saved meanwhile; else again.
@@ -480,7 +481,7 @@ pub(super) async fn put_policy(
         {
             refresh(&state).await;
             tracing::info!(service, on_invalid = ?request.on_invalid, actor = %actor.0, "schema policy changed");
-            return Ok(Json(PolicySaved { policy }));
+            return Ok(Json(SchemaPolicySaved { policy }));
         }
     }
     Err(ApiError::new(
