@@ -1,8 +1,10 @@
 // The admin page in real headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core), against a real proxy process and the real Kafka cluster of the test run
 // (COURIER_TEST_BOOTSTRAP). An operator signs in, creates a topic from a template and sees it
-// listed with its partitions, raises a topic's size limit, previews the policy, replays a
-// parked event (then delivered), and finds every action in the audit log.
+// listed with its partitions, raises a topic's size limit, previews the policy, discards a
+// parked event with a reason, replays another (then delivered), watches the live chart draw
+// real traffic, manages API keys and event schemas, deletes a topic (then gone from Kafka),
+// and finds every action in the audit log.
 //
 // Screenshots go to COURIER_TEST_SCREENSHOT_DIR when set (the README's come from
 // `scripts/screenshots.sh`), else to a temporary directory.
@@ -29,6 +31,8 @@ const service = `ui${Date.now().toString(36)}`;
 let proxy;
 let base;
 let browser;
+/** The API key of `service`, made in `before`. */
+let setupKey;
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -104,16 +108,20 @@ before(async () => {
   // Publishing needs the service's API key.
   const made = await admin("POST", "/keys", { service, label: "browser test setup" });
   assert.equal(made.status, 201, JSON.stringify(made.body));
-  const event = { specversion: "1.0", id: "wide-1", source: `/${service}`, type: "t", data: { pad: "w".repeat(5000) } };
-  await until("the wide event is stored", 30_000, async () => {
-    const resp = await fetch(`${base}/v1/topics/${service}.narrow/events`, {
-      method: "POST",
-      headers: { "content-type": "application/cloudevents+json", authorization: `Bearer ${made.body.key}` },
-      body: JSON.stringify(event),
+  setupKey = made.body.key;
+  // Two of them: one to discard, one to replay.
+  for (const id of ["wide-1", "wide-2"]) {
+    const event = { specversion: "1.0", id, source: `/${service}`, type: "t", data: { pad: "w".repeat(5000) } };
+    await until(`the wide event ${id} is stored`, 30_000, async () => {
+      const resp = await fetch(`${base}/v1/topics/${service}.narrow/events`, {
+        method: "POST",
+        headers: { "content-type": "application/cloudevents+json", authorization: `Bearer ${setupKey}` },
+        body: JSON.stringify(event),
+      });
+      return resp.status === 202;
     });
-    return resp.status === 202;
-  });
-  await until("the wide event is parked", 60_000, async () => (await admin("GET", "/dlq/counts")).body.parked === 1);
+  }
+  await until("the wide events are parked", 60_000, async () => (await admin("GET", "/dlq/counts")).body.parked === 2);
 
   browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
 });
@@ -199,6 +207,38 @@ test("the policy editor previews the topic a sample event gets", async () => {
   await page.waitForSelector('#preview-result dd[data-field="topic"]');
   await page.screenshot({ path: join(shots, "admin-policy.png"), fullPage: true });
   assert.deepEqual(errors.filter((e) => !e.includes("400")), []);
+  await page.close();
+});
+
+test("a parked event is discarded from the page with a reason, gone from the store and audited", async () => {
+  const { page, errors } = await signedIn();
+  await page.click('#tabs button[data-tab="dlq"]');
+  const row = page.locator("#dlq-table tbody tr", { hasText: "wide-2" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /parked/);
+  await row.locator("input.pick").check();
+  // No reason, no discard.
+  await page.click("#dlq-discard");
+  await page.waitForSelector('#toast:text("give a reason")');
+  assert.equal(await row.count(), 1);
+  await page.fill("#dlq-reason", "test payload, never meant for Kafka");
+  await page.click("#dlq-discard");
+  await page.waitForSelector('#toast:text("Discarded 1 event")');
+  await page.locator("#dlq-table tbody tr", { hasText: "wide-2" }).waitFor({ state: "detached" });
+  assert.equal(await page.locator("#dlq-table tbody tr", { hasText: "wide-1" }).count(), 1, "the other one stays");
+
+  // Gone from the store, and the audit log keeps who, why and what.
+  const stored = (await admin("GET", "/dlq?limit=1000")).body.events.map((e) => e.event_id);
+  assert.ok(!stored.includes("wide-2") && stored.includes("wide-1"), JSON.stringify(stored));
+  assert.equal((await admin("GET", "/dlq/counts")).body.parked, 1);
+  const entry = (await admin("GET", "/audit?action=dlq.discard")).body.entries.find((e) => e.actor === "operator-ui");
+  assert.ok(entry, "a dlq.discard entry by the operator");
+  assert.equal(entry.after.reason, "test payload, never meant for Kafka");
+  assert.equal(entry.after.discarded, 1);
+  assert.match(JSON.stringify(entry.before), /wide-2/);
+  await page.click('#tabs button[data-tab="audit"]');
+  await page.locator("#audit-table tbody tr", { hasText: "dlq.discard" }).first().waitFor();
+  assert.deepEqual(errors, []);
   await page.close();
 });
 
@@ -295,6 +335,144 @@ test("an operator creates, rotates and revokes an API key, and the proxy follows
   const audit = (await admin("GET", "/audit?action=key.")).body.entries.filter((e) => e.actor === "operator-ui");
   assert.deepEqual(audit.map((e) => e.action).slice(0, 3), ["key.revoke", "key.rotate", "key.create"]);
   assert.ok(!JSON.stringify(audit).includes(first.slice(3)) && !JSON.stringify(audit).includes(second.slice(3)));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+/** Publishes `n` small events of `service` with the setup key; returns their statuses. */
+async function burst(n, type = "chart.tick") {
+  const events = Array.from({ length: n }, () => ({ specversion: "1.0", source: `/${service}`, type, data: { n: 1 } }));
+  const resp = await fetch(`${base}/v1/events`, {
+    method: "POST",
+    headers: { "content-type": "application/cloudevents-batch+json", authorization: `Bearer ${setupKey}` },
+    body: JSON.stringify(events),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return resp.status;
+}
+
+/** The y values of a chart line (0 at the top, 120 at the bottom: no traffic). */
+async function lineYs(page, id) {
+  const points = (await page.getAttribute(`#${id}`, "points")) || "";
+  return points.trim().split(/\s+/).filter(Boolean).map((p) => Number(p.split(",")[1]));
+}
+
+test("the live chart draws the traffic the proxy takes in", async () => {
+  const { page, errors } = await signedIn();
+  // Real events for a few seconds: the stats are sampled once a second, the page polls every 2.
+  const started = Date.now();
+  let sent = 0;
+  while (Date.now() - started < 5_000) {
+    assert.ok([200, 202].includes(await burst(25)));
+    sent += 25;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const received = await until("the chart draws the traffic", 20_000, async () => {
+    const ys = await lineYs(page, "line-received");
+    return ys.length >= 2 && ys.some((y) => y < 100) ? ys : null;
+  });
+  assert.ok(received.every((y) => y >= 0 && y <= 120), `points inside the chart: ${received}`);
+  // The peak the legend names is the traffic sent, in events per second (at most what was sent).
+  const peak = Number((await page.textContent("#chart-peak")).replace(/,/g, ""));
+  assert.ok(peak >= 20 && peak <= sent, `peak ${peak}/s of ${sent} events in 5 s`);
+  // Events were taken in and either delivered or stored: one of those lines rose too.
+  const delivered = await lineYs(page, "line-delivered");
+  const stored = await lineYs(page, "line-stored");
+  assert.ok([...delivered, ...stored].some((y) => y < 100), "delivered or stored drawn");
+  await page.screenshot({ path: join(shots, "admin-chart.png") });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+/** Publishes one event of `type` with `data` from `service`; returns status and body. */
+async function publishOne(type, data) {
+  const resp = await fetch(`${base}/v1/events`, {
+    method: "POST",
+    headers: { "content-type": "application/cloudevents+json", authorization: `Bearer ${setupKey}` },
+    body: JSON.stringify({ specversion: "1.0", source: `/${service}`, type, data }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { status: resp.status, body: await resp.json() };
+}
+
+test("an operator registers a schema, chooses where invalid events go, and deletes it", async () => {
+  const { page, errors } = await signedIn();
+  page.on("dialog", (d) => d.accept());
+  await page.click('#tabs button[data-tab="schemas"]');
+  await page.waitForSelector('#schema-bounds:text("65,536 bytes")');
+  await page.fill("#schema-service", service);
+  await page.fill("#schema-type", "ui.checked");
+  // The default text: an object with a numeric amount.
+  await page.click("#schema-form button[type=submit]");
+  await page.waitForSelector('#toast:text("Registered version 1")');
+  const row = page.locator(`#schemas-table tr[data-service="${service}"][data-type="ui.checked"]`);
+  await row.waitFor();
+  assert.equal((await row.locator("td.versions").textContent()).trim(), "1");
+  assert.match(await row.textContent(), new RegExp(`courier:schema/${service}/ui\\.checked/1`));
+  // A second version from the page; a broken schema is refused with the reason shown.
+  await page.fill("#schema-text", '{"type": "object", "required": ["amount", "currency"]}');
+  await page.click("#schema-form button[type=submit]");
+  await page.waitForSelector('#toast:text("Registered version 2")');
+  await page.waitForSelector(`#schemas-table tr[data-type="ui.checked"] td.versions:text("1, 2")`);
+  await page.fill("#schema-text", '{"type": "sometimes"}');
+  await page.click("#schema-form button[type=submit]");
+  await page.waitForSelector('#schema-error:text("schema")');
+
+  // The proxy checks events at once: valid accepted, invalid refused with the error.
+  assert.ok([200, 202].includes((await publishOne("ui.checked", { amount: 1, currency: "EUR" })).status));
+  const refused = await publishOne("ui.checked", { amount: 1 });
+  assert.equal(refused.status, 422);
+  assert.equal(refused.body.type, "urn:courier:problem:schema-violation");
+  assert.match(refused.body.detail, /currency/);
+
+  // Invalid events to the error topic, from the row's selector.
+  await row.locator("select.on-invalid").selectOption("error-topic");
+  await page.waitForSelector(`#toast:text("go to its error topic")`);
+  assert.equal((await admin("GET", "/schemas")).body.policy.on_invalid[service], "error-topic");
+  const kept = await publishOne("ui.checked", { amount: 1 });
+  assert.ok([200, 202].includes(kept.status), JSON.stringify(kept.body));
+  assert.equal(kept.body.topic, `${service}.error.schema-violation`);
+
+  await row.locator("button.view").click();
+  await page.waitForSelector('#schema-view:text("version 2")');
+  assert.match(await page.textContent("#schema-view"), /currency/);
+  await page.screenshot({ path: join(shots, "admin-schemas.png"), fullPage: true });
+
+  await row.locator("button.delete").click();
+  await page.waitForSelector('#toast:text("Deleted 2 version")');
+  await row.waitFor({ state: "detached" });
+  assert.ok([200, 202].includes((await publishOne("ui.checked", { anything: true })).status), "unchecked again");
+
+  const audit = (await admin("GET", "/audit?action=schema.")).body.entries.filter((e) => e.actor === "operator-ui");
+  assert.deepEqual(audit.map((e) => `${e.action} ${e.outcome === "ok" ? "ok" : "refused"}`),
+    ["schema.delete ok", "schema.policy ok", "schema.register refused", "schema.register ok", "schema.register ok"]);
+  assert.deepEqual(errors.filter((e) => !e.includes("400")), []);
+  await page.close();
+});
+
+test("an operator deletes a topic from the page, and Kafka no longer has it", async () => {
+  const { page, errors } = await signedIn();
+  const topic = `${service}.orders`;
+  await page.fill("#topic-filter", service);
+  await page.click(`#topics-table tr[data-topic="${topic}"]`);
+  await page.waitForSelector(`#detail-name:text("${topic}")`);
+  await page.click("#delete-topic");
+  // A wrong name deletes nothing.
+  await page.fill("#delete-name", `${topic}x`);
+  await page.click("#delete-go");
+  await page.waitForSelector('#toast:text("not this topic")');
+  assert.equal((await admin("GET", `/topics/${topic}`)).status, 200);
+  await page.fill("#delete-name", topic);
+  await page.click("#delete-go");
+  await page.waitForSelector(`#toast:text("Deleted ${topic}")`);
+  await page.locator(`#topics-table tr[data-topic="${topic}"]`).waitFor({ state: "detached" });
+  // The brokers' metadata, read through the admin API, no longer has it.
+  await until("the topic is gone from Kafka", 30_000, async () => (await admin("GET", `/topics/${topic}`)).status === 404);
+  const listed = (await admin("GET", "/topics")).body.topics.map((t) => t.name);
+  assert.ok(!listed.includes(topic));
+  const entry = (await admin("GET", "/audit?action=topic.delete")).body.entries.find((e) => e.target === topic);
+  assert.equal(entry?.actor, "operator-ui");
+  assert.equal(entry?.outcome, "ok");
   assert.deepEqual(errors, []);
   await page.close();
 });

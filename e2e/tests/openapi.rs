@@ -6,7 +6,7 @@ use courier_e2e::{TestProxy, http};
 use serde_json::Value;
 
 /// Every route of the API (the admin page's HTML and assets aside), as the README lists it.
-const ROUTES: [(&str, &str); 26] = [
+const ROUTES: [(&str, &str); 32] = [
     ("post", "/v1/events"),
     ("post", "/v1/topics/{topic}/events"),
     ("get", "/healthz"),
@@ -31,6 +31,12 @@ const ROUTES: [(&str, &str); 26] = [
     ("post", "/admin/api/keys"),
     ("post", "/admin/api/keys/{id}/rotate"),
     ("post", "/admin/api/keys/{id}/revoke"),
+    ("get", "/admin/api/schemas"),
+    ("get", "/admin/api/schemas/{service}/{type}"),
+    ("post", "/admin/api/schemas/{service}/{type}"),
+    ("delete", "/admin/api/schemas/{service}/{type}"),
+    ("get", "/admin/api/schemas/{service}/{type}/{version}"),
+    ("put", "/admin/api/schemas-policy/{service}"),
     ("get", "/admin/api/stats"),
     ("get", "/admin/api/audit"),
 ];

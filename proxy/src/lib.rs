@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod dlq;
 pub mod error;
 pub mod metrics;
+pub mod schemas;
 pub mod server;
 pub mod stats;
 pub mod topics;

@@ -71,8 +71,10 @@ pub async fn build_state(
         &config.auth,
         config.admin.token.clone(),
     ));
+    let schemas = Arc::new(crate::schemas::SchemaRegistry::new());
     if let Some(store) = &dlq {
         keys.reload(store).await?;
+        schemas.reload(store).await?;
     }
     if !config.auth.enabled {
         tracing::warn!(
@@ -107,6 +109,7 @@ pub async fn build_state(
         admin_token: config.admin.token.clone(),
         keys,
         policy_version,
+        schemas,
         shutdown,
     }))
 }
@@ -155,6 +158,11 @@ pub async fn run(
             shutdown.clone(),
         ));
         tokio::spawn(state.keys_handle().follow(store.clone(), shutdown.clone()));
+        tokio::spawn(
+            state
+                .schemas_handle()
+                .follow(store.clone(), shutdown.clone()),
+        );
     }
     let app = api::router(state.clone());
     tracing::info!(

@@ -55,6 +55,10 @@ pub enum ProblemKind {
     TopicNotAllowed,
     /// The event's `source` names another service than the API key it was sent with.
     SourceNotAllowed,
+    /// The event's `data` does not match the JSON Schema registered for its service and type.
+    SchemaViolation,
+    /// The event's `dataschema` names no registered version of its service's and type's schema.
+    UnknownSchema,
     /// The request conflicts with the current state (e.g. the topic exists already).
     Conflict,
     /// No such route.
@@ -91,6 +95,8 @@ impl ProblemKind {
             Self::Forbidden => "forbidden",
             Self::TopicNotAllowed => "topic-not-allowed",
             Self::SourceNotAllowed => "source-not-allowed",
+            Self::SchemaViolation => "schema-violation",
+            Self::UnknownSchema => "unknown-schema",
             Self::Conflict => "conflict",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -109,7 +115,11 @@ impl ProblemKind {
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge | Self::EventTooLarge | Self::TooManyEvents => 413,
             Self::UnsupportedMediaType => 415,
-            Self::InvalidEvent | Self::InvalidTopic | Self::KafkaRejected => 422,
+            Self::InvalidEvent
+            | Self::InvalidTopic
+            | Self::KafkaRejected
+            | Self::SchemaViolation
+            | Self::UnknownSchema => 422,
             Self::Overloaded | Self::RateLimited | Self::TopicCreationLimited => 429,
             Self::RequestTimeout => 408,
             Self::KafkaUnavailable | Self::ShuttingDown | Self::StoreUnavailable => 503,
@@ -146,6 +156,8 @@ impl ProblemKind {
             Self::Forbidden => "Not allowed",
             Self::TopicNotAllowed => "The topic policy does not allow this topic",
             Self::SourceNotAllowed => "The event's source belongs to another service than the key",
+            Self::SchemaViolation => "The event's data does not match its type's schema",
+            Self::UnknownSchema => "The event's dataschema names no registered schema version",
             Self::Conflict => "The request conflicts with the current state",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",

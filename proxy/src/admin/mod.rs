@@ -8,6 +8,8 @@
 //!   store), preview of the topic a sample event gets;
 //! - the DLQ store's events: list and filter, inspect, replay, discard with a reason;
 //! - the publish endpoints' API keys: create (the key is shown once), list, rotate, revoke;
+//! - JSON Schemas per event type: register versions, list, inspect, delete, and the
+//!   per-service policy for invalid events (422 or the error topic);
 //! - live stats and the audit log of every admin action (who, what, when, before/after).
 //!
 //! Who acted is the `X-Courier-Actor` header (the page asks the operator for a name), or
@@ -18,6 +20,7 @@ pub mod dlq;
 pub mod keys;
 pub mod page;
 pub mod policy;
+pub mod schemas;
 pub mod topics;
 
 use axum::Json;
@@ -59,6 +62,14 @@ pub fn router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::rotate))
         .routes(routes!(keys::revoke))
+        .routes(routes!(schemas::list))
+        .routes(routes!(
+            schemas::versions,
+            schemas::register,
+            schemas::delete
+        ))
+        .routes(routes!(schemas::version))
+        .routes(routes!(schemas::put_policy))
         .routes(routes!(stats))
         .routes(routes!(audit_log))
         .route_layer(middleware::from_fn_with_state(state, require_token))

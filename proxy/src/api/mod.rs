@@ -46,6 +46,7 @@ struct Inner {
     admin_token: Option<String>,
     keys: Arc<crate::auth::KeyRing>,
     policy_version: std::sync::atomic::AtomicI64,
+    schemas: Arc<crate::schemas::SchemaRegistry>,
     dedupe: dedupe::DedupeWindow,
     rate_limits: Option<rate::ServiceLimits>,
     openapi: std::sync::OnceLock<serde_json::Value>,
@@ -75,6 +76,8 @@ pub struct Parts {
     pub keys: Arc<crate::auth::KeyRing>,
     /// Version of the topic policy in force (0: from the configuration).
     pub policy_version: i64,
+    /// The JSON Schemas per event type.
+    pub schemas: Arc<crate::schemas::SchemaRegistry>,
     /// Fires when shutdown begins.
     pub shutdown: CancellationToken,
 }
@@ -98,6 +101,7 @@ impl AppState {
             admin_token: p.admin_token,
             keys: p.keys,
             policy_version: std::sync::atomic::AtomicI64::new(p.policy_version),
+            schemas: p.schemas,
             dedupe,
             rate_limits,
             openapi: std::sync::OnceLock::new(),
@@ -138,6 +142,16 @@ impl AppState {
     /// A shared handle on the API keys.
     pub fn keys_handle(&self) -> Arc<crate::auth::KeyRing> {
         self.0.keys.clone()
+    }
+
+    /// The JSON Schemas per event type.
+    pub fn schemas(&self) -> &crate::schemas::SchemaRegistry {
+        &self.0.schemas
+    }
+
+    /// A shared handle on the schemas.
+    pub fn schemas_handle(&self) -> Arc<crate::schemas::SchemaRegistry> {
+        self.0.schemas.clone()
     }
 
     /// Version of the topic policy in force (0: from the configuration).

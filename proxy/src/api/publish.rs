@@ -405,7 +405,7 @@ pub async fn process(
         outcomes.push(None);
         labels.push(("unknown".to_owned(), String::new()));
         let refuse = |id: Option<String>, error: ApiError| Some(Outcome::Refused { id, error });
-        let event = match event {
+        let mut event = match event {
             Ok(e) => e,
             Err(e) => {
                 outcomes[index] = refuse(None, event_error(&e));
@@ -441,6 +441,19 @@ pub async fn process(
             outcomes[index] = refuse(Some(event.id), err);
             continue;
         }
+        // The JSON Schema of (service, type), when one is registered: an invalid event is
+        // refused, or goes to its service's error topic under a proxy-chosen errortype.
+        let to_error_topic = match state
+            .schemas()
+            .check(&service, &event, explicit_topic.is_none())
+        {
+            Ok(annotation) => annotation.is_some_and(|a| a.apply(&mut event)),
+            Err(err) => {
+                labels[index].0 = service;
+                outcomes[index] = refuse(Some(event.id), err);
+                continue;
+            }
+        };
         let topic = match explicit_topic {
             Some(t) => t.to_owned(),
             None => match policy.route_for(&service, &event) {
@@ -453,8 +466,11 @@ pub async fn process(
                 }
             },
         };
-        let allowed = policy
-            .check_errortype(&service, &event)
+        let errortype_allowed = match to_error_topic {
+            true => Ok(()),
+            false => policy.check_errortype(&service, &event),
+        };
+        let allowed = errortype_allowed
             .and_then(|()| policy.check(&service, &topic))
             .map_err(|r| {
                 let reason = match r {

@@ -7,5 +7,6 @@ pub mod store;
 
 pub use scheduler::RetryScheduler;
 pub use store::{
-    ApiKey, AuditEntry, DlqStore, Entry, Filter, NewApiKey, NewEntry, Setting, State, StoreError,
+    ApiKey, AuditEntry, DlqStore, Entry, Filter, NewApiKey, NewEntry, Registered, SCHEMAS_SETTING,
+    SchemaBounds, SchemaVersion, Setting, State, StoreError,
 };

@@ -694,7 +694,9 @@ async fn insert_all(backend: &Backend, batch: &[WriteRequest]) -> Result<(), Sto
 
 mod api_keys;
 pub mod reserve;
+mod schemas;
 mod settings;
 pub use api_keys::{ApiKey, NewApiKey};
+pub use schemas::{Registered, SCHEMAS_SETTING, SchemaBounds, SchemaVersion};
 use settings::{AUDIT_INSERT, bind_audit};
 pub use settings::{AuditEntry, Setting};

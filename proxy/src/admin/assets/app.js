@@ -83,7 +83,7 @@ $("sign-out").addEventListener("click", () => { session.clear(); showLogin(); })
 
 // ---- tabs ----
 
-const loaders = { topics: loadTopics, policy: loadPolicy, dlq: loadDlq, keys: loadKeys, audit: loadAudit };
+const loaders = { topics: loadTopics, policy: loadPolicy, dlq: loadDlq, keys: loadKeys, schemas: loadSchemas, audit: loadAudit };
 
 function show(tab) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
@@ -347,6 +347,62 @@ $("key-form").addEventListener("submit", async (ev) => {
 });
 $("keys-refresh").addEventListener("click", () => loadKeys().catch((e) => toast(e.message, true)));
 $("keys-revoked").addEventListener("change", () => loadKeys().catch((e) => toast(e.message, true)));
+
+// ---- schemas ----
+
+const schemaPath = (service, type) => `/schemas/${encodeURIComponent(service)}/${encodeURIComponent(type)}`;
+
+async function loadSchemas() {
+  const { types, policy, bounds } = await api("GET", "/schemas");
+  $("schema-bounds").textContent = `${number(bounds.max_schema_bytes)} bytes per schema, ${bounds.max_versions} versions per type, ${number(bounds.max_types)} types`;
+  $("schemas-table").tBodies[0].replaceChildren(...(types.length ? types.map((t) => {
+    const onInvalid = policy.on_invalid[t.service] || "reject";
+    const select = h("select", { class: "on-invalid", "aria-label": `Invalid events of ${t.service}`, onchange: (ev) => setOnInvalid(t.service, ev.target.value) },
+      h("option", { value: "reject" }, "refused (422)"),
+      h("option", { value: "error-topic" }, `to ${t.service}'s error topic`));
+    select.value = onInvalid;
+    return h("tr", { "data-service": t.service, "data-type": t.type },
+      h("td", {}, t.service), h("td", {}, t.type), h("td", { class: "versions" }, t.versions.join(", ")),
+      h("td", {}, h("code", {}, t.dataschema)), h("td", {}, when(t.updated_ms)), h("td", {}, select),
+      h("td", {}, h("span", { class: "actions" },
+        h("button", { type: "button", class: "view", onclick: () => viewSchemas(t) }, "View"),
+        h("button", { type: "button", class: "revoke delete", onclick: () => deleteSchemas(t) }, "Delete"))));
+  }) : [h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No schema yet: events pass unchecked."))]));
+}
+async function viewSchemas(t) {
+  const { versions } = await api("GET", schemaPath(t.service, t.type));
+  const pre = $("schema-view");
+  pre.hidden = false;
+  pre.textContent = versions.map((v) => `# version ${v.version} — ${v.dataschema}, by ${v.created_by} at ${when(v.created_ms)}\n${JSON.stringify(v.schema, null, 2)}`).join("\n\n");
+}
+async function deleteSchemas(t) {
+  if (!window.confirm(`Delete every schema version of ${t.service}'s ${t.type}? Its events are no longer checked.`)) return;
+  try {
+    const r = await api("DELETE", schemaPath(t.service, t.type));
+    toast(`Deleted ${r.deleted} version(s) of ${t.service}'s ${t.type}.`);
+    $("schema-view").hidden = true;
+    await loadSchemas();
+  } catch (e) { toast(e.message, true); }
+}
+async function setOnInvalid(service, on_invalid) {
+  try {
+    await api("PUT", `/schemas-policy/${encodeURIComponent(service)}`, { on_invalid });
+    toast(on_invalid === "reject" ? `Invalid events of ${service} are refused (422).` : `Invalid events of ${service} go to its error topic.`);
+  } catch (e) { toast(e.message, true); }
+  await loadSchemas();
+}
+$("schema-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("schema-error").textContent = "";
+  try {
+    let schema;
+    try { schema = JSON.parse($("schema-text").value); } catch (e) { throw new Error(`The schema is not valid JSON: ${e.message}`); }
+    const v = await api("POST", schemaPath($("schema-service").value.trim(), $("schema-type").value.trim()), { schema });
+    toast(`Registered version ${v.version}: ${v.dataschema}`);
+    await loadSchemas();
+  } catch (e) { $("schema-error").textContent = e.message; }
+});
+$("schemas-refresh").addEventListener("click", () => loadSchemas().catch((e) => toast(e.message, true)));
 
 // ---- audit log ----
 
