@@ -16,6 +16,7 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod error;
+pub mod intake;
 pub mod metrics;
 pub mod schemas;
 pub mod server;

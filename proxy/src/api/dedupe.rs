@@ -54,6 +54,12 @@ impl DedupeKey {
 /// the key's header.
 const ENTRY_OVERHEAD: usize = 128;
 
+/// The bytes one remembered event takes (the cache's weigher takes the key as stored).
+#[allow(clippy::borrowed_box)]
+fn weigh(key: &Box<str>, _: &Remembered) -> u32 {
+    u32::try_from(key.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+}
+
 impl DedupeWindow {
     /// A window of `ttl` taking at most about `max_bytes` of memory; a zero `ttl` or size
     /// disables it.
@@ -65,9 +71,7 @@ impl DedupeWindow {
                 // them, forgetting the least recently used (TinyLFU's admission could turn a
                 // new event away).
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .weigher(|key: &Box<str>, _: &Remembered| {
-                    u32::try_from(key.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-                })
+                .weigher(weigh)
                 .max_capacity(max_bytes)
                 .build()
         });

@@ -105,16 +105,20 @@ impl RetryScheduler {
         if entries.is_empty() {
             return Ok(0);
         }
-        // Events stored while Kafka was unreachable may name topics not created yet.
-        let mut topics: Vec<&str> = entries.iter().map(|e| e.topic.as_str()).collect();
-        topics.sort_unstable();
-        topics.dedup();
-        let mut missing = std::collections::HashMap::new();
-        for topic in topics {
-            if let Err(e) = self.topics.ensure(topic, Creation::Accepted).await {
-                missing.insert(topic, e.to_string());
-            }
-        }
+        // Events stored while Kafka was unreachable may name topics not created yet: the
+        // intake's own topic check, creating each as an accepted event's (never limited).
+        let mut wanted: Vec<(&str, Creation<'_>)> = entries
+            .iter()
+            .map(|e| (e.topic.as_str(), Creation::Accepted))
+            .collect();
+        wanted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        wanted.dedup_by(|a, b| a.0 == b.0);
+        let missing: std::collections::HashMap<&str, String> =
+            crate::intake::ensure_topics(&self.topics, &wanted)
+                .await
+                .into_iter()
+                .map(|(t, e)| (t, e.to_string()))
+                .collect();
         let (ready, blocked): (Vec<&Entry>, Vec<&Entry>) = entries
             .iter()
             .partition(|e| !missing.contains_key(e.topic.as_str()));
@@ -133,10 +137,13 @@ impl RetryScheduler {
                 record: &e.record,
             })
             .collect();
-        let results = self
-            .pipeline
-            .redeliver(&outgoing, Duration::from_millis(self.config.ack_timeout_ms))
-            .await;
+        let results = crate::intake::attempt(
+            &self.pipeline,
+            &outgoing,
+            crate::intake::Lane::Redelivery,
+            Duration::from_millis(self.config.ack_timeout_ms),
+        )
+        .await;
         let mut delivered = Vec::new();
         for (entry, result) in ready.iter().zip(results) {
             match result {

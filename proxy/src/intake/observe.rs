@@ -1,0 +1,77 @@
+//! Observing a request: one call that records what became of its events in the metrics
+//! (counted per distinct label set, not per event: a batch to one topic is one update), the
+//! statistics behind the admin page, and the log — as Vector's `internal_events` do, so the
+//! steps before it only decide, and every count is made in one place.
+
+use std::collections::HashMap;
+
+use courier_shared::ProblemKind;
+
+use super::{Ledger, Outcome};
+use crate::api::AppState;
+use crate::error::ApiError;
+use crate::metrics::EventOutcome;
+
+/// Records `ledger` and returns the outcomes in input order.
+pub(super) fn observe(state: &AppState, ledger: Ledger) -> Vec<Outcome> {
+    let Ledger {
+        outcomes,
+        labels,
+        auth_refusals,
+        failures,
+    } = ledger;
+    for (error, count) in failures {
+        tracing::warn!(%error, count, "events not delivered");
+    }
+    // Counted per distinct label set, not per event: a batch to one topic is one update.
+    let (mut delivered, mut stored, mut duplicates) = (0, 0, 0);
+    let mut counts: HashMap<(&str, &str, EventOutcome), u64> = HashMap::new();
+    let mut refusals: HashMap<(&str, &'static str), u64> = HashMap::new();
+    for (o, (service, topic)) in outcomes.iter().zip(&labels) {
+        let outcome = match o {
+            Some(Outcome::Delivered { .. }) => {
+                delivered += 1;
+                EventOutcome::Delivered
+            }
+            Some(Outcome::Stored { .. }) => {
+                stored += 1;
+                EventOutcome::Stored
+            }
+            Some(Outcome::Duplicate { .. }) => {
+                duplicates += 1;
+                EventOutcome::Duplicate
+            }
+            Some(Outcome::Refused { error, .. }) => {
+                *refusals.entry((service, error.kind.code())).or_default() += 1;
+                EventOutcome::Refused
+            }
+            None => EventOutcome::Refused,
+        };
+        *counts.entry((service, topic, outcome)).or_default() += 1;
+    }
+    let metrics = state.pipeline().metrics();
+    for ((service, topic, outcome), n) in counts {
+        metrics.record_events(service, topic, outcome, n);
+    }
+    for ((service, reason), n) in refusals {
+        metrics.record_refusals(service, reason, n);
+    }
+    for ((service, reason), n) in auth_refusals {
+        metrics.record_auth_refusals(&service, reason, n);
+    }
+    state.pipeline().stats().record_requests(
+        delivered,
+        stored,
+        duplicates,
+        outcomes.len() - delivered - stored - duplicates,
+    );
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| Outcome::Refused {
+                id: None,
+                error: ApiError::new(ProblemKind::Internal, "event lost track of"),
+            })
+        })
+        .collect()
+}
