@@ -50,6 +50,9 @@ pub struct ProduceBench {
     pub payload_bytes: usize,
     /// Rounds of the whole sequence (to see the spread on a shared machine).
     pub rounds: usize,
+    /// Seconds of unmeasured load from the direct producer before the first scenario, so the
+    /// brokers' JVMs are warm.
+    pub warm_secs: f64,
     /// The Strimzi bridge, if one runs: its URL and process id.
     pub bridge: Option<(String, Option<u32>)>,
     /// The Kafka brokers' process ids.
@@ -704,6 +707,42 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         b.bridge.as_ref().map_or("none", |(u, _)| u.as_str())
     );
 
+    // A cluster started for the run has cold JVMs: its brokers spend several times the CPU
+    // per record until their code is compiled, and the first scenario would pay for it. The
+    // direct producer (no proxy involved) warms them for `warm_secs` first; nothing of it
+    // is measured.
+    if b.warm_secs > 0.0 {
+        eprintln!(
+            "[{}] warming the brokers: direct producer for {:.0} s ...",
+            chrono::Utc::now().format("%H:%M:%S"),
+            b.warm_secs
+        );
+        let records = (0..b.direct_in_flight * 4)
+            .map(|i| {
+                let json = serde_json::to_vec(&realistic_event(&bench.source, "warm-brokers", i))?;
+                Ok(to_record(&Event::from_json(&json)?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let warm = Direct {
+            producer: bench.direct.clone(),
+            topic: topic.clone(),
+            records,
+        };
+        let mut left = Duration::from_secs_f64(b.warm_secs);
+        let warm = Arc::new(warm);
+        while !left.is_zero() {
+            let t = std::time::Instant::now();
+            drive(
+                warm.clone(),
+                Load::Max {
+                    concurrency: b.direct_in_flight,
+                },
+                left,
+            )
+            .await;
+            left = left.saturating_sub(t.elapsed());
+        }
+    }
     let mut rows = Vec::new();
     let max_limit = Duration::from_secs_f64(b.max_secs);
     let rate_limit = Duration::from_secs_f64(b.rate_secs);

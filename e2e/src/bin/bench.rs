@@ -65,6 +65,9 @@ struct Args {
     /// Rounds of the whole sequence; the summary takes each scenario's median round.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Seconds of unmeasured direct-producer load before the first scenario (warm brokers).
+    #[arg(long, default_value_t = 30.0)]
+    warm_secs: f64,
     /// Only these scenarios (comma-separated): proxy-single, wrk-single, proxy-single-1k,
     /// wrk-single-1k, proxy-single-4k, wrk-single-4k, proxy-single-easy, proxy-batch, client,
     /// direct, bridge-single, bridge-batch, proxy2-single, proxy2-batch, proxy-batch-easy.
@@ -149,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
                 direct_in_flight: args.direct_in_flight,
                 payload_bytes: args.payload_bytes,
                 rounds: args.rounds,
+                warm_secs: args.warm_secs,
                 bridge: args.bridge_url.map(|u| (u, args.bridge_pid)),
                 broker_pids,
                 only: args.only,
