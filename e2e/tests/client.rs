@@ -170,31 +170,37 @@ async fn an_invalid_event_is_reported_and_not_retried() {
     proxy.stop().await;
 }
 
-/// Publishes `n` events paced over about `n / 2` ms, calling `midway` once half are out;
-/// returns their ids and what `midway` returned.
+/// Publishes `n` events paced over about `n / 2` ms and, once half are out, runs `midway`
+/// *while publishing goes on*: a proxy stopped or restarted midway meets events the client
+/// is sending, as it would in production; returns their ids and what `midway` returned.
 async fn paced_load<T>(
     client: &Client,
     n: usize,
     midway: impl AsyncFnOnce() -> T,
 ) -> (Vec<String>, Option<T>) {
-    let mut ids = Vec::with_capacity(n);
-    let mut midway = Some(midway);
-    let mut returned = None;
-    for i in 0..n {
-        let event = Event::new("paced").data(&serde_json::json!({"i": i}));
-        let id = uuid::Uuid::now_v7().to_string();
-        client.publish(event.id(id.clone())).await.unwrap();
-        ids.push(id);
-        if i % 20 == 19 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    let half = tokio::sync::Notify::new();
+    let publish = async {
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let event = Event::new("paced").data(&serde_json::json!({"i": i}));
+            let id = uuid::Uuid::now_v7().to_string();
+            client.publish(event.id(id.clone())).await.unwrap();
+            ids.push(id);
+            if i % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if i == n / 2 {
+                half.notify_one();
+            }
         }
-        if i == n / 2
-            && let Some(f) = midway.take()
-        {
-            returned = Some(f().await);
-        }
-    }
-    (ids, returned)
+        ids
+    };
+    let midway = async {
+        half.notified().await;
+        midway().await
+    };
+    let (ids, returned) = tokio::join!(publish, midway);
+    (ids, Some(returned))
 }
 
 /// Reads the ids back; asserts none is lost and every duplicate is one the client resent.
