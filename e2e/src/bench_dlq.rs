@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::bench_measure::{Load, drive};
-use crate::bench_produce::{HttpPost, bodies, event};
+use crate::bench_targets::{HttpPost, bodies, event};
 use crate::proxy_process::{Output, ProxyProcess, beside_current_exe, free_port};
 
 /// Settings of the run.

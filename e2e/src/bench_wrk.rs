@@ -1,5 +1,5 @@
 //! `wrk` as a second, external load generator for the single-event scenarios: the same
-//! kind of events (`scripts/bench/events.lua` makes them as [`crate::bench_produce::realistic_event`]
+//! kind of events (`scripts/bench/events.lua` makes them as [`crate::bench_targets::realistic_event`]
 //! does), the same connection counts, so the summary can say whether courier-bench's own
 //! generator kept up with the proxy or set the figure itself.
 

@@ -14,6 +14,7 @@ pub mod bench_procs;
 pub mod bench_produce;
 pub mod bench_report;
 pub mod bench_sinks;
+pub mod bench_targets;
 pub mod bench_wrk;
 pub mod chaos;
 pub mod cluster;
@@ -50,6 +51,31 @@ pub fn http() -> reqwest::Client {
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();
     format!("{prefix}{}", &id[id.len() - 10..])
+}
+
+/// A request to `proxy`'s admin API with bearer `token` as operator `alice`; the status and
+/// the JSON body (`null` when the body is not JSON).
+pub async fn admin_call(
+    proxy: &TestProxy,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = http()
+        .request(method, proxy.url(path))
+        .bearer_auth(token)
+        .header("x-courier-actor", "alice");
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// A proxy running in-process on an ephemeral loopback port.

@@ -31,17 +31,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = http()
-        .request(method, proxy.url(path))
-        .bearer_auth(TOKEN)
-        .header("x-courier-actor", "alice");
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    courier_e2e::admin_call(proxy, TOKEN, method, path, body).await
 }
 
 async fn publish(proxy: &TestProxy, path: &str, event: &Value) -> (u16, Value) {

@@ -2,6 +2,8 @@
 //! (`COURIER_TEST_POSTGRES_URL`, started by `scripts/test.sh`). Each PostgreSQL test gets a
 //! database of its own, so the tests run in parallel.
 
+mod common;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
@@ -9,7 +11,6 @@ use std::time::Duration;
 use courier_proxy::dlq::store::{Failure, now_ms};
 use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewApiKey, NewEntry, State, StoreError};
 use courier_shared::KafkaRecord;
-use sqlx::Connection as _;
 
 fn entry(id: &str, topic: &str, due_in_ms: i64) -> NewEntry {
     from_source("/svc", id, topic, due_in_ms)
@@ -40,24 +41,9 @@ async fn sqlite() -> (DlqStore, tempfile::TempDir) {
 }
 
 async fn postgres() -> DlqStore {
-    DlqStore::open(&fresh_postgres_database().await, 64)
+    DlqStore::open(&common::fresh_postgres_database("dlq").await, 64)
         .await
         .unwrap()
-}
-
-/// The URL of a new, empty database on the test PostgreSQL.
-async fn fresh_postgres_database() -> String {
-    let base = std::env::var("COURIER_TEST_POSTGRES_URL").expect(
-        "COURIER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
-    );
-    let name = format!("dlq_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
 }
 
 /// Runs `case` on a fresh SQLite store and a fresh PostgreSQL store.
@@ -585,7 +571,8 @@ async fn sqlite_rows_survive_the_identity_migration() {
 
 #[tokio::test]
 async fn postgres_rows_survive_the_identity_migration() {
-    rows_survive_the_identity_migration(&fresh_postgres_database().await, "postgres").await;
+    rows_survive_the_identity_migration(&common::fresh_postgres_database("dlq").await, "postgres")
+        .await;
 }
 
 /// A full disk does not stop the drain: deleting delivered events (and claiming, rescheduling,

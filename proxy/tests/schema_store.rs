@@ -2,6 +2,8 @@
 //! (`COURIER_TEST_POSTGRES_URL`, started by `scripts/test.sh`): versions, bounds, deletion,
 //! audit entries, and a second proxy on the same store following a change.
 
+mod common;
+
 use std::future::Future;
 
 use courier_proxy::dlq::{
@@ -9,7 +11,6 @@ use courier_proxy::dlq::{
 };
 use courier_proxy::schemas::SchemaRegistry;
 use courier_shared::{Event, ProblemKind};
-use sqlx::Connection as _;
 
 const BOUNDS: SchemaBounds = SchemaBounds {
     max_versions: 3,
@@ -23,21 +24,6 @@ async fn sqlite() -> (String, tempfile::TempDir) {
     (url, dir)
 }
 
-/// The URL of a new, empty database on the test PostgreSQL.
-async fn fresh_postgres_database() -> String {
-    let base = std::env::var("COURIER_TEST_POSTGRES_URL").expect(
-        "COURIER_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
-    );
-    let name = format!("schemas_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    format!("{prefix}/{name}")
-}
-
 /// Runs `case` on the URL of a fresh SQLite store and of a fresh PostgreSQL store.
 async fn on_both<F, Fut>(case: F)
 where
@@ -46,7 +32,7 @@ where
 {
     let (url, _dir) = sqlite().await;
     case(url).await;
-    case(fresh_postgres_database().await).await;
+    case(common::fresh_postgres_database("schemas").await).await;
 }
 
 fn audit(v: &SchemaVersion) -> AuditEntry {

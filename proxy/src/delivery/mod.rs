@@ -145,6 +145,26 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// `record` as librdkafka's record for `topic`: key, value and headers as they are. The
+/// benchmark's direct producer builds its records with this too, so it writes the same bytes.
+pub fn future_record<'a>(topic: &'a str, record: &'a KafkaRecord) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = &record.key {
+        out = out.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        out = out.payload(value.as_slice());
+    }
+    out
+}
+
 /// librdkafka settings for the shared producer: idempotent, `acks=all`, batching and
 /// compression, with a local queue larger than the intake queue.
 pub fn producer_config(kafka: &KafkaConfig, delivery: &DeliveryConfig) -> ClientConfig {
@@ -347,26 +367,14 @@ impl Pipeline {
         &self,
         event: &Outgoing<'_>,
     ) -> Result<rdkafka::producer::DeliveryFuture, DeliveryError> {
-        let r = event.record;
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (key, value) in &r.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(event.topic).headers(headers);
-        if let Some(key) = &r.key {
-            record = record.key(key.as_slice());
-        }
-        if let Some(value) = &r.value {
-            record = record.payload(value.as_slice());
-        }
-        self.producer.send_result(record).map_err(|(e, _)| match e {
-            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => DeliveryError::QueueFull,
-            other => DeliveryError::Kafka(other),
-        })
+        self.producer
+            .send_result(future_record(event.topic, event.record))
+            .map_err(|(e, _)| match e {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    DeliveryError::QueueFull
+                }
+                other => DeliveryError::Kafka(other),
+            })
     }
 
     /// Refuses new events and waits (off the runtime) for the producer to flush what it holds.

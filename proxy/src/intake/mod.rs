@@ -100,7 +100,6 @@ pub async fn process(
     for (index, event) in events.into_iter().enumerate() {
         admitted.extend(admission.admit(&mut ledger, index, event));
     }
-    drop(admission);
     settle::settle(state, &mut ledger, admitted, explicit_topic).await;
     observe::observe(state, ledger)
 }

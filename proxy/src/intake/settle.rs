@@ -98,7 +98,6 @@ pub(super) async fn settle(
         .into_iter()
         .map(|(t, e)| (t, ensure_error(state, e)))
         .collect();
-    drop(wanted);
 
     let mut sendable = Vec::with_capacity(admitted.len());
     let mut to_store: Vec<(&Admitted, String)> = Vec::new();
