@@ -85,7 +85,7 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     drop(outage);
 
     let url = format!("sqlite:{}", dlq.display());
-    let store = courier_proxy::dlq::DlqStore::open(&url, 4).await?;
+    let store = courier_proxy::store::Store::open(&url, 4).await?;
     // Everything stored becomes due now, as after an operator's replay: the drain is then
     // limited by the proxy and Kafka, not by the backoff schedule.
     let seqs: Vec<i64> = store

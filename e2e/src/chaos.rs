@@ -408,7 +408,7 @@ pub async fn settle(
     scenario: &str,
     min_share: f64,
 ) -> ((i64, i64), usize) {
-    let store = courier_proxy::dlq::DlqStore::open(dlq_url, 4)
+    let store = courier_proxy::store::Store::open(dlq_url, 4)
         .await
         .expect("open the proxy's DLQ store");
     let left = wait_drained(&store, Duration::from_secs(120)).await;
@@ -437,7 +437,7 @@ pub async fn settle(
 }
 
 /// Waits (at most `within`) until `store` holds no pending event; returns (pending, parked).
-pub async fn wait_drained(store: &courier_proxy::dlq::DlqStore, within: Duration) -> (i64, i64) {
+pub async fn wait_drained(store: &courier_proxy::store::Store, within: Duration) -> (i64, i64) {
     let deadline = Instant::now() + within;
     loop {
         let counts = store.counts().await.expect("DLQ store counts");

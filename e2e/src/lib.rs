@@ -146,8 +146,8 @@ impl TestProxy {
     }
 
     /// The proxy's DLQ store, opened beside it.
-    pub async fn dlq(&self) -> courier_proxy::dlq::DlqStore {
-        courier_proxy::dlq::DlqStore::open(&self.config.dlq.url, 16)
+    pub async fn dlq(&self) -> courier_proxy::store::Store {
+        courier_proxy::store::Store::open(&self.config.dlq.url, 16)
             .await
             .expect("open the proxy's DLQ store")
     }

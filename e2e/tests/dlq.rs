@@ -340,7 +340,7 @@ async fn a_full_store_disk_answers_503_and_keeps_every_202() {
     let health = client.get(proxy.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the proxy still serves");
 
-    let store = courier_proxy::dlq::DlqStore::open(&url, 4).await.unwrap();
+    let store = courier_proxy::store::Store::open(&url, 4).await.unwrap();
     let mut stored = HashSet::new();
     let mut after = 0;
     loop {

@@ -161,7 +161,7 @@ async fn sigterm_under_load_exits_zero_and_loses_nothing() {
     let status = proxy.signal_and_wait("-TERM", Duration::from_secs(60));
     assert!(status.success(), "SIGTERM must end in exit 0, got {status}");
     let report = running.await.unwrap();
-    let store = courier_proxy::dlq::DlqStore::open(&proxy.dlq_url, 4)
+    let store = courier_proxy::store::Store::open(&proxy.dlq_url, 4)
         .await
         .unwrap();
     // Stored at shutdown: the next start delivers them.

@@ -158,7 +158,7 @@ async fn one_of_two_proxies_behind_haproxy_killed_under_load_loses_nothing() {
     );
 
     // The survivor delivers what the dead proxy had stored once its claims expire.
-    let store = courier_proxy::dlq::DlqStore::open(&store_url, 4)
+    let store = courier_proxy::store::Store::open(&store_url, 4)
         .await
         .unwrap();
     let (pending, parked) = wait_drained(&store, Duration::from_secs(120)).await;

@@ -14,13 +14,14 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod delivery;
-pub mod dlq;
 pub mod error;
 pub mod intake;
 pub mod metrics;
+pub mod retry;
 pub mod schemas;
 pub mod server;
 pub mod stats;
+pub mod store;
 pub mod topics;
 
 pub use config::Config;

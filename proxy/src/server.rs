@@ -19,7 +19,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, AppState, Parts};
 use crate::config::{Config, LimitsConfig, TlsConfig};
 use crate::delivery::Pipeline;
-use crate::dlq::{DlqStore, RetryScheduler, StoreError};
+use crate::retry::RetryScheduler;
+use crate::store::{Store, StoreError};
 use crate::topics::TopicManager;
 
 /// Why the proxy stopped with an error.
@@ -52,7 +53,7 @@ pub async fn build_state(
     // The store holds the policy, API keys and audit log as well as events: it is opened
     // whether or not unacknowledged events go there (`dlq.enabled`).
     let dlq = Some(
-        DlqStore::open_with_reserve(
+        Store::open_with_reserve(
             &config.dlq.url,
             config.dlq.write_queue,
             config.dlq.reserve_bytes,

@@ -78,7 +78,7 @@ impl Stats {
     /// The counters now.
     pub fn snapshot(&self) -> Sample {
         Sample {
-            at_ms: crate::dlq::store::now_ms(),
+            at_ms: crate::store::now_ms(),
             received: self.received.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             stored: self.stored.load(Ordering::Relaxed),

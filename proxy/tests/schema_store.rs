@@ -6,10 +6,10 @@ mod common;
 
 use std::future::Future;
 
-use courier_proxy::dlq::{
-    AuditEntry, DlqStore, Registered, SCHEMAS_SETTING, SchemaBounds, SchemaVersion,
-};
 use courier_proxy::schemas::SchemaRegistry;
+use courier_proxy::store::{
+    AuditEntry, Registered, SCHEMAS_SETTING, SchemaBounds, SchemaVersion, Store,
+};
 use courier_shared::{Event, ProblemKind};
 
 const BOUNDS: SchemaBounds = SchemaBounds {
@@ -48,7 +48,7 @@ fn audit(v: &SchemaVersion) -> AuditEntry {
     }
 }
 
-async fn register(store: &DlqStore, service: &str, ty: &str, schema: &str) -> Registered {
+async fn register(store: &Store, service: &str, ty: &str, schema: &str) -> Registered {
     store
         .register_schema(service, ty, schema, BOUNDS, audit)
         .await
@@ -65,7 +65,7 @@ fn saved(r: Registered) -> SchemaVersion {
 #[tokio::test]
 async fn versions_count_up_within_bounds_and_every_change_is_audited() {
     on_both(|url| async move {
-        let store = DlqStore::open(&url, 8).await.unwrap();
+        let store = Store::open(&url, 8).await.unwrap();
         let v1 = saved(register(&store, "billing", "order", r#"{"type":"object"}"#).await);
         let v2 = saved(register(&store, "billing", "order", r#"{"required":["a"]}"#).await);
         assert_eq!((v1.version, v2.version), (1, 2));
@@ -166,8 +166,8 @@ fn order(data: &str) -> Event {
 #[tokio::test]
 async fn a_proxy_on_the_same_store_follows_schema_changes() {
     on_both(|url| async move {
-        let here = DlqStore::open(&url, 8).await.unwrap();
-        let there = DlqStore::open(&url, 8).await.unwrap();
+        let here = Store::open(&url, 8).await.unwrap();
+        let there = Store::open(&url, 8).await.unwrap();
         let registry = SchemaRegistry::new();
         registry.reload(&there).await.unwrap();
         assert_eq!(

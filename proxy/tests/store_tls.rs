@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use courier_proxy::dlq::store::now_ms;
-use courier_proxy::dlq::{DlqStore, NewEntry};
+use courier_proxy::store::now_ms;
+use courier_proxy::store::{NewEntry, Store};
 use courier_shared::KafkaRecord;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use sqlx::Connection as _;
@@ -139,7 +139,7 @@ fn entry(id: &str) -> NewEntry {
 
 /// Opens the store at `url`, stores an event and claims it back.
 async fn store_and_claim(url: &str, id: &str) {
-    let store = DlqStore::open(url, 16)
+    let store = Store::open(url, 16)
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"));
     store.store(vec![entry(id)]).await.unwrap();
@@ -191,7 +191,7 @@ async fn the_store_works_on_a_postgresql_that_requires_tls_and_checks_its_certif
             other_ca_path.display()
         ),
     );
-    let error = DlqStore::open(&wrong, 16)
+    let error = Store::open(&wrong, 16)
         .await
         .expect_err("a certificate of an unknown CA must be refused")
         .to_string();
@@ -202,7 +202,7 @@ async fn the_store_works_on_a_postgresql_that_requires_tls_and_checks_its_certif
     );
 
     // Without TLS: the server's pg_hba.conf refuses it, so the connections above were TLS.
-    let error = DlqStore::open(&pg.url(&db, "sslmode=disable"), 16)
+    let error = Store::open(&pg.url(&db, "sslmode=disable"), 16)
         .await
         .expect_err("a connection without TLS must be refused")
         .to_string();

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::{Actor, Body, MAX_PAGE, Params, audit, store, store_error};
 use crate::api::AppState;
-use crate::dlq::{DlqStore, Entry, Filter, State};
 use crate::error::ApiError;
+use crate::store::{Entry, Filter, State, Store};
 
 /// Most events one replay or discard by filter touches.
 const MAX_BULK: i64 = 10_000;
@@ -310,7 +310,7 @@ impl utoipa::ToSchema for DiscardSelection {
     }
 }
 
-async fn selected(store: &DlqStore, s: &Selection) -> Result<Vec<i64>, ApiError> {
+async fn selected(store: &Store, s: &Selection) -> Result<Vec<i64>, ApiError> {
     match (&s.filter, &s.seqs) {
         (Some(_), Some(_)) => Err(ApiError::new(
             ProblemKind::InvalidRequest,

@@ -15,9 +15,9 @@ use serde_json::Value;
 use super::{Actor, Body, Params, audit, store, store_error};
 use crate::api::AppState;
 use crate::auth;
-use crate::dlq::store::now_ms;
-use crate::dlq::{ApiKey, AuditEntry, NewApiKey};
 use crate::error::ApiError;
+use crate::store::now_ms;
+use crate::store::{ApiKey, AuditEntry, NewApiKey};
 
 /// The longest grace period a rotated-out secret may get.
 pub const MAX_GRACE_SECS: u64 = 24 * 3_600;

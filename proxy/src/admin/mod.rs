@@ -37,9 +37,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::AppState;
-use crate::dlq::{AuditEntry, DlqStore, StoreError};
 use crate::error::ApiError;
 use crate::stats::Sample;
+use crate::store::{AuditEntry, Store, StoreError};
 
 /// Most entries one list request returns.
 pub(crate) const MAX_PAGE: i64 = 1_000;
@@ -288,7 +288,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-pub(crate) fn store(state: &AppState) -> Result<&DlqStore, ApiError> {
+pub(crate) fn store(state: &AppState) -> Result<&Store, ApiError> {
     state
         .dlq()
         .ok_or_else(|| ApiError::new(ProblemKind::NotFound, "the DLQ store is disabled"))

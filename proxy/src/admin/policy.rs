@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Actor, Body, audit, store, store_error};
 use crate::api::AppState;
 use crate::config::Config;
-use crate::dlq::{AuditEntry, DlqStore};
 use crate::error::ApiError;
+use crate::store::{AuditEntry, Store};
 
 /// The settings row the policy is saved under.
 pub const SETTING: &str = "topic_policy";
@@ -30,7 +30,7 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 /// The policy to start with, and its version (0: the configuration file's).
 pub async fn initial(
     config: &Config,
-    store: Option<&DlqStore>,
+    store: Option<&Store>,
 ) -> Result<(CompiledPolicy, i64), crate::server::ServerError> {
     if let Some(store) = store
         && let Some(saved) = store.setting(SETTING).await?

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use super::{Actor, Body, audit, store, store_error};
 use crate::api::AppState;
-use crate::dlq::{AuditEntry, Registered, SCHEMAS_SETTING, SchemaVersion};
 use crate::error::ApiError;
 use crate::schemas::{self, OnInvalid, SchemaPolicy};
+use crate::store::{AuditEntry, Registered, SCHEMAS_SETTING, SchemaVersion};
 
 /// A registered schema version.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -21,8 +21,8 @@ use sha2::Sha256;
 
 use super::{Actor, Body, Params, audit};
 use crate::api::AppState;
-use crate::dlq::store::now_ms;
 use crate::error::ApiError;
+use crate::store::now_ms;
 use crate::topics::admin::{TopicAdminError, TopicDetail, TopicSummary};
 
 /// How long a delete confirmation token is valid.

@@ -24,8 +24,8 @@ use utoipa_axum::routes;
 
 use crate::config::{DeliveryConfig, DlqConfig, LimitsConfig};
 use crate::delivery::Pipeline;
-use crate::dlq::DlqStore;
 use crate::error::ApiError;
+use crate::store::Store;
 use crate::topics::TopicManager;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -38,7 +38,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     pipeline: Pipeline,
     topics: Arc<TopicManager>,
-    dlq: Option<DlqStore>,
+    dlq: Option<Store>,
     dlq_config: DlqConfig,
     wake_scheduler: Arc<tokio::sync::Notify>,
     limits: LimitsConfig,
@@ -61,7 +61,7 @@ pub struct Parts {
     /// The topic manager.
     pub topics: Arc<TopicManager>,
     /// The store (events, settings, keys, audit).
-    pub dlq: Option<DlqStore>,
+    pub dlq: Option<Store>,
     /// Its configuration.
     pub dlq_config: DlqConfig,
     /// Wakes the retry scheduler when events were stored.
@@ -171,13 +171,13 @@ impl AppState {
     /// The store: events, settings (the topic policy), API keys and the audit log. It is
     /// open whatever `dlq.enabled` says, so keys, policy changes and the audit log never go
     /// away with the 202 path.
-    pub fn dlq(&self) -> Option<&DlqStore> {
+    pub fn dlq(&self) -> Option<&Store> {
         self.0.dlq.as_ref()
     }
 
     /// The store, if events Kafka did not acknowledge in time go there (`dlq.enabled`);
     /// otherwise such events are refused with 503.
-    pub fn event_store(&self) -> Option<&DlqStore> {
+    pub fn event_store(&self) -> Option<&Store> {
         self.0.dlq.as_ref().filter(|_| self.0.dlq_config.enabled)
     }
 

@@ -27,9 +27,9 @@ use subtle::ConstantTimeEq as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AuthConfig;
-use crate::dlq::store::now_ms;
-use crate::dlq::{DlqStore, StoreError};
 use crate::error::problem_response;
+use crate::store::now_ms;
+use crate::store::{Store, StoreError};
 
 /// Every key starts with this, so a leaked one is easy to recognise (and to scan for).
 pub const KEY_PREFIX: &str = "ck_";
@@ -245,7 +245,7 @@ impl KeyRing {
 
     /// Replaces the snapshot with the configuration's keys and the store's keys that are not
     /// revoked.
-    pub async fn reload(&self, store: &DlqStore) -> Result<(), StoreError> {
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
         let _one_at_a_time = self.reloading.lock().await;
         let rows = store.api_keys(false).await?;
         let now = now_ms();
@@ -289,7 +289,7 @@ impl KeyRing {
     }
 
     /// Reloads from `store` every [`REFRESH_INTERVAL`] until `shutdown`.
-    pub async fn follow(self: Arc<Self>, store: DlqStore, shutdown: CancellationToken) {
+    pub async fn follow(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(REFRESH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

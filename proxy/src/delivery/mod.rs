@@ -431,7 +431,7 @@ impl Circuit {
 
     /// A delivery failed because Kafka is down.
     pub fn record_failure(&self) {
-        let now = crate::dlq::store::now_ms();
+        let now = crate::store::now_ms();
         if self
             .open_since_ms
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -448,7 +448,7 @@ impl Circuit {
         if self.open_since_ms.load(Ordering::Relaxed) == 0 {
             return Route::Send;
         }
-        let now = crate::dlq::store::now_ms();
+        let now = crate::store::now_ms();
         let last = self.last_probe_ms.load(Ordering::Relaxed);
         let probe = now - last >= self.probe_interval_ms
             && self

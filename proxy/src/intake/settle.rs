@@ -15,9 +15,9 @@ use super::{Ledger, Outcome};
 use crate::api::AppState;
 use crate::api::dedupe::Remembered;
 use crate::delivery::{Delivered, DeliveryError, Outgoing, Pipeline, Route};
-use crate::dlq::NewEntry;
-use crate::dlq::store::now_ms;
 use crate::error::ApiError;
+use crate::store::NewEntry;
+use crate::store::now_ms;
 use crate::topics::{Creation, EnsureError, TopicManager};
 
 /// Makes sure each topic of `wanted` exists (creating it as its [`Creation`] allows), all

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use compiled::{Compiled, MAX_SCHEMA_BYTES, URI_PREFIX, accept, parse_uri, uri, uri_base};
 
-use crate::dlq::{DlqStore, SCHEMAS_SETTING, SchemaBounds, StoreError};
 use crate::error::ApiError;
+use crate::store::{SCHEMAS_SETTING, SchemaBounds, Store, StoreError};
 
 /// Most live versions of one (service, type).
 pub const MAX_VERSIONS: i64 = 100;
@@ -215,7 +215,7 @@ impl SchemaRegistry {
 
     /// Loads what changed in the store since the last load: new versions are compiled (off
     /// the async workers), versions already compiled are kept, deleted ones dropped.
-    pub async fn reload(&self, store: &DlqStore) -> Result<(), StoreError> {
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
         let _one_at_a_time = self.reloading.lock().await;
         // The version first: a change landing after it is seen on the next load.
         let setting = store.setting(SCHEMAS_SETTING).await?;
@@ -295,7 +295,7 @@ impl SchemaRegistry {
     }
 
     /// Reloads whenever another proxy changed the schemas, until `shutdown`.
-    pub async fn follow(self: Arc<Self>, store: DlqStore, shutdown: CancellationToken) {
+    pub async fn follow(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -2,7 +2,7 @@
 //! every proxy sharing it knows the same keys. Only hashes are stored; every change is written
 //! in one transaction with its audit entry.
 
-use super::{AUDIT_INSERT, AuditEntry, Backend, DlqStore, StoreError, bind_audit, now_ms};
+use super::{AUDIT_INSERT, AuditEntry, Backend, Store, StoreError, bind_audit, now_ms};
 
 /// A key as stored: its hashes and its history, never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ where
     })
 }
 
-impl DlqStore {
+impl Store {
     /// Every key, oldest first; revoked ones only when `revoked`.
     pub async fn api_keys(&self, revoked: bool) -> Result<Vec<ApiKey>, StoreError> {
         let sql = format!(

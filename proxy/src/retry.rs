@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{DlqStore, Entry, Failure, now_ms};
 use crate::config::DlqConfig;
 use crate::delivery::{Outgoing, Pipeline};
 use crate::metrics::Metrics;
+use crate::store::{Entry, Failure, Store, StoreError, now_ms};
 use crate::topics::{Creation, TopicManager};
 
 /// When to try an event again after the scheduler's `retries` failed attempts, or `None` to
@@ -41,7 +41,7 @@ pub fn next_attempt(config: &DlqConfig, retries: u32, now: i64, jitter: f64) -> 
 /// The scheduler's loop; returns when `shutdown` fires.
 #[derive(Debug)]
 pub struct RetryScheduler {
-    store: DlqStore,
+    store: Store,
     pipeline: Pipeline,
     topics: Arc<TopicManager>,
     config: DlqConfig,
@@ -51,7 +51,7 @@ pub struct RetryScheduler {
 impl RetryScheduler {
     /// A scheduler over `store`, sending through `pipeline`'s producer.
     pub fn new(
-        store: DlqStore,
+        store: Store,
         pipeline: Pipeline,
         topics: Arc<TopicManager>,
         config: DlqConfig,
@@ -96,7 +96,7 @@ impl RetryScheduler {
     }
 
     /// One round; returns how many events it claimed.
-    pub async fn round(&self) -> Result<usize, super::store::StoreError> {
+    pub async fn round(&self) -> Result<usize, StoreError> {
         let lease = Duration::from_millis(self.config.ack_timeout_ms * 2 + 5_000);
         let entries = self
             .store

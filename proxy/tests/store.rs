@@ -1,4 +1,4 @@
-//! One test suite for the DLQ store, run against SQLite and against a real PostgreSQL
+//! One test suite for the store (events, settings, audit, keys), run against SQLite and against a real PostgreSQL
 //! (`COURIER_TEST_POSTGRES_URL`, started by `scripts/test.sh`). Each PostgreSQL test gets a
 //! database of its own, so the tests run in parallel.
 
@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use courier_proxy::dlq::store::{Failure, now_ms};
-use courier_proxy::dlq::{AuditEntry, DlqStore, Filter, NewApiKey, NewEntry, State, StoreError};
+use courier_proxy::store::{AuditEntry, Filter, NewApiKey, NewEntry, State, Store, StoreError};
+use courier_proxy::store::{Failure, now_ms};
 use courier_shared::KafkaRecord;
 
 fn entry(id: &str, topic: &str, due_in_ms: i64) -> NewEntry {
@@ -34,14 +34,14 @@ fn from_source(source: &str, id: &str, topic: &str, due_in_ms: i64) -> NewEntry 
     }
 }
 
-async fn sqlite() -> (DlqStore, tempfile::TempDir) {
+async fn sqlite() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
-    (DlqStore::open(&url, 64).await.unwrap(), dir)
+    (Store::open(&url, 64).await.unwrap(), dir)
 }
 
-async fn postgres() -> DlqStore {
-    DlqStore::open(&common::fresh_postgres_database("dlq").await, 64)
+async fn postgres() -> Store {
+    Store::open(&common::fresh_postgres_database("dlq").await, 64)
         .await
         .unwrap()
 }
@@ -49,7 +49,7 @@ async fn postgres() -> DlqStore {
 /// Runs `case` on a fresh SQLite store and a fresh PostgreSQL store.
 async fn on_both<F, Fut>(case: F)
 where
-    F: Fn(DlqStore) -> Fut,
+    F: Fn(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
     let (store, _dir) = sqlite().await;
@@ -274,7 +274,7 @@ async fn two_claimers_never_get_the_same_event() {
     on_both(|store| async move {
         let batch = (0..1_000).map(|i| entry(&i.to_string(), "t", 0)).collect();
         store.store(batch).await.unwrap();
-        let claim = |s: DlqStore| async move {
+        let claim = |s: Store| async move {
             let mut got = Vec::new();
             loop {
                 let c = s.claim_due(50, Duration::from_secs(30)).await.unwrap();
@@ -294,7 +294,7 @@ async fn two_claimers_never_get_the_same_event() {
 
 #[tokio::test]
 async fn a_bad_url_is_a_clear_error() {
-    let err = DlqStore::open("mysql://x", 1).await.unwrap_err();
+    let err = Store::open("mysql://x", 1).await.unwrap_err();
     assert!(err.to_string().contains("unsupported"), "{err}");
 }
 
@@ -465,7 +465,7 @@ async fn every_acknowledged_write_survives_a_full_disk() {
         .expect("run mount");
     assert!(mounted.success(), "mounting a tmpfs needs root");
     let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
-    let store = DlqStore::open(&url, 16).await.unwrap();
+    let store = Store::open(&url, 16).await.unwrap();
     let mut acknowledged = HashSet::new();
     let mut refused = 0;
     for batch in 0..400 {
@@ -483,7 +483,7 @@ async fn every_acknowledged_write_survives_a_full_disk() {
     }
     assert!(refused > 0, "the disk never filled up");
     drop(store);
-    let reopened = DlqStore::open(&url, 4).await.unwrap();
+    let reopened = Store::open(&url, 4).await.unwrap();
     let mut stored = HashSet::new();
     let mut after = 0;
     loop {
@@ -536,7 +536,7 @@ async fn rows_survive_the_identity_migration(url: &str, backend: &str) {
         sqlx::query(insert).execute(&pool).await.unwrap();
         pool.close().await;
     }
-    let store = DlqStore::open(url, 16).await.unwrap();
+    let store = Store::open(url, 16).await.unwrap();
     assert_eq!(
         store.counts().await.unwrap(),
         (1, 1),
@@ -588,7 +588,7 @@ async fn the_drain_goes_on_on_a_full_disk() {
         .expect("run mount");
     assert!(mounted.success(), "mounting a tmpfs needs root");
     let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
-    let store = DlqStore::open_with_reserve(&url, 16, 128 * 1024)
+    let store = Store::open_with_reserve(&url, 16, 128 * 1024)
         .await
         .unwrap();
     assert!(dir.path().join("dlq.db.reserve").exists());

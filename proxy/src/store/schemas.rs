@@ -5,7 +5,7 @@
 
 use sqlx::Row as _;
 
-use super::{AUDIT_INSERT, AuditEntry, Backend, DlqStore, StoreError, bind_audit, now_ms};
+use super::{AUDIT_INSERT, AuditEntry, Backend, Store, StoreError, bind_audit, now_ms};
 
 /// The settings row whose version counts schema changes and whose value is the policy.
 pub const SCHEMAS_SETTING: &str = "schemas";
@@ -54,7 +54,7 @@ const BUMP: &str = "INSERT INTO settings (name, value, version, updated_ms, upda
     version = settings.version + 1, updated_ms = excluded.updated_ms, \
     updated_by = excluded.updated_by";
 
-impl DlqStore {
+impl Store {
     /// The live versions of every (service, type), without their schemas.
     pub async fn schema_keys(&self) -> Result<Vec<SchemaVersion>, StoreError> {
         let sql = "SELECT service, event_type, version, created_ms, created_by \
