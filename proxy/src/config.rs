@@ -277,7 +277,7 @@ pub struct DeliveryConfig {
     /// client's retry gets the first outcome, not a second copy. 0 disables it.
     pub dedupe_window_secs: u64,
     /// Memory the dedupe window may take, in bytes (its keys and outcomes, as counted by
-    /// [`crate::api::dedupe::DedupeWindow`]); the oldest-used entries go first beyond it.
+    /// [`crate::dedupe::DedupeWindow`]); the oldest-used entries go first beyond it.
     pub dedupe_max_bytes: u64,
 }
 

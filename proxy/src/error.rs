@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use courier_shared::problem::PROBLEM_JSON;
-use courier_shared::{Problem, ProblemKind};
+use courier_shared::{EventError, Problem, ProblemKind};
 
 /// A refused request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +38,16 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         Problem::new(self.kind, self.detail.clone())
     }
+}
+
+/// The problem for an event that failed to parse or validate.
+pub fn event_error(e: &EventError) -> ApiError {
+    let kind = if e.is_syntax() {
+        ProblemKind::MalformedJson
+    } else {
+        ProblemKind::InvalidEvent
+    };
+    ApiError::new(kind, e.to_string())
 }
 
 /// Renders a problem document with its status and optional `Retry-After`.

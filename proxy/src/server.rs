@@ -16,10 +16,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{self, AppState, Parts};
 use crate::config::{Config, LimitsConfig, TlsConfig};
 use crate::delivery::Pipeline;
 use crate::retry::RetryScheduler;
+use crate::state::{AppState, Parts};
 use crate::store::{Store, StoreError};
 use crate::topics::TopicManager;
 
@@ -165,7 +165,7 @@ pub async fn run(
                 .follow(store.clone(), shutdown.clone()),
         );
     }
-    let app = api::router(state.clone());
+    let app = crate::router::router(state.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
         https = tls.is_some(),

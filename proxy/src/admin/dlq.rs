@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Actor, Body, MAX_PAGE, Params, audit, store, store_error};
-use crate::api::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{Entry, Filter, State, Store};
 
 /// Most events one replay or discard by filter touches.

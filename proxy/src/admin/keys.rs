@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Actor, Body, Params, audit, store, store_error};
-use crate::api::AppState;
 use crate::auth;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::now_ms;
 use crate::store::{ApiKey, AuditEntry, NewApiKey};
 

@@ -36,8 +36,8 @@ use subtle::ConstantTimeEq as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::stats::Sample;
 use crate::store::{AuditEntry, Store, StoreError};
 

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{Actor, Body, audit, store, store_error};
-use crate::api::AppState;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Store};
 
 /// The settings row the policy is saved under.

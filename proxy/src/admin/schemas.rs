@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Actor, Body, audit, store, store_error};
-use crate::api::AppState;
 use crate::error::ApiError;
 use crate::schemas::{self, OnInvalid, SchemaPolicy};
+use crate::state::AppState;
 use crate::store::{AuditEntry, Registered, SCHEMAS_SETTING, SchemaVersion};
 
 /// A registered schema version.

@@ -20,8 +20,8 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::{Actor, Body, Params, audit};
-use crate::api::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::now_ms;
 use crate::topics::admin::{TopicAdminError, TopicDetail, TopicSummary};
 

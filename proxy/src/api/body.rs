@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use courier_shared::{Event, EventError, ProblemKind};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, event_error};
 
 /// The body formats the publish endpoints accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,16 +192,6 @@ pub fn parse(format: BodyFormat, body: &[u8], max_events: usize) -> Result<Parse
         ));
     }
     Ok(Parsed::Batch(events))
-}
-
-/// The problem for an event that failed to parse or validate.
-pub fn event_error(e: &EventError) -> ApiError {
-    let kind = if e.is_syntax() {
-        ProblemKind::MalformedJson
-    } else {
-        ProblemKind::InvalidEvent
-    };
-    ApiError::new(kind, e.to_string())
 }
 
 fn first_non_space(body: &[u8]) -> Option<u8> {

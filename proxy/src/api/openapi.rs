@@ -13,8 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::AppState;
 use super::publish::{BatchResult, EventResult};
+use crate::state::AppState;
 
 /// The document's fixed parts; the paths come from the router.
 #[derive(OpenApi)]
@@ -182,6 +182,7 @@ mod tests {
         for (file, source) in [
             ("api/mod.rs", include_str!("mod.rs")),
             ("admin/mod.rs", include_str!("../admin/mod.rs")),
+            ("router.rs", include_str!("../router.rs")),
         ] {
             assert!(
                 !source.contains(concat!(".route", "(")),

@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use courier_shared::{Problem, ProblemKind};
 use serde::Serialize;
 
-use super::AppState;
 use super::body::{BodyFormat, Parsed, parse, parse_binary, read_body};
-use super::dedupe::Remembered;
+use crate::dedupe::Remembered;
 use crate::error::ApiError;
 use crate::intake::{self, Outcome};
+use crate::state::AppState;
 
 /// Response body for one delivered event, and per event in a batch.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

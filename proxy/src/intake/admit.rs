@@ -11,11 +11,11 @@ use courier_shared::topic::service_of;
 use courier_shared::{Event, EventError, KafkaRecord, ProblemKind, Refusal, to_record};
 
 use super::{Ledger, Outcome};
-use crate::api::AppState;
-use crate::api::body::event_error;
-use crate::api::dedupe::DedupeKey;
 use crate::auth::Identity;
+use crate::dedupe::DedupeKey;
 use crate::error::ApiError;
+use crate::error::event_error;
+use crate::state::AppState;
 use courier_shared::policy::CompiledPolicy;
 
 /// An event admitted: routed, allowed, turned into its Kafka record.

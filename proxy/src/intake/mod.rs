@@ -23,11 +23,11 @@ use courier_shared::{Event, EventError};
 
 pub use settle::{Lane, attempt, ensure_topics};
 
-use crate::api::AppState;
-use crate::api::dedupe::Remembered;
 use crate::auth::Identity;
+use crate::dedupe::Remembered;
 use crate::delivery::Delivered;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// What happened to one event.
 #[derive(Debug)]

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use courier_shared::ProblemKind;
 
 use super::{Ledger, Outcome};
-use crate::api::AppState;
 use crate::error::ApiError;
 use crate::metrics::EventOutcome;
+use crate::state::AppState;
 
 /// Records `ledger` and returns the outcomes in input order.
 pub(super) fn observe(state: &AppState, ledger: Ledger) -> Vec<Outcome> {

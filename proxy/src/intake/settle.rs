@@ -12,10 +12,10 @@ use tracing::Instrument as _;
 
 use super::admit::Admitted;
 use super::{Ledger, Outcome};
-use crate::api::AppState;
-use crate::api::dedupe::Remembered;
+use crate::dedupe::Remembered;
 use crate::delivery::{Delivered, DeliveryError, Outgoing, Pipeline, Route};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::NewEntry;
 use crate::store::now_ms;
 use crate::topics::{Creation, EnsureError, TopicManager};
