@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod error;
 pub mod intake;
 pub mod metrics;
+pub mod policy;
 pub mod rate;
 pub mod retry;
 pub mod router;

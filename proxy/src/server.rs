@@ -43,6 +43,15 @@ pub enum ServerError {
     Policy(#[from] courier_shared::PolicyError),
 }
 
+impl From<crate::policy::PolicyError> for ServerError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        match e {
+            crate::policy::PolicyError::Store(e) => Self::Store(e),
+            crate::policy::PolicyError::Invalid(e) => Self::Policy(e),
+        }
+    }
+}
+
 /// Builds the application state: pipeline, topic manager and the store, whose migrations
 /// run here.
 pub async fn build_state(
@@ -67,7 +76,7 @@ pub async fn build_state(
              delivers what it already holds"
         );
     }
-    let (policy, policy_version) = crate::admin::policy::initial(config, dlq.as_ref()).await?;
+    let (policy, policy_version) = crate::policy::initial(config, dlq.as_ref()).await?;
     let keys = Arc::new(crate::auth::KeyRing::new(
         &config.auth,
         config.admin.token.clone(),
@@ -154,10 +163,7 @@ pub async fn run(
         });
     }
     if let Some(store) = state.dlq() {
-        tokio::spawn(crate::admin::policy::follow(
-            state.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(crate::policy::follow(state.clone(), shutdown.clone()));
         tokio::spawn(state.keys_handle().follow(store.clone(), shutdown.clone()));
         tokio::spawn(
             state

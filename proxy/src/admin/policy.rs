@@ -1,98 +1,21 @@
-//! The topic policy at runtime: where it comes from at startup, how a change made through
-//! the admin API is persisted and put in force, and how proxies sharing a store follow it.
-//!
-//! The configuration file gives the first policy. Once an operator saves one through the
-//! admin API it lives in the store (`settings`, with a version), and wins over the file on
-//! the next start; every proxy on the store polls the version and switches within
-//! [`FOLLOW_INTERVAL`]. Saving names the version it edits, so two operators editing at once
-//! cannot overwrite each other unseen (409).
-
-use std::time::Duration;
+//! The admin API's topic policy endpoints: read the policy in force, save a new one (persisted
+//! with a version, in force at once here and within [`crate::policy::FOLLOW_INTERVAL`] on
+//! every proxy sharing the store), and preview the topic a sample event gets. Saving names the
+//! version it edits, so two operators editing at once cannot overwrite each other unseen
+//! (409). Where the policy comes from at startup and how proxies follow each other:
+//! [`crate::policy`].
 
 use axum::Json;
 use axum::extract::State;
-use courier_shared::policy::{CompiledPolicy, Preview, TopicPolicy, TopicTemplate};
+use courier_shared::policy::{Preview, TopicPolicy, TopicTemplate};
 use courier_shared::{Event, ProblemKind};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use super::{Actor, Body, audit, store, store_error};
-use crate::config::Config;
 use crate::error::ApiError;
+use crate::policy::SETTING;
 use crate::state::AppState;
-use crate::store::{AuditEntry, Store};
-
-/// The settings row the policy is saved under.
-pub const SETTING: &str = "topic_policy";
-/// How often a proxy looks for a policy saved by another proxy.
-pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
-
-/// The policy to start with, and its version (0: the configuration file's).
-pub async fn initial(
-    config: &Config,
-    store: Option<&Store>,
-) -> Result<(CompiledPolicy, i64), crate::server::ServerError> {
-    if let Some(store) = store
-        && let Some(saved) = store.setting(SETTING).await?
-    {
-        match serde_json::from_str::<TopicPolicy>(&saved.value)
-            .map_err(|e| e.to_string())
-            .and_then(|p| p.compile().map_err(|e| e.to_string()))
-        {
-            Ok(policy) => {
-                tracing::info!(
-                    version = saved.version,
-                    updated_by = %saved.updated_by,
-                    "topic policy: the one saved through the admin API, not the configuration file's"
-                );
-                return Ok((policy, saved.version));
-            }
-            Err(e) => tracing::error!(
-                version = saved.version,
-                error = %e,
-                "topic policy saved in the store is not valid; using the configuration file's"
-            ),
-        }
-    }
-    Ok((config.topics.clone().compile()?, 0))
-}
-
-/// Puts in force any newer policy another proxy saved, until `shutdown`.
-pub async fn follow(state: AppState, shutdown: CancellationToken) {
-    let Some(store) = state.dlq().cloned() else {
-        return;
-    };
-    let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let saved = match store.setting(SETTING).await {
-            Ok(Some(saved)) if saved.version > state.policy_version() => saved,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not read the topic policy");
-                continue;
-            }
-        };
-        match serde_json::from_str::<TopicPolicy>(&saved.value)
-            .map_err(|e| e.to_string())
-            .and_then(|p| p.compile().map_err(|e| e.to_string()))
-        {
-            Ok(policy) => {
-                state.topics().set_policy(policy);
-                state.set_policy_version(saved.version);
-                tracing::info!(version = saved.version, updated_by = %saved.updated_by, "topic policy changed");
-            }
-            Err(e) => {
-                tracing::error!(version = saved.version, error = %e, "saved topic policy is not valid; keeping the current one");
-                state.set_policy_version(saved.version);
-            }
-        }
-    }
-}
+use crate::store::AuditEntry;
 
 /// The topic policy in force.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
