@@ -357,14 +357,14 @@ impl Config {
                     key.service
                 )));
             }
-            let Some(hash) = crate::auth::parse_hash(&key.sha256) else {
+            let Some(hash) = crate::secret::parse_hash(&key.sha256) else {
                 return Err(ConfigError::Invalid(format!(
                     "auth.keys: the sha256 of service `{}` is not 64 hex digits",
                     key.service
                 )));
             };
             if let Some(token) = &self.admin.token
-                && crate::auth::hash(token) == hash
+                && crate::secret::hash(token) == hash
             {
                 return invalid(
                     "auth.keys: a key is the admin token; the admin token must not publish",
@@ -437,7 +437,7 @@ mod tests {
         assert!(c.auth.enabled, "auth is on unless turned off");
         c.auth.keys.push(ConfigKey {
             service: "billing".into(),
-            sha256: crate::auth::hex(&crate::auth::hash("ck_x")),
+            sha256: crate::secret::hex(&crate::secret::hash("ck_x")),
             label: String::new(),
         });
         c.validate().unwrap();
@@ -451,7 +451,7 @@ mod tests {
         c.admin.token = None;
         c.auth.keys[0].sha256 = "abc".into();
         assert!(c.validate().unwrap_err().to_string().contains("64 hex"));
-        c.auth.keys[0].sha256 = crate::auth::hex(&crate::auth::hash("ck_x"));
+        c.auth.keys[0].sha256 = crate::secret::hex(&crate::secret::hash("ck_x"));
         c.auth.keys[0].service = "Billing".into();
         assert!(
             c.validate()

@@ -23,6 +23,7 @@ pub mod rate;
 pub mod retry;
 pub mod router;
 pub mod schemas;
+pub mod secret;
 pub mod server;
 pub mod state;
 pub mod stats;
