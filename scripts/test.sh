@@ -2,8 +2,10 @@
 # The whole test suite, as the README's second command and as CI runs it:
 #   1. install what is missing (scripts/setup.sh --test: build deps, Kafka jars, test tools,
 #      the container engine),
-#   2. check formatting and lints, the dependency tree with cargo-deny, and the Helm chart
-#      (scripts/deploy/check.sh: helm lint --strict, renderings checked without a cluster),
+#   2. check formatting and lints, that the proxy's top-level modules import each other
+#      without a cycle (scripts/check_module_cycles.py), the dependency tree with cargo-deny,
+#      and the Helm chart (scripts/deploy/check.sh: helm lint --strict, renderings checked
+#      without a cluster),
 #   3. build every test once,
 #   4. start two three-broker Kafka clusters (RF 3, min.insync.replicas 2) on free loopback
 #      ports — one shared by the tests (COURIER_TEST_BOOTSTRAP), one that the fault tests
@@ -41,6 +43,8 @@ log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo clippy of the container fixtures and suite (feature testcontainers)"
 cargo clippy -p courier-e2e --features testcontainers --all-targets --locked -- -D warnings
+log "proxy: no import cycle between top-level modules (scripts/check_module_cycles.py)"
+python3 "$here/check_module_cycles.py"
 # ---- cargo-deny (deny.toml): licences, bans and sources always; advisories need the RustSec
 # database, fetched from GitHub, so they are checked only when it can be fetched.
 log "cargo deny check licenses bans sources"
