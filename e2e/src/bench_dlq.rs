@@ -1,4 +1,4 @@
-//! `courier-bench --mode dlq`: intake into the DLQ store with Kafka unreachable (every batch
+//! `courier-bench --mode dlq`: intake into the store with Kafka unreachable (every batch
 //! answered 202), then how fast a proxy that reaches Kafka drains the same store.
 
 use std::path::Path;

@@ -89,7 +89,7 @@ pub struct HttpPost {
     /// Events per body.
     pub per_unit: usize,
     /// The status that acknowledges a body: the proxy answers 200 only when every event of
-    /// the body is in Kafka (202 when every one is in its DLQ store); the bridge answers 200
+    /// the body is in Kafka (202 when every one is in its store); the bridge answers 200
     /// with the offsets of every record.
     pub expect: u16,
 }

@@ -211,7 +211,7 @@ pub struct LoadReport {
     pub sent: usize,
     /// Ids answered 200 (in Kafka).
     pub delivered: HashSet<String>,
-    /// Ids answered 202 (in the DLQ store).
+    /// Ids answered 202 (in the store).
     pub stored: HashSet<String>,
     /// Events refused (4xx/5xx) or without an answer: never promised.
     pub refused: usize,
@@ -393,7 +393,7 @@ pub fn load(
     ))
 }
 
-/// Waits (at most 120 s) for the DLQ store at `dlq_url` to drain, then accounts for every 2xx
+/// Waits (at most 120 s) for the store at `dlq_url` to drain, then accounts for every 2xx
 /// id of the scenario in `{service}.events` on `bootstrap`; returns the store's (pending,
 /// parked) and the lost count. A scenario also asserts that it did something: at least
 /// `min_share` of the events sent were answered 2xx (0 where the proxy itself goes away,

@@ -378,12 +378,12 @@ async fn in_sync(bootstrap: &str) -> Result<(), String> {
 }
 
 /// The `courier-proxy` image running on a cluster's network, its HTTP port pinned to a
-/// loopback port of the host, its DLQ store in a host directory (so a test can open it).
+/// loopback port of the host, its store in a host directory (so a test can open it).
 pub struct ProxyContainer {
     container: ContainerAsync<GenericImage>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    /// The DLQ store's URL as seen from the host.
+    /// The store's URL as seen from the host.
     pub dlq_url: String,
     _state: tempfile::TempDir,
 }

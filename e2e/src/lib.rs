@@ -83,7 +83,7 @@ pub async fn admin_call(
 pub struct TestProxy {
     /// Its address.
     pub addr: SocketAddr,
-    /// Its configuration (the DLQ store is a SQLite file of its own).
+    /// Its configuration (the store is a SQLite file of its own).
     pub config: Config,
     _dlq_dir: tempfile::TempDir,
     shutdown: CancellationToken,
@@ -145,7 +145,7 @@ impl TestProxy {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The proxy's DLQ store, opened beside it.
+    /// The proxy's store, opened beside it.
     pub async fn dlq(&self) -> courier_proxy::store::Store {
         courier_proxy::store::Store::open(&self.config.dlq.url, 16)
             .await

@@ -1,6 +1,6 @@
 //! The proxy as a process of its own, for what needs one: fault and HA tests (to kill it), the
 //! tracing test (its `main` installs the exporter) and the benchmarks (release builds, measured
-//! from `/proc`). On a free loopback port, with a DLQ store of its own, and only the
+//! from `/proc`). On a free loopback port, with a store of its own, and only the
 //! `COURIER_*` settings given here: whatever the calling shell holds is removed.
 
 use std::path::{Path, PathBuf};
@@ -44,12 +44,12 @@ pub struct ProxyProcess {
     child: Child,
     /// `http://127.0.0.1:port`.
     pub base: String,
-    /// The DLQ store's URL.
+    /// The store's URL.
     pub dlq_url: String,
 }
 
 impl ProxyProcess {
-    /// Starts the proxy binary `bin` against `bootstrap` with its DLQ store at `dlq_url` and the
+    /// Starts the proxy binary `bin` against `bootstrap` with its store at `dlq_url` and the
     /// `COURIER_*` settings in `env` (authentication is off unless `env` turns it on: these
     /// runs are about delivery). Returns once the process runs; see [`Self::wait`].
     pub fn spawn(

@@ -96,7 +96,7 @@ pub fn orders(svc: &str, from: usize, n: usize) -> Vec<Value> {
 }
 
 /// Publishes `events` through the proxy at `base` in batches of `batch`; panics unless
-/// every event is durable (in Kafka, or in the proxy's DLQ store).
+/// every event is durable (in Kafka, or in the proxy's store).
 pub async fn publish(base: &str, events: &[Value], batch: usize) {
     let http = crate::http();
     for chunk in events.chunks(batch.max(1)) {
@@ -109,7 +109,7 @@ pub async fn publish(base: &str, events: &[Value], batch: usize) {
             .expect("publish");
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or_default();
-        // 202 (or a 207 of delivered and stored events): the proxy's DLQ store has what
+        // 202 (or a 207 of delivered and stored events): the proxy's store has what
         // Kafka did not take in time, and delivers it shortly.
         let durable = matches!(status, 200 | 202)
             || (status == 207 && body["invalid"] == 0 && body["failed"] == 0);

@@ -240,7 +240,7 @@ async fn the_client_rides_out_a_proxy_restart_on_the_same_port() {
     let (ids, second) = paced_load(&client, 4_000, async || {
         first.stop().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        // The same port and the same DLQ store: a restart, as an operator would do it.
+        // The same port and the same store: a restart, as an operator would do it.
         TestProxy::start(move |c| {
             c.listen = addr;
             c.dlq.url = dlq_url;

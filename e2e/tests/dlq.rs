@@ -1,5 +1,5 @@
 //! The 202 path against the real three-broker cluster: events Kafka does not acknowledge in
-//! time are committed to the DLQ store and answered 202, and the retry scheduler delivers
+//! time are committed to the store and answered 202, and the retry scheduler delivers
 //! every one of them.
 
 use std::collections::HashSet;

@@ -1,5 +1,5 @@
 //! High availability: two proxy processes behind a real load balancer (HAProxy, from
-//! Debian) share one PostgreSQL DLQ store; one is killed with `kill -9` under load. Every
+//! Debian) share one PostgreSQL store; one is killed with `kill -9` under load. Every
 //! id answered 2xx must be read back from Kafka — what the dead proxy had stored is
 //! delivered by the other one once its claim lease runs out — and the balancer keeps
 //! serving through the survivor.

@@ -13,10 +13,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// `COURIER_*` variables that are not configuration keys: the config file's path (a flag's
-/// variable) and the scripts' own settings. Every other `COURIER_*` variable must name a key,
-/// so a typo is a startup error.
-/// The DLQ store and the retry scheduler.
+/// The `[dlq]` section: the proxy's store (events Kafka did not acknowledge in time, and
+/// beside them the settings, API keys, schemas and audit log: see [`crate::store`]) and the
+/// retry scheduler ([`crate::retry`]). The section and its keys keep their names: deployed
+/// configurations, the Helm chart and the `COURIER_DLQ__*` variables use them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DlqConfig {
@@ -63,6 +63,9 @@ impl Default for DlqConfig {
     }
 }
 
+/// `COURIER_*` variables that are not configuration keys: the config file's path (a flag's
+/// variable) and the scripts' own settings. Every other `COURIER_*` variable must name a key,
+/// so a typo is a startup error.
 const NOT_CONFIG: [&str; 3] = ["config", "cache", "keep_logs"];
 
 /// The whole configuration.
@@ -79,7 +82,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Topic naming and auto-creation.
     pub topics: TopicPolicy,
-    /// The DLQ store and retry scheduler.
+    /// The store and the retry scheduler (`[dlq]`: see [`DlqConfig`]).
     pub dlq: DlqConfig,
     /// The admin API.
     pub admin: AdminConfig,
@@ -114,7 +117,7 @@ pub struct AuthConfig {
     /// Publishing needs an API key, and the key names the service. Off only for local
     /// development: every caller may then claim any service (logged as a warning at start).
     pub enabled: bool,
-    /// Keys declared here, by their SHA-256 (for deployments without a DLQ store; keys made
+    /// Keys declared here, by their SHA-256 (for deployments without a store; keys made
     /// through the admin API live in the store).
     pub keys: Vec<ConfigKey>,
 }
@@ -260,7 +263,7 @@ pub struct DeliveryConfig {
     /// How long a request waits for room in a full queue before it is refused.
     pub enqueue_wait_ms: u64,
     /// How long a request waits for Kafka's acknowledgement before its events are stored in
-    /// the DLQ store (202), or refused with 503 when the store is disabled.
+    /// the store (202), or refused with 503 when the store is disabled.
     pub ack_timeout_ms: u64,
     /// `Retry-After` (seconds) sent with 429 and 503.
     pub retry_after_secs: u64,

@@ -31,7 +31,7 @@ pub enum Remembered {
         /// Partition and offset.
         at: Delivered,
     },
-    /// Committed to the DLQ store.
+    /// Committed to the store.
     Stored,
 }
 

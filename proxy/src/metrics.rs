@@ -38,7 +38,7 @@ use std::sync::Arc;
 pub enum EventOutcome {
     /// Acknowledged by Kafka (200).
     Delivered,
-    /// Committed to the DLQ store (202).
+    /// Committed to the store (202).
     Stored,
     /// Refused (4xx/5xx).
     Refused,

@@ -32,7 +32,7 @@ pub enum ServerError {
     /// The listener failed.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
-    /// The DLQ store could not be opened.
+    /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The listener's certificate or key could not be used.

@@ -34,7 +34,7 @@ pub struct Sample {
     pub received: u64,
     /// Events Kafka acknowledged on the request path (answered 200).
     pub delivered: u64,
-    /// Events committed to the DLQ store (answered 202).
+    /// Events committed to the store (answered 202).
     pub stored: u64,
     /// Events refused (4xx/5xx).
     pub refused: u64,

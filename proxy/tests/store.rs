@@ -1,6 +1,6 @@
-//! One test suite for the store (events, settings, audit, keys), run against SQLite and against a real PostgreSQL
-//! (`COURIER_TEST_POSTGRES_URL`, started by `scripts/test.sh`). Each PostgreSQL test gets a
-//! database of its own, so the tests run in parallel.
+//! One test suite for the store (events, settings, audit, keys), run against SQLite and
+//! against a real PostgreSQL (`COURIER_TEST_POSTGRES_URL`, started by `scripts/test.sh`). Each
+//! PostgreSQL test gets a database of its own, so the tests run in parallel.
 
 mod common;
 

@@ -4,7 +4,7 @@
 //!   processes), the Rust client, a direct rdkafka producer and the Strimzi HTTP bridge side
 //!   by side, at a fixed rate and at the maximum, with CPU and memory per process; a table on
 //!   stdout, rows appended to `--csv`, charts written to `--svg-dir`.
-//! - `--mode dlq`: the DLQ store's intake with Kafka down, then its drain.
+//! - `--mode dlq`: the store's intake with Kafka down, then its drain.
 //! - `--mode sinks`: the Elasticsearch sink against a direct `_bulk` loader, and the handler
 //!   runtime with a no-op handler.
 //!

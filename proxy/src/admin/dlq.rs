@@ -1,4 +1,4 @@
-//! The DLQ store's events in the admin API: list and filter, inspect, replay, discard with a
+//! The store's events in the admin API: list and filter, inspect, replay, discard with a
 //! reason, counts. Replays and discards are audited.
 
 use axum::Json;
@@ -151,7 +151,7 @@ pub(super) async fn list(
     }))
 }
 
-/// How many events the DLQ store holds.
+/// How many events the store holds.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Counts {
     /// Events waiting for their next attempt.

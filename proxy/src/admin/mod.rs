@@ -6,7 +6,7 @@
 //!   lag, create (from a template or custom), alter configs, delete with a confirmation token;
 //! - the topic policy: read, update (persisted, in force at once on every proxy sharing the
 //!   store), preview of the topic a sample event gets;
-//! - the DLQ store's events: list and filter, inspect, replay, discard with a reason;
+//! - the store's events: list and filter, inspect, replay, discard with a reason;
 //! - the publish endpoints' API keys: create (the key is shown once), list, rotate, revoke;
 //! - JSON Schemas per event type: register versions, list, inspect, delete, and the
 //!   per-service policy for invalid events (422 or the error topic);
@@ -336,7 +336,7 @@ struct Stats {
     history: Vec<Sample>,
     /// Events taken in and not yet answered.
     queue_depth: usize,
-    /// The DLQ store's events: 0 and 0 without a store, -1 and -1 when it could not be read.
+    /// The store's events: 0 and 0 without a store, -1 and -1 when it could not be read.
     dlq: dlq::Counts,
     /// The version of the topic policy in force.
     policy_version: i64,

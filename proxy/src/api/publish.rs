@@ -58,7 +58,7 @@ pub struct EventResult {
 pub struct BatchResult {
     /// Events acknowledged by Kafka.
     pub delivered: usize,
-    /// Events committed to the DLQ store, to be delivered by the retry scheduler.
+    /// Events committed to the store, to be delivered by the retry scheduler.
     pub stored: usize,
     /// Events refused for good.
     pub invalid: usize,

@@ -1,7 +1,7 @@
 //! Authentication of the publish endpoints: per-service API keys.
 //!
 //! A key is `ck_` and 32 random bytes in base64url (256 bits). Only its SHA-256 is kept — in
-//! the DLQ store's database for keys made through the admin API, or in the configuration file
+//! the store's database for keys made through the admin API, or in the configuration file
 //! (`[[auth.keys]]`). A fast hash is the right one here, as for GitHub's tokens: with 256
 //! random bits there is nothing to brute-force, and a slow KDF (bcrypt, Argon2) would cost
 //! every request milliseconds of CPU. A request's key is hashed and looked up in an in-memory

@@ -80,7 +80,7 @@ impl DeliveryError {
         }
     }
 
-    /// True when the event should go to the DLQ store: Kafka may take it later. A full intake
+    /// True when the event should go to the store: Kafka may take it later. A full intake
     /// queue (overload) and shutdown are refusals instead, or the store would absorb overload.
     pub fn is_storable(&self) -> bool {
         match self {
@@ -392,7 +392,7 @@ impl Pipeline {
 /// A circuit breaker on Kafka's health. After a delivery fails because Kafka is down — no
 /// acknowledgement, or none it can give, as below `min.insync.replicas` while the cluster
 /// still answers — new events skip the wait for an acknowledgement that will not come and go
-/// straight to the DLQ store. One request per probe interval still tries Kafka, with a short
+/// straight to the store. One request per probe interval still tries Kafka, with a short
 /// deadline of its own, so the probing client is not held for the whole ack timeout; any
 /// success (live or from the retry scheduler) closes the circuit again.
 #[derive(Debug)]

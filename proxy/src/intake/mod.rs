@@ -32,7 +32,7 @@ use crate::state::AppState;
 /// What happened to one event.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Kafka did not acknowledge it in time; it is committed to the DLQ store and the retry
+    /// Kafka did not acknowledge it in time; it is committed to the store and the retry
     /// scheduler will deliver it.
     Stored {
         /// Event id.
