@@ -63,7 +63,7 @@ pub async fn initial(
 
 /// Puts in force any newer policy another proxy saved, until `shutdown`.
 pub async fn follow(state: AppState, shutdown: CancellationToken) {
-    let Some(store) = state.dlq().cloned() else {
+    let Some(store) = state.store().cloned() else {
         return;
     };
     let mut tick = tokio::time::interval(FOLLOW_INTERVAL);

@@ -61,7 +61,7 @@ pub async fn build_state(
     let pipeline = Pipeline::new(&config.kafka, &config.delivery)?;
     // The store holds the policy, API keys and audit log as well as events: it is opened
     // whether or not unacknowledged events go there (`dlq.enabled`).
-    let dlq = Some(
+    let store = Some(
         Store::open_with_reserve(
             &config.dlq.url,
             config.dlq.write_queue,
@@ -76,13 +76,13 @@ pub async fn build_state(
              delivers what it already holds"
         );
     }
-    let (policy, policy_version) = crate::policy::initial(config, dlq.as_ref()).await?;
+    let (policy, policy_version) = crate::policy::initial(config, store.as_ref()).await?;
     let keys = Arc::new(crate::auth::KeyRing::new(
         &config.auth,
         config.admin.token.clone(),
     ));
     let schemas = Arc::new(crate::schemas::SchemaRegistry::new());
-    if let Some(store) = &dlq {
+    if let Some(store) = &store {
         keys.reload(store).await?;
         schemas.reload(store).await?;
     }
@@ -91,7 +91,7 @@ pub async fn build_state(
             "authentication is OFF (auth.enabled = false): any caller may publish as any \
              service; use this for local development only"
         );
-    } else if keys.is_empty() && (dlq.is_none() || config.admin.token.is_none()) {
+    } else if keys.is_empty() && (store.is_none() || config.admin.token.is_none()) {
         tracing::warn!(
             "authentication is on but no API key exists, and none can be created without a \
              DLQ store and an admin token: declare keys in [[auth.keys]], or every publish is \
@@ -111,7 +111,7 @@ pub async fn build_state(
     Ok(AppState::new(Parts {
         pipeline,
         topics,
-        dlq,
+        store,
         dlq_config: config.dlq.clone(),
         wake_scheduler: Arc::new(tokio::sync::Notify::new()),
         limits: config.limits.clone(),
@@ -135,7 +135,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let state = build_state(&config, shutdown.clone()).await?;
-    let scheduler = state.dlq().map(|store| {
+    let scheduler = state.store().map(|store| {
         let scheduler = RetryScheduler::new(
             store.clone(),
             state.pipeline().clone(),
@@ -162,7 +162,7 @@ pub async fn run(
             }
         });
     }
-    if let Some(store) = state.dlq() {
+    if let Some(store) = state.store() {
         tokio::spawn(crate::policy::follow(state.clone(), shutdown.clone()));
         tokio::spawn(state.keys_handle().follow(store.clone(), shutdown.clone()));
         tokio::spawn(

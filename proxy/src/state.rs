@@ -22,7 +22,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     pipeline: Pipeline,
     topics: Arc<TopicManager>,
-    dlq: Option<Store>,
+    store: Option<Store>,
     dlq_config: DlqConfig,
     wake_scheduler: Arc<tokio::sync::Notify>,
     limits: LimitsConfig,
@@ -45,7 +45,7 @@ pub struct Parts {
     /// The topic manager.
     pub topics: Arc<TopicManager>,
     /// The store (events, settings, keys, audit).
-    pub dlq: Option<Store>,
+    pub store: Option<Store>,
     /// Its configuration.
     pub dlq_config: DlqConfig,
     /// Wakes the retry scheduler when events were stored.
@@ -77,7 +77,7 @@ impl AppState {
         Self(Arc::new(Inner {
             pipeline: p.pipeline,
             topics: p.topics,
-            dlq: p.dlq,
+            store: p.store,
             dlq_config: p.dlq_config,
             wake_scheduler: p.wake_scheduler,
             limits: p.limits,
@@ -161,14 +161,14 @@ impl AppState {
     /// The store: events, settings (the topic policy), API keys and the audit log. It is
     /// open whatever `dlq.enabled` says, so keys, policy changes and the audit log never go
     /// away with the 202 path.
-    pub fn dlq(&self) -> Option<&Store> {
-        self.0.dlq.as_ref()
+    pub fn store(&self) -> Option<&Store> {
+        self.0.store.as_ref()
     }
 
     /// The store, if events Kafka did not acknowledge in time go there (`dlq.enabled`);
     /// otherwise such events are refused with 503.
     pub fn event_store(&self) -> Option<&Store> {
-        self.0.dlq.as_ref().filter(|_| self.0.dlq_config.enabled)
+        self.0.store.as_ref().filter(|_| self.0.dlq_config.enabled)
     }
 
     /// The DLQ configuration.

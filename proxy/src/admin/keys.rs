@@ -99,7 +99,7 @@ fn entry(
 /// Puts a change in force on this proxy: reloads the snapshot, or at least drops a revoked
 /// key from it when the store cannot be read.
 async fn refresh(state: &AppState, revoked: Option<&str>) {
-    let Some(store) = state.dlq() else { return };
+    let Some(store) = state.store() else { return };
     if let Err(e) = state.keys().reload(store).await {
         tracing::warn!(error = %e, "could not reload the API keys after a change");
         if let Some(id) = revoked {

@@ -290,7 +290,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 
 pub(crate) fn store(state: &AppState) -> Result<&Store, ApiError> {
     state
-        .dlq()
+        .store()
         .ok_or_else(|| ApiError::new(ProblemKind::NotFound, "the DLQ store is disabled"))
 }
 
@@ -320,7 +320,7 @@ pub(crate) async fn audit(
         after,
     };
     tracing::info!(actor = %entry.actor, action, target, outcome = %entry.outcome, "admin action");
-    if let Some(store) = state.dlq()
+    if let Some(store) = state.store()
         && let Err(e) = store.audit(&entry).await
     {
         tracing::error!(error = %e, ?entry, "could not write the audit log");
@@ -350,7 +350,7 @@ struct Stats {
     security(("admin_token" = [])))]
 async fn stats(State(state): State<AppState>) -> Json<Stats> {
     let stats = state.pipeline().stats();
-    let (pending, parked) = match state.dlq() {
+    let (pending, parked) = match state.store() {
         Some(store) => store.counts().await.unwrap_or((-1, -1)),
         None => (0, 0),
     };

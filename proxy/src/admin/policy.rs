@@ -35,7 +35,7 @@ pub(super) async fn get(State(state): State<AppState>) -> Json<PolicyInForce> {
     Json(PolicyInForce {
         version: state.policy_version(),
         policy: state.topics().policy().policy().clone(),
-        persisted: state.dlq().is_some(),
+        persisted: state.store().is_some(),
     })
 }
 

@@ -492,7 +492,7 @@ pub(super) async fn put_policy(
 
 /// Puts a change in force on this proxy at once.
 async fn refresh(state: &AppState) {
-    let Some(store) = state.dlq() else { return };
+    let Some(store) = state.store() else { return };
     if let Err(e) = state.schemas().reload(store).await {
         tracing::warn!(error = %e, "could not reload the schemas after a change; the next poll will");
     }

@@ -78,7 +78,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics
         .queue_depth
         .set(i64::try_from(state.pipeline().queue_depth()).unwrap_or(i64::MAX));
-    if let Some(store) = state.dlq()
+    if let Some(store) = state.store()
         && let Ok((pending, parked)) = store.counts().await
     {
         for (name, n) in [("pending", pending), ("parked", parked)] {

@@ -2,7 +2,8 @@
 //! retry scheduler delivers them or parked for an operator), the settings the admin API
 //! changes at runtime ([`settings`]: the topic policy), the audit log of admin actions
 //! ([`audit`]), the publish endpoints' API keys ([`keys`]) and the JSON Schemas
-//! ([`schemas`]). The `[dlq]` section of the configuration says where it lives.
+//! ([`schemas`]). The `[dlq]` section of the configuration says where it lives. Events are
+//! committed here before the client hears 202: nothing answered 2xx lives only in memory.
 //!
 //! SQLite (WAL, `synchronous=FULL`) is the embedded default; PostgreSQL serves several proxies
 //! sharing one store, which claim due rows with `FOR UPDATE SKIP LOCKED`. The SQL is the same

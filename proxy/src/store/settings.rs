@@ -1,5 +1,6 @@
 //! Settings the admin API changes at runtime (the topic policy), versioned so that proxies
-//! sharing the store follow each other. A change is saved with its audit entry ([`super::audit`]).
+//! sharing the store follow each other. A change is saved with its audit entry
+//! ([`super::audit`]).
 
 use sqlx::Row as _;
 
