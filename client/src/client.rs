@@ -63,7 +63,7 @@ pub struct Stats {
     pub published: u64,
     /// Events acknowledged by Kafka (HTTP 200 for the event).
     pub delivered: u64,
-    /// Events committed to a proxy's DLQ store (HTTP 202 for the event).
+    /// Events committed to a proxy's store (HTTP 202 for the event).
     pub stored: u64,
     /// Events refused for good (invalid; never retried).
     pub refused: u64,

@@ -21,7 +21,7 @@ pub enum DeliveryStatus {
         /// Offset written at.
         offset: i64,
     },
-    /// Committed to the proxy's DLQ store, which delivers it later (HTTP 202).
+    /// Committed to the proxy's store, which delivers it later (HTTP 202).
     Stored,
 }
 

@@ -71,7 +71,7 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
         expect: 202,
     };
     eprintln!(
-        "running: intake into the DLQ store, Kafka unreachable ({} per batch, {} in flight)",
+        "running: intake into the store, Kafka unreachable ({} per batch, {} in flight)",
         b.batch_size, b.batch_concurrency
     );
     let intake = drive(

@@ -410,7 +410,7 @@ pub async fn settle(
 ) -> ((i64, i64), usize) {
     let store = courier_proxy::store::Store::open(dlq_url, 4)
         .await
-        .expect("open the proxy's DLQ store");
+        .expect("open the proxy's store");
     let left = wait_drained(&store, Duration::from_secs(120)).await;
     let topic = format!("{service}.events");
     let (lost, duplicates) = account(
@@ -440,7 +440,7 @@ pub async fn settle(
 pub async fn wait_drained(store: &courier_proxy::store::Store, within: Duration) -> (i64, i64) {
     let deadline = Instant::now() + within;
     loop {
-        let counts = store.counts().await.expect("DLQ store counts");
+        let counts = store.counts().await.expect("store counts");
         if counts.0 == 0 || Instant::now() > deadline {
             return counts;
         }

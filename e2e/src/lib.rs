@@ -149,7 +149,7 @@ impl TestProxy {
     pub async fn dlq(&self) -> courier_proxy::store::Store {
         courier_proxy::store::Store::open(&self.config.dlq.url, 16)
             .await
-            .expect("open the proxy's DLQ store")
+            .expect("open the proxy's store")
     }
 
     /// Shuts the proxy down gracefully and waits for it.

@@ -56,7 +56,7 @@ fn judge(scenario: &str, report: &LoadReport, left: (i64, i64), lost: usize) {
         lost, 0,
         "{scenario}: events answered 2xx are missing from Kafka"
     );
-    assert_eq!(left, (0, 0), "{scenario}: the DLQ store did not drain");
+    assert_eq!(left, (0, 0), "{scenario}: the store did not drain");
 }
 
 /// A proxy process on the host against a fresh container cluster, under load from 3 s before

@@ -265,7 +265,7 @@ impl Metrics {
         );
         r.register(
             "dlq_events",
-            "Events in the DLQ store by state",
+            "Events in the store by state",
             self.dlq_events.clone(),
         );
         r.register(

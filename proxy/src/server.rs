@@ -94,7 +94,7 @@ pub async fn build_state(
     } else if keys.is_empty() && (store.is_none() || config.admin.token.is_none()) {
         tracing::warn!(
             "authentication is on but no API key exists, and none can be created without a \
-             DLQ store and an admin token: declare keys in [[auth.keys]], or every publish is \
+             store and an admin token: declare keys in [[auth.keys]], or every publish is \
              refused"
         );
     } else {

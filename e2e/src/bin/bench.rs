@@ -27,7 +27,7 @@ enum Mode {
 #[derive(Debug, Parser)]
 #[command(
     about = "Courier's benchmarks: proxy, client, direct producer and Strimzi bridge \
-                   side by side; the DLQ store; the consumers"
+                   side by side; the store; the consumers"
 )]
 struct Args {
     #[arg(long, value_enum, default_value = "produce")]

@@ -291,7 +291,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 pub(crate) fn store(state: &AppState) -> Result<&Store, ApiError> {
     state
         .store()
-        .ok_or_else(|| ApiError::new(ProblemKind::NotFound, "the DLQ store is disabled"))
+        .ok_or_else(|| ApiError::new(ProblemKind::NotFound, "the store is disabled"))
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {

@@ -22,7 +22,7 @@ use crate::state::AppState;
     info(
         title = "Courier",
         description = "HTTP-to-Kafka event gateway. 200 means Kafka acknowledged an event \
-            (`acks=all`), 202 that it is committed to the DLQ store and delivered later; \
+            (`acks=all`), 202 that it is committed to the store and delivered later; \
             anything else means nothing was accepted. Publishing needs a service's API key; \
             the admin API needs the admin token.",
     ),

@@ -139,7 +139,7 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
     tag = "publish",
     summary = "Publish one event, a batch or NDJSON; topics from the naming policy",
     description = "200: every event acknowledged by Kafka (`acks=all`); 202: every event durable \
-        (delivered or committed to the DLQ store); 207: a status per event; 4xx/5xx: nothing \
+        (delivered or committed to the store); 207: a status per event; 4xx/5xx: nothing \
         accepted, a problem document (or, for a batch, a status per event).",
     request_body(content(
         (super::openapi::CloudEvent = "application/cloudevents+json"),
@@ -155,7 +155,7 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
             content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
         (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
             content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
-        (status = 503, description = "Neither Kafka nor the DLQ store took the events: nothing accepted",
+        (status = 503, description = "Neither Kafka nor the store took the events: nothing accepted",
             content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
     ),
     security(("api_key" = []))
@@ -189,7 +189,7 @@ pub async fn publish(
             content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
         (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
             content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
-        (status = 503, description = "Neither Kafka nor the DLQ store took the events: nothing accepted",
+        (status = 503, description = "Neither Kafka nor the store took the events: nothing accepted",
             content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
     ),
     security(("api_key" = []))

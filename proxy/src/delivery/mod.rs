@@ -438,7 +438,7 @@ impl Circuit {
             .is_ok()
         {
             self.last_probe_ms.store(now, Ordering::Relaxed);
-            tracing::warn!("Kafka is not acknowledging; new events go to the DLQ store");
+            tracing::warn!("Kafka is not acknowledging; new events go to the store");
         }
     }
 

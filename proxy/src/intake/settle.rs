@@ -236,7 +236,7 @@ async fn store(state: &AppState, to_store: &[(&Admitted, String)]) -> Vec<(usize
             let error = state.retriable(
                 ProblemKind::StoreUnavailable,
                 format!(
-                    "Kafka did not acknowledge and the DLQ store refused: {e}; nothing was accepted"
+                    "Kafka did not acknowledge and the store refused: {e}; nothing was accepted"
                 ),
             );
             to_store

@@ -386,7 +386,7 @@ pub(super) async fn group_commit(backend: Backend, mut rx: mpsc::Receiver<WriteR
         }
         let result = insert_all(&backend, &batch).await;
         if let Err(e) = &result {
-            tracing::error!(error = %e, rows, "DLQ store commit failed");
+            tracing::error!(error = %e, rows, "store commit failed");
         }
         for request in batch {
             let _ = request.reply.send(result.clone());

@@ -64,20 +64,20 @@ macro_rules! in_transaction {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database refused or failed (disk full, connection lost, ...).
-    #[error("DLQ store: {0}")]
+    #[error("store: {0}")]
     Database(String),
     /// The store is closed (shutting down) or its writer is gone.
-    #[error("DLQ store is closed")]
+    #[error("the store is closed")]
     Closed,
     /// The group-commit queue is full.
-    #[error("DLQ store is at capacity")]
+    #[error("the store is at capacity")]
     Busy,
     /// The URL names no supported database.
-    #[error("unsupported DLQ store URL `{0}` (use sqlite:PATH or postgres://...)")]
+    #[error("unsupported store URL `{0}` (use sqlite:PATH or postgres://...)")]
     Url(String),
     /// The store's disk is full (or its reserve is released for redelivery: see
     /// [`reserve`]).
-    #[error("DLQ store: the disk is full: {0}")]
+    #[error("store: the disk is full: {0}")]
     DiskFull(String),
 }
 

@@ -69,7 +69,7 @@ impl Reserve {
         if freed {
             tracing::warn!(
                 bytes = self.bytes,
-                "the DLQ store's disk is full: its reserve is released for redelivery; new \
+                "the store's disk is full: its reserve is released for redelivery; new \
                  events are refused until space is free again"
             );
         }
@@ -88,12 +88,12 @@ impl Reserve {
         match filled {
             Ok(()) => {
                 if self.released.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the DLQ store's reserve is back: new events are stored again");
+                    tracing::info!("the store's reserve is back: new events are stored again");
                 }
                 true
             }
             Err(e) => {
-                tracing::debug!(error = %e, "the DLQ store's reserve cannot be put back yet");
+                tracing::debug!(error = %e, "the store's reserve cannot be put back yet");
                 false
             }
         }
