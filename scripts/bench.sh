@@ -8,7 +8,9 @@
 # from wrk side by side (scripts/bench/events.lua: the same realistic events); fixed rate and
 # maximum; CPU per event, CPU and RSS per process), appends the rows to
 # docs/bench/results.csv, writes the charts to docs/bench/*.svg and the summary to
-# docs/bench/summary-<UTC time>.md; then stops everything it started.
+# docs/bench/summary-<UTC time>.md; then `courier-bench --mode dlq` (the store's intake with
+# Kafka unreachable, then its drain by a proxy that reaches Kafka: pipelined retry rounds) into
+# the same summary; then stops everything it started.
 #
 # Usage: scripts/bench.sh [--sinks] [--no-bridge] [-- COURIER_BENCH_ARGS...]
 #   --sinks      also start Elasticsearch and run `--mode sinks` (the Elasticsearch sink vs a
@@ -80,6 +82,10 @@ log "running courier-bench --mode produce (progress below, summary in $summary)"
 "$bin" --mode produce --kafka-dir "$work/kafka" --csv "$out/results.csv" --svg-dir "$out" \
   --wrk-script "$here/bench/events.lua" \
   "${pass[@]}" | tee -a "$summary"
+
+log "running courier-bench --mode dlq (the store's intake with Kafka unreachable, then its drain)"
+printf '\n## The store (--mode dlq)\n\n' >>"$summary"
+"$bin" --mode dlq "${pass[@]}" | tee -a "$summary"
 
 if ((sinks)); then
   "$here/elasticsearch/node.sh" start --dir "$work/es" >/dev/null

@@ -100,8 +100,15 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
         "running: drain of {pending} stored events into Kafka at {}",
         b.bootstrap
     );
+    // From the process's start: the figure includes connecting to Kafka; the rate once it is
+    // ready is reported beside it.
     let started = Instant::now();
-    let _drainer = ProxyProcess::spawn(&proxy_bin, &b.bootstrap, &dlq_url, &[], Output::Quiet)?;
+    let drainer = ProxyProcess::spawn(&proxy_bin, &b.bootstrap, &dlq_url, &[], Output::Quiet)?;
+    drainer
+        .wait(&http, "/readyz", Duration::from_secs(60))
+        .await?;
+    let ready = started.elapsed();
+    let (pending_at_ready, _) = store.counts().await?;
     let deadline = started + Duration::from_secs(600);
     loop {
         let (p, parked) = store.counts().await?;
@@ -111,13 +118,13 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
             }
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let drain_secs = started.elapsed().as_secs_f64();
     println!("| scenario | events | seconds | events/s | p50 ms | p99 ms | p999 ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| DLQ intake, Kafka down | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} |",
+        "| intake into the store, Kafka down | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} |",
         intake.events,
         intake.elapsed.as_secs_f64(),
         intake.rate(),
@@ -126,8 +133,23 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
         intake.ms(0.999)
     );
     println!(
-        "| DLQ drain, Kafka back | {pending} | {drain_secs:.2} | {:.0} | | | |",
+        "| drain of the store, Kafka back (from the proxy's start) | {pending} | {drain_secs:.2} | {:.0} | | | |",
         pending as f64 / drain_secs
+    );
+    let after_ready = drain_secs - ready.as_secs_f64();
+    println!(
+        "| drain of the store, once the proxy is ready ({:.2} s after its start) | {pending_at_ready} | {after_ready:.2} | {:.0} | | | |",
+        ready.as_secs_f64(),
+        pending_at_ready as f64 / after_ready.max(0.001)
+    );
+    let rate = pending as f64 / drain_secs;
+    println!(
+        "\ngoal: drain of the store >= 50,000 events/s once Kafka is back (measured {rate:.0}, from the proxy's start): {}",
+        if rate >= 50_000.0 {
+            "reached"
+        } else {
+            "NOT reached"
+        }
     );
     if intake.errors > 0 {
         bail!("{} events were not stored", intake.errors);

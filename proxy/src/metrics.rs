@@ -346,13 +346,17 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Counts a topic-labelled event of the retry scheduler.
-    pub fn count_topic(family: &Family<TopicLabels, Counter>, topic: &str) {
+    /// Counts `n` topic-labelled events of the retry scheduler (nothing when `n` is 0, so no
+    /// series appears for an outcome a topic never had).
+    pub fn count_topic(family: &Family<TopicLabels, Counter>, topic: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
         family
             .get_or_create(&TopicLabels {
                 topic: topic.to_owned(),
             })
-            .inc();
+            .inc_by(n);
     }
 
     /// Takes in librdkafka's statistics.

@@ -38,6 +38,9 @@ pub fn next_attempt(config: &DlqConfig, retries: u32, now: i64, jitter: f64) -> 
     Some(now + delay as i64)
 }
 
+/// Rounds the scheduler keeps in flight at once while it drains a backlog.
+pub const ROUNDS_IN_FLIGHT: usize = 3;
+
 /// The scheduler's loop; returns when `shutdown` fires.
 #[derive(Debug)]
 pub struct RetryScheduler {
@@ -67,44 +70,73 @@ impl RetryScheduler {
     }
 
     /// Runs rounds until `shutdown`: a round claims due events, sends them all, and settles
-    /// each. A full round runs the next one at once; otherwise it waits for the poll interval
-    /// or a wake-up from the intake.
+    /// each. Rounds are pipelined: while one waits for Kafka's acknowledgements, the next is
+    /// claimed and sent, up to [`ROUNDS_IN_FLIGHT`] at once (each claim leases its events, so
+    /// no two rounds hold the same one). A full round claims the next one at once; otherwise
+    /// the loop waits for the poll interval, a wake-up from the intake, or a round to settle.
+    /// At shutdown the rounds in flight settle before it returns.
     pub async fn run(self, shutdown: CancellationToken) {
-        let interval = Duration::from_millis(self.config.poll_interval_ms);
+        let this = Arc::new(self);
+        let interval = Duration::from_millis(this.config.poll_interval_ms);
+        let mut rounds = tokio::task::JoinSet::new();
         loop {
-            let claimed = match self.round().await {
-                Ok(n) => n,
+            let claimed = match this.claim().await {
+                Ok(entries) => entries,
                 Err(e) => {
                     tracing::warn!(error = %e, "retry round failed");
-                    0
+                    Vec::new()
                 }
             };
+            let full = claimed.len() >= this.config.batch;
+            if !claimed.is_empty() {
+                let round = this.clone();
+                rounds.spawn(async move { round.settle(claimed).await });
+            }
+            while let Some(done) = rounds.try_join_next() {
+                settled(done);
+            }
             // A full disk released the store's reserve: put it back once there is room.
-            self.store.restore_reserve().await;
-            if claimed >= self.config.batch {
-                if shutdown.is_cancelled() {
-                    return;
+            this.store.restore_reserve().await;
+            if full && !shutdown.is_cancelled() {
+                if rounds.len() >= ROUNDS_IN_FLIGHT
+                    && let Some(done) = rounds.join_next().await
+                {
+                    settled(done);
                 }
                 continue;
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(interval) => {}
-                () = self.wake.notified() => {}
+                () = this.wake.notified() => {}
+                Some(done) = rounds.join_next(), if !rounds.is_empty() => settled(done),
             }
+        }
+        while let Some(done) = rounds.join_next().await {
+            settled(done);
         }
     }
 
-    /// One round; returns how many events it claimed.
+    /// One round, claimed and settled before it returns; returns how many events it claimed.
     pub async fn round(&self) -> Result<usize, StoreError> {
-        let lease = Duration::from_millis(self.config.ack_timeout_ms * 2 + 5_000);
-        let entries = self
-            .store
-            .claim_due(i64::try_from(self.config.batch).unwrap_or(i64::MAX), lease)
-            .await?;
+        let entries = self.claim().await?;
         if entries.is_empty() {
             return Ok(0);
         }
+        self.settle(entries).await
+    }
+
+    /// Leases up to `batch` due events to this round.
+    async fn claim(&self) -> Result<Vec<Entry>, StoreError> {
+        let lease = Duration::from_millis(self.config.ack_timeout_ms * 2 + 5_000);
+        self.store
+            .claim_due(i64::try_from(self.config.batch).unwrap_or(i64::MAX), lease)
+            .await
+    }
+
+    /// Sends claimed events and settles each: delivered ones are deleted, failed ones
+    /// rescheduled or parked. Returns how many there were.
+    async fn settle(&self, entries: Vec<Entry>) -> Result<usize, StoreError> {
         // Events stored while Kafka was unreachable may name topics not created yet: the
         // intake's own topic check, creating each as an accepted event's (never limited).
         let mut wanted: Vec<(&str, Creation<'_>)> = entries
@@ -173,19 +205,27 @@ impl RetryScheduler {
         self.pipeline
             .stats()
             .record_redelivery(delivered.len(), parked);
-        let metrics = self.pipeline.metrics();
+        // One metric update per topic and outcome, not one per event.
         let topic_of: std::collections::HashMap<i64, &str> =
             entries.iter().map(|e| (e.seq, e.topic.as_str())).collect();
         let topic = |seq: &i64| topic_of.get(seq).copied().unwrap_or("unknown");
+        let mut per_topic: std::collections::HashMap<&str, [u64; 3]> =
+            std::collections::HashMap::new();
         for seq in &delivered {
-            Metrics::count_topic(&metrics.redelivered, topic(seq));
+            per_topic.entry(topic(seq)).or_default()[0] += 1;
         }
         for f in &failures {
-            let topic = topic(&f.seq);
-            Metrics::count_topic(&metrics.redelivery_failures, topic);
+            let counts = per_topic.entry(topic(&f.seq)).or_default();
+            counts[1] += 1;
             if f.next_attempt_ms.is_none() {
-                Metrics::count_topic(&metrics.parked, topic);
+                counts[2] += 1;
             }
+        }
+        let metrics = self.pipeline.metrics();
+        for (topic, [redelivered, failed, parked]) in per_topic {
+            Metrics::count_topic(&metrics.redelivered, topic, redelivered);
+            Metrics::count_topic(&metrics.redelivery_failures, topic, failed);
+            Metrics::count_topic(&metrics.parked, topic, parked);
         }
         tracing::info!(
             claimed = entries.len(),
@@ -195,6 +235,15 @@ impl RetryScheduler {
             "retry round"
         );
         Ok(entries.len())
+    }
+}
+
+/// Logs a round that failed (its events stay leased and are claimed again after the lease).
+fn settled(done: Result<Result<usize, StoreError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "retry round failed"),
+        Err(e) => tracing::error!(error = %e, "retry round panicked"),
     }
 }
 
