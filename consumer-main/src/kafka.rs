@@ -265,7 +265,12 @@ pub fn event_of(m: &OwnedMessage) -> Result<Event, EventError> {
         .headers()
         .map(|hs| {
             hs.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .map(|h| {
+                    (
+                        h.key.to_owned().into(),
+                        h.value.unwrap_or_default().to_vec(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -2,6 +2,7 @@
 //! `datacontenttype` becomes `content-type`, `data` becomes the record value and
 //! `partitionkey` the record key. Any CloudEvents SDK can read what Courier writes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
@@ -13,6 +14,9 @@ pub const HEADER_PREFIX: &str = "ce_";
 /// Header carrying `datacontenttype`.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
 
+/// A record's headers in write order: name and value.
+pub type Headers = Vec<(Cow<'static, str>, Vec<u8>)>;
+
 /// The parts of a Kafka record that carry an event (the topic is chosen elsewhere).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaRecord {
@@ -21,8 +25,9 @@ pub struct KafkaRecord {
     /// Record value: the event's data; empty, never null, for an event without data (a null
     /// value is a tombstone on a compacted topic, and the CloudEvents SDKs cannot read it).
     pub value: Option<Vec<u8>>,
-    /// Headers in write order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers in write order. The names of the CloudEvents attributes are static, so a
+    /// record costs no allocation per header name.
+    pub headers: Headers,
 }
 
 impl KafkaRecord {
@@ -37,39 +42,42 @@ impl KafkaRecord {
 
 /// Maps an event onto a Kafka record.
 pub fn to_record(event: &Event) -> KafkaRecord {
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(8 + event.extensions.len());
-    let mut put = |name: &str, value: &str| {
-        headers.push((format!("{HEADER_PREFIX}{name}"), value.as_bytes().to_vec()));
+    let mut headers: Headers = Vec::with_capacity(8 + event.extensions.len());
+    let mut put = |name: &'static str, value: &str| {
+        headers.push((Cow::Borrowed(name), value.as_bytes().to_vec()));
     };
-    put("specversion", SPEC_VERSION);
-    put("id", &event.id);
-    put("source", &event.source);
-    put("type", &event.ty);
+    put("ce_specversion", SPEC_VERSION);
+    put("ce_id", &event.id);
+    put("ce_source", &event.source);
+    put("ce_type", &event.ty);
     if let Some(v) = &event.subject {
-        put("subject", v);
+        put("ce_subject", v);
     }
     if let Some(v) = &event.time {
-        put("time", v);
+        put("ce_time", v);
     }
     if let Some(v) = &event.dataschema {
-        put("dataschema", v);
+        put("ce_dataschema", v);
     }
-    put("category", event.category.as_str());
+    put("ce_category", event.category.as_str());
     if let Some(v) = &event.errortype {
-        put("errortype", v);
+        put("ce_errortype", v);
     }
     if let Some(v) = &event.partitionkey {
-        put("partitionkey", v);
+        put("ce_partitionkey", v);
     }
     for (name, value) in &event.extensions {
-        put(name, &value.to_string());
+        headers.push((
+            Cow::Owned(format!("{HEADER_PREFIX}{name}")),
+            value.to_string().into_bytes(),
+        ));
     }
     if let Some(ct) = event
         .datacontenttype
         .as_ref()
         .filter(|_| event.data.is_some())
     {
-        headers.push((CONTENT_TYPE_HEADER.to_owned(), ct.as_bytes().to_vec()));
+        headers.push((Cow::Borrowed(CONTENT_TYPE_HEADER), ct.as_bytes().to_vec()));
     }
     KafkaRecord {
         key: event.partitionkey.as_ref().map(|k| k.as_bytes().to_vec()),
@@ -91,7 +99,7 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
     for (name, value) in &record.headers {
         let text = std::str::from_utf8(value)
             .map_err(|_| EventError::Invalid {
-                name: name.clone(),
+                name: name.to_string(),
                 reason: "header value is not UTF-8".into(),
             })?
             .to_owned();
@@ -100,7 +108,7 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
         } else if let Some(attr) = name.strip_prefix(HEADER_PREFIX)
             && attrs.insert(attr, text).is_some()
         {
-            return Err(EventError::Duplicate(name.clone()));
+            return Err(EventError::Duplicate(name.to_string()));
         }
     }
     let mut take = |name: &'static str| attrs.remove(name);

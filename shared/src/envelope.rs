@@ -8,6 +8,7 @@
 //! kept as the raw JSON text the client sent, so it reaches Kafka byte for byte without a
 //! parse-and-reserialise round.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -210,35 +211,71 @@ impl EventError {
     }
 }
 
-/// The attributes of one event object as read from JSON, before validation.
+/// The attributes of one event object as read from JSON, before validation. Names borrow
+/// from the body unless they hold JSON escapes: an event's keys cost no allocation.
 #[derive(Debug, Default)]
-pub(crate) struct RawFields {
-    pub(crate) attrs: Vec<(String, Value)>,
+pub(crate) struct RawFields<'de> {
+    pub(crate) attrs: Vec<(Cow<'de, str>, Value)>,
     pub(crate) data: Option<Box<RawValue>>,
     pub(crate) duplicate: Option<String>,
     pub(crate) too_many: bool,
 }
 
-impl<'de> serde::Deserialize<'de> for RawFields {
+impl RawFields<'_> {
+    /// True when `name` was read already (a linear look: at most [`MAX_ATTRIBUTES`] names).
+    fn has(&self, name: &str) -> bool {
+        (name == "data" && self.data.is_some()) || self.attrs.iter().any(|(n, _)| n == name)
+    }
+
+    fn count(&self) -> usize {
+        self.attrs.len() + usize::from(self.data.is_some())
+    }
+}
+
+/// An attribute name, borrowed from the body when it can be.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an attribute name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawFields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct FieldsVisitor;
         impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = RawFields;
+            type Value = RawFields<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a CloudEvent JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields<'de>, A::Error> {
                 let mut out = RawFields::default();
-                let mut names = std::collections::HashSet::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.too_many || names.len() > MAX_ATTRIBUTES {
+                while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+                    if out.too_many || out.count() > MAX_ATTRIBUTES {
                         // Read past the rest without keeping it: the event is refused anyway.
                         out.too_many = true;
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     }
-                    if !names.insert(key.clone()) && out.duplicate.is_none() {
-                        out.duplicate = Some(key.clone());
+                    if out.duplicate.is_none() && out.has(&key) {
+                        out.duplicate = Some(key.clone().into_owned());
                     }
                     if key == "data" {
                         // Kept raw: forwarded to Kafka byte for byte.
@@ -258,7 +295,7 @@ impl<'de> serde::Deserialize<'de> for RawFields {
 impl Event {
     /// Parses and validates one structured-mode event.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
-        let fields: RawFields =
+        let fields: RawFields<'_> =
             serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e, bytes))?;
         Self::validate(fields)
     }
@@ -285,7 +322,7 @@ impl Event {
             .collect()
     }
 
-    pub(crate) fn validate(fields: RawFields) -> Result<Self, EventError> {
+    pub(crate) fn validate(fields: RawFields<'_>) -> Result<Self, EventError> {
         if fields.too_many {
             return Err(EventError::Shape(format!(
                 "an event carries at most {MAX_ATTRIBUTES} attributes"
@@ -309,72 +346,71 @@ impl Event {
         let mut extensions = BTreeMap::new();
 
         for (name, value) in fields.attrs {
+            let name: &str = &name;
             // The JSON format treats a null attribute as absent.
             if value.is_null() {
                 continue;
             }
-            match name.as_str() {
-                "specversion" => specversion = Some(string_attr(&name, value)?),
-                "id" => id = Some(bounded(&name, non_empty(&name, value)?, MAX_ID_LEN)?),
+            match name {
+                "specversion" => specversion = Some(string_attr(name, value)?),
+                "id" => id = Some(bounded(name, non_empty(name, value)?, MAX_ID_LEN)?),
                 "source" => {
-                    source = Some(bounded(&name, uri_reference(&name, value)?, MAX_TEXT_LEN)?)
+                    source = Some(bounded(name, uri_reference(name, value)?, MAX_TEXT_LEN)?)
                 }
-                "type" => ty = Some(bounded(&name, non_empty(&name, value)?, MAX_NAME_LEN)?),
-                "subject" => {
-                    subject = Some(bounded(&name, non_empty(&name, value)?, MAX_TEXT_LEN)?)
-                }
+                "type" => ty = Some(bounded(name, non_empty(name, value)?, MAX_NAME_LEN)?),
+                "subject" => subject = Some(bounded(name, non_empty(name, value)?, MAX_TEXT_LEN)?),
                 "time" => {
-                    let t = string_attr(&name, value)?;
+                    let t = string_attr(name, value)?;
                     chrono::DateTime::parse_from_rfc3339(&t).map_err(|e| {
-                        EventError::invalid(&name, format!("not an RFC 3339 timestamp ({e})"))
+                        EventError::invalid(name, format!("not an RFC 3339 timestamp ({e})"))
                     })?;
                     time = Some(t);
                 }
                 "datacontenttype" => {
-                    let ct = bounded(&name, non_empty(&name, value)?, MAX_NAME_LEN)?;
+                    let ct = bounded(name, non_empty(name, value)?, MAX_NAME_LEN)?;
                     if !ct.contains('/') || ct.chars().any(|c| c.is_control()) {
                         return Err(EventError::invalid(
-                            &name,
+                            name,
                             "must be a media type like `application/json`",
                         ));
                     }
                     datacontenttype = Some(ct);
                 }
                 "dataschema" => {
-                    let uri = bounded(&name, uri_reference(&name, value)?, MAX_TEXT_LEN)?;
+                    let uri = bounded(name, uri_reference(name, value)?, MAX_TEXT_LEN)?;
                     if !uri.split_once(':').is_some_and(|(scheme, _)| {
                         scheme.len() > 1
                             && scheme.bytes().all(|b| {
                                 b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
                             })
                     }) {
-                        return Err(EventError::invalid(&name, "must be an absolute URI"));
+                        return Err(EventError::invalid(name, "must be an absolute URI"));
                     }
                     dataschema = Some(uri);
                 }
                 "data_base64" => {
-                    let encoded = string_attr(&name, value)?;
+                    let encoded = string_attr(name, value)?;
                     let bytes = base64::engine::general_purpose::STANDARD
                         .decode(encoded.as_bytes())
-                        .map_err(|e| EventError::invalid(&name, format!("not base64 ({e})")))?;
+                        .map_err(|e| EventError::invalid(name, format!("not base64 ({e})")))?;
                     data_base64 = Some(bytes);
                 }
                 "category" => {
-                    let c = string_attr(&name, value)?;
+                    let c = string_attr(name, value)?;
                     category = Some(Category::parse(&c).ok_or_else(|| {
-                        EventError::invalid(&name, "must be one of `event`, `log`, `error`")
+                        EventError::invalid(name, "must be one of `event`, `log`, `error`")
                     })?);
                 }
                 "errortype" => {
-                    errortype = Some(bounded(&name, non_empty(&name, value)?, MAX_NAME_LEN)?)
+                    errortype = Some(bounded(name, non_empty(name, value)?, MAX_NAME_LEN)?)
                 }
                 "partitionkey" => {
-                    partitionkey = Some(bounded(&name, non_empty(&name, value)?, MAX_TEXT_LEN)?)
+                    partitionkey = Some(bounded(name, non_empty(name, value)?, MAX_TEXT_LEN)?)
                 }
                 _ => {
-                    check_extension_name(&name)?;
-                    let v = extension_value(&name, value)?;
-                    extensions.insert(name, v);
+                    check_extension_name(name)?;
+                    let v = extension_value(name, value)?;
+                    extensions.insert(name.to_owned(), v);
                 }
             }
         }

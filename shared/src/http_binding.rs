@@ -56,7 +56,9 @@ pub fn from_http_binary<'a>(
                 name: name.to_owned(),
                 reason: "not UTF-8 once percent-decoded".into(),
             })?;
-        fields.attrs.push((attr, Value::String(text.into_owned())));
+        fields
+            .attrs
+            .push((attr.into(), Value::String(text.into_owned())));
     }
     // An empty body is an event without data, and a `Content-Type` beside it describes no data:
     // it is not kept. Several senders put one on every request (the JavaScript SDK's

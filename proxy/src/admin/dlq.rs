@@ -110,7 +110,7 @@ impl From<Entry> for EntryView {
                 .headers
                 .iter()
                 .map(|(k, v)| HeaderView {
-                    name: k.clone(),
+                    name: k.to_string(),
                     value: bytes_view(v),
                 })
                 .collect(),

@@ -173,7 +173,11 @@ impl<'a> Admission<'a> {
             return None;
         }
         let mut record = to_record(&event);
-        record.headers.extend(self.trace_headers.iter().cloned());
+        record.headers.extend(
+            self.trace_headers
+                .iter()
+                .map(|(k, v)| (k.clone().into(), v.clone())),
+        );
         let size = record_size(&record);
         if size > self.max_event_bytes {
             let err = ApiError::new(

@@ -1,6 +1,7 @@
 //! Stored events: what Kafka did not acknowledge in time, written through the group-commit
 //! writer, claimed by the retry scheduler, listed, replayed and discarded by an operator.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -345,16 +346,16 @@ where
 }
 
 /// Headers as JSON `[[name, base64(value)], …]`: readable in a SQL shell, lossless for binary.
-fn encode_headers(headers: &[(String, Vec<u8>)]) -> String {
+fn encode_headers(headers: &[(Cow<'static, str>, Vec<u8>)]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let pairs: Vec<(&str, String)> = headers
         .iter()
-        .map(|(k, v)| (k.as_str(), b64.encode(v)))
+        .map(|(k, v)| (k.as_ref(), b64.encode(v)))
         .collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn decode_headers(json: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+fn decode_headers(json: &str) -> Result<courier_shared::binding::Headers, StoreError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let pairs: Vec<(String, String)> =
         serde_json::from_str(json).map_err(|e| StoreError::Database(format!("headers: {e}")))?;
@@ -362,7 +363,7 @@ fn decode_headers(json: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         .into_iter()
         .map(|(k, v)| {
             b64.decode(v)
-                .map(|v| (k, v))
+                .map(|v| (Cow::Owned(k), v))
                 .map_err(|e| StoreError::Database(format!("header value: {e}")))
         })
         .collect()

@@ -239,3 +239,21 @@ fn ndjson_lines_are_independent() {
     assert!(out[0].is_ok());
     assert!(out[1].as_ref().unwrap_err().is_syntax());
 }
+
+#[test]
+fn attribute_names_with_escapes_are_the_same_names() {
+    // Names are borrowed from the body unless they hold escapes; either way `id` is `id`.
+    let e = Event::from_json(
+        br#"{"specversion":"1.0","i\u0064":"x-1","source":"s","typ\u0065":"t","data":{"k":1}}"#,
+    )
+    .unwrap();
+    assert_eq!((e.id.as_str(), e.ty.as_str()), ("x-1", "t"));
+    assert_eq!(
+        err(r#"{"specversion":"1.0","source":"s","type":"t","typ\u0065":"u"}"#),
+        EventError::Duplicate("type".into())
+    );
+    assert_eq!(
+        err(r#"{"specversion":"1.0","source":"s","type":"t","data":1,"d\u0061ta":2}"#),
+        EventError::Duplicate("data".into())
+    );
+}
