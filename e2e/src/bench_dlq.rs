@@ -88,12 +88,17 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     let store = courier_proxy::store::Store::open(&url, 4).await?;
     // Everything stored becomes due now, as after an operator's replay: the drain is then
     // limited by the proxy and Kafka, not by the backoff schedule.
-    let seqs: Vec<i64> = store
+    let stored = store
         .list(&Default::default(), 0, i64::try_from(b.events)?)
-        .await?
-        .into_iter()
-        .map(|e| e.seq)
-        .collect();
+        .await?;
+    let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+    // The events' topic exists, as it would in a deployment that ran before the outage (the
+    // proxy's default template: 6 partitions, replication factor 3, min.insync.replicas 2);
+    // creating it is not part of the drain.
+    if let Some(first) = stored.first() {
+        create_topic(&b.bootstrap, &first.topic).await?;
+    }
+    drop(stored);
     store.replay(Some(&seqs)).await?;
     let (pending, _) = store.counts().await?;
     eprintln!(
@@ -153,6 +158,20 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     );
     if intake.errors > 0 {
         bail!("{} events were not stored", intake.errors);
+    }
+    Ok(())
+}
+
+async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new = NewTopic::new(topic, 6, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
+        if let Err((name, code)) = result {
+            bail!("creating {name}: {code}");
+        }
     }
     Ok(())
 }
