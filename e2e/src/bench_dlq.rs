@@ -96,7 +96,7 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     // proxy's default template: 6 partitions, replication factor 3, min.insync.replicas 2);
     // creating it is not part of the drain.
     if let Some(first) = stored.first() {
-        create_topic(&b.bootstrap, &first.topic).await?;
+        crate::bench_targets::create_topic(&b.bootstrap, &first.topic).await?;
     }
     drop(stored);
     store.replay(Some(&seqs)).await?;
@@ -158,20 +158,6 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
     );
     if intake.errors > 0 {
         bail!("{} events were not stored", intake.errors);
-    }
-    Ok(())
-}
-
-async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let new = NewTopic::new(topic, 6, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
-        if let Err((name, code)) = result {
-            bail!("creating {name}: {code}");
-        }
     }
     Ok(())
 }

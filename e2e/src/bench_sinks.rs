@@ -14,8 +14,6 @@ use courier_consumer_es::elasticsearch::{
 use courier_consumer_es::{PipelineConfig, PipelineStats, pipeline};
 use courier_consumer_main::{Consumer, ConsumerConfig, Handler, HandlerError, Origin, Received};
 use courier_shared::{Event, to_record};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
@@ -89,11 +87,7 @@ pub async fn run(b: SinkBench) -> anyhow::Result<()> {
     let id = uuid::Uuid::now_v7().simple().to_string();
     let tag = &id[id.len() - 10..];
     let topic = format!("bench{tag}.events");
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &b.bootstrap)
-        .create()?;
-    let new = NewTopic::new(&topic, 6, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    admin.create_topics([&new], &AdminOptions::new()).await?;
+    crate::bench_targets::create_topic(&b.bootstrap, &topic).await?;
     let all = events(tag, b.events, b.payload_bytes);
     println!(
         "writing {} events of ~{} bytes to {topic}",

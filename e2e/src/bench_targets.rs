@@ -174,3 +174,19 @@ impl Target for ClientPublish {
         self.client.publish_and_wait(event).await.is_ok()
     }
 }
+
+/// Creates `topic` as the proxy's default template would on the benchmark's cluster: 6
+/// partitions, replication factor 3, `min.insync.replicas` 2.
+pub async fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new = NewTopic::new(topic, 6, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
+        if let Err((name, code)) = result {
+            anyhow::bail!("creating {name}: {code}");
+        }
+    }
+    Ok(())
+}

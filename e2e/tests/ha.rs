@@ -28,13 +28,6 @@ async fn fresh_database() -> String {
     format!("{prefix}/{name}")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// HAProxy in the foreground, killed on drop.
 struct Balancer {
     child: Child,
@@ -53,7 +46,7 @@ impl Balancer {
     /// whose connection fails or that gets no answer is sent to the other backend (the
     /// request is buffered for that), so a dead proxy costs at most a retry.
     async fn start(dir: &std::path::Path, backends: &[&str]) -> Self {
-        let port = free_port();
+        let port = courier_e2e::proxy_process::free_port().expect("free port");
         let servers: String = backends
             .iter()
             .enumerate()

@@ -201,8 +201,8 @@ pub async fn run(
         "HTTP intake stopped; flushing the producer"
     );
     if let Some(task) = scheduler {
-        // A round in progress finishes (bounded by the redelivery ack timeout); rows it had
-        // claimed and not settled are released by their lease.
+        // The rounds in flight finish together (each bounded by the redelivery ack timeout);
+        // rows they had claimed and not settled are released by their lease.
         let wait = Duration::from_millis(config.dlq.ack_timeout_ms + 5_000);
         if tokio::time::timeout(wait, task).await.is_err() {
             tracing::warn!("retry scheduler did not stop in time");
