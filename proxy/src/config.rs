@@ -279,8 +279,9 @@ pub struct DeliveryConfig {
     /// How long the proxy remembers an accepted event's outcome by (source, id), so that a
     /// client's retry gets the first outcome, not a second copy. 0 disables it.
     pub dedupe_window_secs: u64,
-    /// Memory the dedupe window may take, in bytes (its keys and outcomes, as counted by
-    /// [`crate::dedupe::DedupeWindow`]); the oldest-used entries go first beyond it.
+    /// Memory the dedupe window may take, in bytes (96 per remembered event, whatever its
+    /// ids: see [`crate::dedupe::DedupeWindow`]); the least recently used go first beyond it.
+    /// The default, 16 MiB, remembers about 175,000 events.
     pub dedupe_max_bytes: u64,
 }
 
@@ -296,7 +297,7 @@ impl Default for DeliveryConfig {
             probe_interval_ms: 1_000,
             probe_ack_timeout_ms: 500,
             dedupe_window_secs: 600,
-            dedupe_max_bytes: 32 * 1024 * 1024,
+            dedupe_max_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -3,11 +3,17 @@
 //! copy in Kafka. The topic is part of the key: the same event sent to another explicit topic
 //! is a different write, checked and answered on its own.
 //!
-//! The window lives in memory, bounded by bytes (a caller chooses the length of ids and
-//! sources, so a bound by entries alone would let a few long ids take gigabytes) and by
-//! time-to-live, and covers one proxy: retries
-//! through another proxy are deduplicated by consumers by (source, id), as the delivery
-//! contract is at least once. The store keeps one copy of a (topic, source, id) on its own.
+//! The window lives in memory, bounded by bytes and by time-to-live, and covers one proxy:
+//! retries through another proxy are deduplicated by consumers by (source, id), as the
+//! delivery contract is at least once. The store keeps one copy of a (topic, source, id) on
+//! its own.
+//!
+//! An event's identity is kept as a 128-bit digest of (topic, source, id): two SipHash-1-3
+//! runs under random keys drawn when the process starts. Every entry then takes the same few
+//! bytes whatever the caller's ids and sources are, and building a key allocates nothing. Two
+//! different identities share a digest with a probability of about 2⁻¹²⁸ per pair, so a
+//! window of a million entries mistakes one event for another about once in 10²⁶ windows;
+//! the keys are secret, so a caller cannot aim for a collision.
 //!
 //! The window is a least-recently-used map per shard (16 shards, each a mutex over an
 //! `lru::LruCache` with its share of the byte budget), the time-to-live checked when an entry
@@ -16,7 +22,7 @@
 //! it — always admit the newest event, forget the least recently used.
 
 use std::hash::{BuildHasher as _, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -41,31 +47,32 @@ pub struct DedupeWindow {
     window: Option<Arc<Window>>,
 }
 
-/// An event's identity in the window: topic, source and id in one string, each of the first
-/// two prefixed by its length so no two identities share a key. Built once per event (one
-/// allocation) and used for both the lookup and the remembering.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DedupeKey(Box<str>);
+/// The two secret keys of the identity digest, drawn once per process.
+static DIGEST_KEYS: LazyLock<(RandomState, RandomState)> =
+    LazyLock::new(|| (RandomState::new(), RandomState::new()));
+
+/// An event's identity in the window: a 128-bit keyed digest of topic, source and id (see
+/// the module docs). Built once per event, without allocating, and used for both the lookup
+/// and the remembering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DedupeKey(u64, u64);
 
 impl DedupeKey {
-    /// The key of (topic, source, id).
+    /// The key of (topic, source, id). `str`'s `Hash` ends each string with a marker byte,
+    /// so no two identities feed the same bytes to the digest.
     pub fn new(topic: &str, source: &str, id: &str) -> Self {
-        use std::fmt::Write as _;
-        let mut key = String::with_capacity(topic.len() + source.len() + id.len() + 12);
-        // Writing to a String cannot fail.
-        let _ = write!(key, "{}:{topic}{}:{source}{id}", topic.len(), source.len());
-        Self(key.into_boxed_str())
-    }
-
-    /// The bytes this key takes in the window, with its entry.
-    fn weight(&self) -> u64 {
-        (self.0.len() + ENTRY_OVERHEAD) as u64
+        let identity = (topic, source, id);
+        Self(
+            DIGEST_KEYS.0.hash_one(identity),
+            DIGEST_KEYS.1.hash_one(identity),
+        )
     }
 }
 
-/// What one remembered event costs beyond its key: the map's slot and list links, the
-/// outcome, its time, and the key's header.
-const ENTRY_OVERHEAD: usize = 128;
+/// What one remembered event costs in the window: its list node (digest, outcome, time and
+/// two links: 64 bytes as the allocator rounds it) and its slot in the map, with room for
+/// the map's spare capacity.
+const ENTRY_BYTES: u64 = 96;
 
 /// Shards of the window: requests on different workers rarely wait for each other.
 const SHARDS: usize = 16;
@@ -75,7 +82,6 @@ struct Window {
     shards: Box<[Mutex<Shard>]>,
     ttl: Duration,
     shard_bytes: u64,
-    hasher: RandomState,
 }
 
 #[derive(Debug)]
@@ -86,7 +92,8 @@ struct Shard {
 
 impl Window {
     fn shard(&self, key: &DedupeKey) -> std::sync::MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(&key.0) as usize) % self.shards.len();
+        // The digest is uniform: its high bits pick the shard (the map hashes all of it).
+        let i = (key.0 >> 60) as usize % self.shards.len();
         // A panic while holding a shard cannot leave it inconsistent in a way that matters
         // here (at worst a byte count off): keep using it.
         self.shards[i]
@@ -111,7 +118,6 @@ impl DedupeWindow {
                     .collect(),
                 ttl,
                 shard_bytes: (max_bytes / SHARDS as u64).max(1),
-                hasher: RandomState::new(),
             })
         });
         Self { window }
@@ -131,7 +137,7 @@ impl DedupeWindow {
             return Some(outcome);
         }
         shard.entries.pop(key);
-        shard.bytes -= key.weight();
+        shard.bytes -= ENTRY_BYTES;
         None
     }
 
@@ -141,16 +147,15 @@ impl DedupeWindow {
         let Some(window) = &self.window else {
             return;
         };
-        let weight = key.weight();
         let mut shard = window.shard(&key);
         if shard.entries.put(key, (outcome, Instant::now())).is_none() {
-            shard.bytes += weight;
+            shard.bytes += ENTRY_BYTES;
         }
         while shard.bytes > window.shard_bytes {
-            let Some((old, _)) = shard.entries.pop_lru() else {
+            if shard.entries.pop_lru().is_none() {
                 break;
-            };
-            shard.bytes -= old.weight();
+            }
+            shard.bytes -= ENTRY_BYTES;
         }
     }
 
@@ -185,36 +190,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_is_bounded_by_bytes_not_entries() {
-        let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
-        // 1,000 events with 10 KiB ids would take 10 MiB: the window keeps about 1 MiB.
+    fn the_window_is_bounded_by_bytes_whatever_the_ids() {
+        let budget = 1024 * 1024;
+        let window = DedupeWindow::new(Duration::from_secs(60), budget);
+        // 20,000 events with 10 KiB ids would take 200 MiB as strings: each entry takes
+        // the same few bytes, and the window keeps what its budget holds.
         let long = "x".repeat(10 * 1024);
-        for i in 0..1_000 {
+        for i in 0..20_000 {
             window.remember(
                 DedupeKey::new("t", "/s", &format!("{i}{long}")),
                 Remembered::Stored,
             );
         }
         assert!(
-            window.weighted_size() <= 1024 * 1024,
+            window.weighted_size() <= budget,
             "{}",
             window.weighted_size()
         );
-        assert!(window.len() < 110, "{}", window.len());
-        // Short ids: many fit, and the newest is always remembered.
-        for i in 0..1_000 {
-            window.remember(
-                DedupeKey::new("t", "/s", &format!("short-{i}")),
-                Remembered::Stored,
-            );
-        }
-        assert!(
-            window
-                .get(&DedupeKey::new("t", "/s", "short-999"))
-                .is_some()
-        );
-        assert!(window.weighted_size() <= 1024 * 1024);
-        assert!(window.len() >= 1_000, "{}", window.len());
+        let most = usize::try_from(budget / ENTRY_BYTES).unwrap();
+        assert!(window.len() <= most, "{}", window.len());
+        assert!(window.len() >= most * 3 / 4, "{}", window.len());
+        // The newest is remembered, the oldest forgotten.
+        let key = |i: usize| DedupeKey::new("t", "/s", &format!("{i}{long}"));
+        assert_eq!(window.get(&key(19_999)), Some(Remembered::Stored));
+        assert_eq!(window.get(&key(0)), None);
     }
 
     #[test]
@@ -225,7 +224,7 @@ mod tests {
         assert_eq!(window.get(&key("t", "/a", "1")), Some(Remembered::Stored));
         assert_eq!(window.get(&key("t", "/b", "1")), None);
         assert_eq!(window.get(&key("u", "/a", "1")), None);
-        // The length prefixes keep apart identities whose concatenations are equal.
+        // Identities whose concatenations are equal stay apart.
         window.remember(key("t", "/a1", "2"), Remembered::Stored);
         assert_eq!(window.get(&key("t", "/a", "12")), None);
         assert!(
@@ -239,7 +238,7 @@ mod tests {
     fn entries_expire_after_the_time_to_live() {
         let window = DedupeWindow::new(Duration::from_millis(50), 1024 * 1024);
         let key = DedupeKey::new("t", "/a", "1");
-        window.remember(key.clone(), Remembered::Stored);
+        window.remember(key, Remembered::Stored);
         assert!(window.get(&key).is_some());
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(window.get(&key), None);
@@ -251,9 +250,9 @@ mod tests {
     fn remembering_again_keeps_the_budget_exact() {
         let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
         let key = DedupeKey::new("t", "/a", "1");
-        window.remember(key.clone(), Remembered::Stored);
+        window.remember(key, Remembered::Stored);
         let once = window.weighted_size();
-        window.remember(key.clone(), Remembered::Stored);
+        window.remember(key, Remembered::Stored);
         assert_eq!(window.weighted_size(), once);
         assert_eq!(window.len(), 1);
     }

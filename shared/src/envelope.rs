@@ -304,6 +304,14 @@ impl Event {
     /// `Err` is a body that is not a JSON array; each element is validated on its own, so one
     /// bad event does not sink the others.
     pub fn batch_from_json(bytes: &[u8]) -> Result<Vec<Result<Self, EventError>>, EventError> {
+        // One pass when every element reads as an object: the events come out exactly as
+        // the element-by-element read below would make them (the same reader, on the same
+        // bytes), without first reading each element to find where it ends.
+        if let Ok(items) = serde_json::from_slice::<Vec<RawFields<'_>>>(bytes) {
+            return Ok(items.into_iter().map(Self::validate).collect());
+        }
+        // Some element is not an object, or not JSON: read the array element by element,
+        // so each element's error is its own and the body's is the body's.
         let items: Vec<&RawValue> =
             serde_json::from_slice(bytes).map_err(|e| EventError::from_json(&e, bytes))?;
         Ok(items

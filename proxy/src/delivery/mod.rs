@@ -8,16 +8,20 @@
 //! the job of a channel here without a second hop: librdkafka's own queue is the buffer, and
 //! its size is set above the capacity so it never refuses an event we admitted.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use courier_shared::KafkaRecord;
+use futures::task::AtomicWaker;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use tokio::sync::Semaphore;
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureRecord, Producer as _, ProducerContext, ThreadedProducer,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{DeliveryConfig, KafkaConfig};
 use crate::metrics::{Metrics, StatsContext};
@@ -115,14 +119,71 @@ pub struct Outgoing<'a> {
     pub record: &'a KafkaRecord,
 }
 
-/// One event's acknowledgement, awaited or come.
-enum Ack {
-    Waiting(rdkafka::producer::DeliveryFuture),
-    Done(Result<Delivered, DeliveryError>),
+/// The acknowledgements of one set of events sent together (a request's, or a retry
+/// round's): one slot per event, filled by librdkafka's delivery reports on the producer's
+/// polling thread, and one wake-up for the waiting request when the last slot is filled,
+/// instead of a channel and a wake-up per event.
+struct Acks {
+    slots: Box<[OnceLock<Result<Delivered, DeliveryError>>]>,
+    /// Slots not yet filled.
+    waiting: AtomicUsize,
+    waker: AtomicWaker,
+    sent_at: Instant,
+    metrics: Arc<Metrics>,
+    /// The queue permits of events still unacknowledged when the request stopped waiting:
+    /// held until the last of them is reported (when the last ticket drops these acks), so
+    /// the queue capacity bounds what librdkafka holds, not just what requests wait for.
+    laggards: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
-/// The producer: its librdkafka statistics feed the metrics.
-pub type Producer = FutureProducer<StatsContext>;
+/// One event's place in its [`Acks`], handed to librdkafka with the record and given back
+/// with its delivery report.
+pub struct Ticket {
+    acks: Arc<Acks>,
+    slot: usize,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("slot", &self.slot).finish()
+    }
+}
+
+impl Ticket {
+    fn settle(self, result: Result<Delivered, DeliveryError>) {
+        if result.is_ok() {
+            self.acks
+                .metrics
+                .ack_latency
+                .observe(self.acks.sent_at.elapsed().as_secs_f64());
+        }
+        // Each ticket settles its slot once: the slot cannot be full already.
+        let _ = self.acks.slots[self.slot].set(result);
+        if self.acks.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.acks.waker.wake();
+        }
+    }
+}
+
+/// The producer's context: librdkafka's statistics feed the metrics, and each delivery
+/// report settles its event's [`Ticket`].
+impl ProducerContext for StatsContext {
+    type DeliveryOpaque = Box<Ticket>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
+        ticket.settle(match result {
+            Ok(message) => Ok(Delivered {
+                partition: message.partition(),
+                offset: message.offset(),
+            }),
+            Err((e, _message)) => Err(DeliveryError::Kafka(e.clone())),
+        });
+    }
+}
+
+/// The producer: its librdkafka statistics feed the metrics, its delivery reports settle
+/// the events' [`Ticket`]s.
+pub type Producer = ThreadedProducer<StatsContext>;
 
 /// The shared producer and its intake queue.
 #[derive(Clone)]
@@ -145,9 +206,8 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// `record` as librdkafka's record for `topic`: key, value and headers as they are. The
-/// benchmark's direct producer builds its records with this too, so it writes the same bytes.
-pub fn future_record<'a>(topic: &'a str, record: &'a KafkaRecord) -> FutureRecord<'a, [u8], [u8]> {
+/// `record`'s headers as librdkafka takes them.
+fn headers(record: &KafkaRecord) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for (key, value) in &record.headers {
         headers = headers.insert(Header {
@@ -155,7 +215,30 @@ pub fn future_record<'a>(topic: &'a str, record: &'a KafkaRecord) -> FutureRecor
             value: Some(value),
         });
     }
-    let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    headers
+}
+
+/// `record` as the proxy's producer sends it to `topic`: key, value and headers as they are.
+fn base_record<'a>(
+    topic: &'a str,
+    record: &'a KafkaRecord,
+    ticket: Box<Ticket>,
+) -> BaseRecord<'a, [u8], [u8], Box<Ticket>> {
+    let mut out = BaseRecord::with_opaque_to(topic, ticket).headers(headers(record));
+    if let Some(key) = &record.key {
+        out = out.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        out = out.payload(value.as_slice());
+    }
+    out
+}
+
+/// `record` for an rdkafka `FutureProducer`, with the same key, value and headers as the
+/// proxy sends: the benchmark's direct producer builds its records with this, so it writes
+/// the same bytes.
+pub fn future_record<'a>(topic: &'a str, record: &'a KafkaRecord) -> FutureRecord<'a, [u8], [u8]> {
+    let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers(record));
     if let Some(key) = &record.key {
         out = out.key(key.as_slice());
     }
@@ -289,68 +372,63 @@ impl Pipeline {
     async fn send_all(
         &self,
         events: &[Outgoing<'_>],
-        mut permits: tokio::sync::OwnedSemaphorePermit,
+        mut permits: OwnedSemaphorePermit,
         ack_timeout: Duration,
     ) -> Vec<Result<Delivered, DeliveryError>> {
         // Every send is issued before any acknowledgement is awaited, and the whole set waits
-        // under one deadline (a timer per event cost more than the rest of its wait). An event
-        // still unacknowledged at the deadline keeps its permit until librdkafka reports on
-        // it, so the queue capacity bounds what librdkafka holds, not just what requests wait
-        // for.
-        let started = std::time::Instant::now();
-        let ack_latency = &self.metrics.ack_latency;
-        let mut acks: Vec<Ack> = events
-            .iter()
-            .map(|e| match self.send(e) {
-                Ok(future) => Ack::Waiting(future),
-                Err(e) => Ack::Done(Err(e)),
-            })
-            .collect();
-        let all_acknowledged = std::future::poll_fn(|cx| {
-            let mut waiting = false;
-            for ack in &mut acks {
-                let Ack::Waiting(future) = ack else {
-                    continue;
-                };
-                match std::pin::Pin::new(future).poll(cx) {
-                    std::task::Poll::Pending => waiting = true,
-                    std::task::Poll::Ready(report) => {
-                        let result = match report {
-                            Err(_canceled) => Err(DeliveryError::ShuttingDown),
-                            Ok(Ok(d)) => {
-                                ack_latency.observe(started.elapsed().as_secs_f64());
-                                Ok(Delivered {
-                                    partition: d.partition,
-                                    offset: d.offset,
-                                })
-                            }
-                            Ok(Err((e, _message))) => Err(DeliveryError::Kafka(e)),
-                        };
-                        *ack = Ack::Done(result);
+        // under one deadline for one wake-up (a timer per event cost more than the rest of
+        // its wait, and a channel per event a wake-up each).
+        let acks = Arc::new(Acks {
+            slots: events.iter().map(|_| OnceLock::new()).collect(),
+            waiting: AtomicUsize::new(events.len()),
+            waker: AtomicWaker::new(),
+            sent_at: Instant::now(),
+            metrics: self.metrics.clone(),
+            laggards: Mutex::new(None),
+        });
+        for (slot, event) in events.iter().enumerate() {
+            let ticket = Box::new(Ticket {
+                acks: acks.clone(),
+                slot,
+            });
+            if let Err((e, record)) =
+                self.producer
+                    .send(base_record(event.topic, event.record, ticket))
+            {
+                record.delivery_opaque.settle(Err(match e {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                        DeliveryError::QueueFull
                     }
-                }
+                    other => DeliveryError::Kafka(other),
+                }));
             }
-            if waiting {
-                std::task::Poll::Pending
+        }
+        let all_acknowledged = std::future::poll_fn(|cx| {
+            acks.waker.register(cx.waker());
+            if acks.waiting.load(Ordering::Acquire) == 0 {
+                Poll::Ready(())
             } else {
-                std::task::Poll::Ready(())
+                Poll::Pending
             }
         });
         let _ = tokio::time::timeout(ack_timeout, all_acknowledged).await;
+        let mut unreported = 0;
         let results: Vec<_> = acks
-            .into_iter()
-            .map(|ack| match ack {
-                Ack::Done(result) => result,
-                Ack::Waiting(future) => {
-                    let permit = permits.split(1);
-                    tokio::spawn(async move {
-                        let _ = future.await;
-                        drop(permit);
-                    });
+            .slots
+            .iter()
+            .map(|slot| {
+                slot.get().cloned().unwrap_or_else(|| {
+                    unreported += 1;
                     Err(DeliveryError::Timeout(ack_timeout))
-                }
+                })
             })
             .collect();
+        if unreported > 0 {
+            *acks
+                .laggards
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = permits.split(unreported);
+        }
         drop(permits);
         if results.iter().any(Result::is_ok) {
             self.circuit.record_success();
@@ -361,20 +439,6 @@ impl Pipeline {
             self.circuit.record_failure();
         }
         results
-    }
-
-    fn send(
-        &self,
-        event: &Outgoing<'_>,
-    ) -> Result<rdkafka::producer::DeliveryFuture, DeliveryError> {
-        self.producer
-            .send_result(future_record(event.topic, event.record))
-            .map_err(|(e, _)| match e {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
-                    DeliveryError::QueueFull
-                }
-                other => DeliveryError::Kafka(other),
-            })
     }
 
     /// Refuses new events and waits (off the runtime) for the producer to flush what it holds.

@@ -257,3 +257,33 @@ fn attribute_names_with_escapes_are_the_same_names() {
         EventError::Duplicate("data".into())
     );
 }
+
+/// The one-pass read of a batch gives each element exactly what reading it alone gives, and
+/// a batch it cannot read in one pass (an element that is not an object) is read element by
+/// element with the same outcome.
+#[test]
+fn a_batch_is_read_as_its_elements_alone() {
+    let elements = [
+        r#"{"specversion":"1.0","id":"a","source":"/s","type":"t","data":{"n":1}}"#,
+        r#"{"specversion":"1.0","source":"/s"}"#,
+        r#"{"specversion":"1.0","id":"b","source":"/s","type":"t","id":"c"}"#,
+        r#"{"specversion":"1.0","id":"d","source":"/s","type":"t","data":[[[1e400]]]}"#,
+        r#"{"specversion":"1.0","id":"e","source":"/s","type":"t","x\u0041":"y"}"#,
+        r#"{"specversion":"1.0","id":"f","source":"/s","type":"t","category":"error"}"#,
+    ];
+    let alone: Vec<_> = elements
+        .iter()
+        .map(|e| Event::from_json(e.as_bytes()))
+        .collect();
+    let batch = format!("[{}]", elements.join(","));
+    assert_eq!(Event::batch_from_json(batch.as_bytes()).unwrap(), alone);
+    assert!(alone[0].is_ok() && alone.iter().any(Result::is_err));
+
+    let with_scalars = format!("[{},7,\"x\",{}]", elements[0], elements[1]);
+    let out = Event::batch_from_json(with_scalars.as_bytes()).unwrap();
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[0], alone[0]);
+    assert!(matches!(&out[1], Err(EventError::Shape(_))), "{:?}", out[1]);
+    assert!(matches!(&out[2], Err(EventError::Shape(_))), "{:?}", out[2]);
+    assert_eq!(out[3], alone[1]);
+}
