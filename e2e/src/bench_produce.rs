@@ -98,7 +98,8 @@ pub(crate) struct Plan {
     kind: Kind,
     proxies: usize,
     fixed_rate: bool,
-    /// Connections (requests in flight) for single events; 0 takes `--concurrency`.
+    /// Connections (requests in flight): 0 takes `--concurrency` for single events and
+    /// `--batch-concurrency` for batches.
     connections: usize,
     events: Events,
 }
@@ -128,7 +129,7 @@ pub(crate) fn plan_name(key: &str) -> &'static str {
 }
 
 /// The scenarios, in the order they run; [`crate::bench_goals`] judges them by key.
-pub(crate) const PLANS: [Plan; 15] = [
+pub(crate) const PLANS: [Plan; 16] = [
     plan(
         "proxy-single",
         "proxy, single events, 256 connections",
@@ -195,6 +196,16 @@ pub(crate) const PLANS: [Plan; 15] = [
         1,
         true,
         0,
+    ),
+    // As many events in flight as the direct producer is given (64 × 100 against 10,000
+    // records): the batched figure at its best concurrency, as the single-event rows are.
+    plan(
+        "proxy-batch-64",
+        "proxy, batched POSTs, 64 in flight",
+        Kind::ProxyBatch,
+        1,
+        false,
+        64,
     ),
     plan(
         "client",
@@ -280,7 +291,10 @@ impl Bench<'_> {
         };
         match plan.kind {
             Kind::ProxySingle | Kind::BridgeSingle | Kind::Wrk => single,
-            Kind::ProxyBatch | Kind::BridgeBatch => self.b.batch_concurrency,
+            Kind::ProxyBatch | Kind::BridgeBatch => match plan.connections {
+                0 => self.b.batch_concurrency,
+                n => n,
+            },
             // Enough waiting publishers to fill the client's batches and requests.
             Kind::Client => self.b.batch_size * self.b.batch_concurrency * 2,
             Kind::Direct => self.b.direct_in_flight,
