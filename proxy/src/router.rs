@@ -31,29 +31,43 @@ pub fn router(state: AppState) -> Router {
     api.merge(crate::admin::page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
+        // One composed layer (outermost first): `Router::layer` wraps every route in a boxed
+        // service per call, so seven calls cost seven boxed futures per request.
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let request_id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id);
-                // A caller's W3C `traceparent` makes this request part of its trace.
-                courier_telemetry::continue_http(&span, req.headers());
-                span
-            }),
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(
+                    |_panic: Box<dyn std::any::Any + Send>| {
+                        // A bug must still end in an answer; nothing of the request was
+                        // promised.
+                        ApiError::new(
+                            ProblemKind::Internal,
+                            "the request hit a bug; nothing was accepted",
+                        )
+                        .into_response()
+                    },
+                ))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let request_id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id);
+                        // A caller's W3C `traceparent` makes this request part of its trace.
+                        courier_telemetry::continue_http(&span, req.headers());
+                        span
+                    }),
+                )
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrency))
+                .layer(DefaultBodyLimit::max(body_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    count_requests,
+                )),
         )
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            // A bug must still end in an answer; nothing of the request was promised.
-            ApiError::new(ProblemKind::Internal, "the request hit a bug; nothing was accepted")
-                .into_response()
-        }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
 
