@@ -14,6 +14,7 @@ use courier_consumer_main::dead_letter::{DeadLetterPublisher, DeadLetterReason};
 use courier_consumer_main::kafka::{self, GroupConsumer};
 use courier_consumer_main::ops::{Ops, RecordOutcome};
 use courier_consumer_main::{KafkaConsumerConfig, RetryPolicy};
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -108,6 +109,20 @@ struct Batch {
     deadline: Option<Instant>,
 }
 
+impl Batch {
+    /// Adds a record; the first one starts the batch's wait.
+    fn push(&mut self, m: OwnedMessage, max_wait: Duration) {
+        self.bytes += m.payload().map_or(0, <[u8]>::len) + 256;
+        self.messages.push(m);
+        self.deadline
+            .get_or_insert_with(|| Instant::now() + max_wait);
+    }
+
+    fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.messages.len() >= limits.max_docs || self.bytes >= limits.max_bytes
+    }
+}
+
 /// The last offset of each partition in a completed batch.
 type Offsets = BTreeMap<(String, i32), i64>;
 
@@ -150,6 +165,9 @@ pub async fn run_with_ops<S: Sink>(
     // Set by the first batch that fails: from then on no offset is stored, since a later
     // batch's offsets would cover the failed batch's records.
     let mut failed: Option<String> = None;
+    // One stream for the whole run: `recv` makes (and drops) a stream, with its waker slot,
+    // per call.
+    let mut stream = consumer.stream();
     loop {
         let wait = batch.deadline.map_or(Duration::from_millis(200), |d| {
             d.saturating_duration_since(Instant::now())
@@ -157,23 +175,24 @@ pub async fn run_with_ops<S: Sink>(
         let received = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            r = tokio::time::timeout(wait, consumer.recv()) => r,
+            r = tokio::time::timeout(wait, stream.next()) => r,
         };
         match received {
-            Ok(Ok(m)) => {
-                let m = m.detach();
-                batch.bytes += m.payload().map_or(0, <[u8]>::len) + 256;
-                batch.messages.push(m);
-                batch
-                    .deadline
-                    .get_or_insert_with(|| Instant::now() + limits.max_wait);
+            Ok(Some(Ok(m))) => {
+                batch.push(m.detach(), limits.max_wait);
+                // What librdkafka holds already joins the batch without a timer per record.
+                while !batch.is_full(&limits) {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(m))) => batch.push(m.detach(), limits.max_wait),
+                        Some(Some(Err(e))) => tracing::warn!(error = %e, "consumer error"),
+                        Some(None) | None => break,
+                    }
+                }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            Err(_) => {}
+            Ok(Some(Err(e))) => tracing::warn!(error = %e, "consumer error"),
+            Ok(None) | Err(_) => {}
         }
-        let cut = batch.messages.len() >= limits.max_docs
-            || batch.bytes >= limits.max_bytes
-            || batch.deadline.is_some_and(|d| d <= Instant::now());
+        let cut = batch.is_full(&limits) || batch.deadline.is_some_and(|d| d <= Instant::now());
         if cut && !batch.messages.is_empty() {
             while in_flight.len() >= max_in_flight {
                 let Some(front) = in_flight.pop_front() else {
@@ -206,6 +225,7 @@ pub async fn run_with_ops<S: Sink>(
             break;
         }
     }
+    drop(stream);
     ops.health().set_stopping();
     tracing::info!(
         batches = in_flight.len(),

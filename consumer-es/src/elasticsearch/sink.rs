@@ -179,10 +179,14 @@ impl ElasticsearchSink {
         let mut body = Vec::with_capacity(items.iter().map(|&i| lines[i].len() + 128).sum());
         for &i in items {
             let r = &batch[i];
-            let action = serde_json::json!({"index": {
-                "_index": self.index.render(&r.origin.topic, &event_time(&r.event, &r.origin)),
-                "_id": super::document::document_id(&r.event),
-            }});
+            let action = Action {
+                index: Target {
+                    index: self
+                        .index
+                        .render(&r.origin.topic, &event_time(&r.event, &r.origin)),
+                    id: super::document::document_id(&r.event),
+                },
+            };
             serde_json::to_writer(&mut body, &action)
                 .map_err(|e| BulkFailure::Refused(e.to_string()))?;
             body.push(b'\n');
@@ -233,6 +237,21 @@ impl ElasticsearchSink {
             .map(|op| op.values().next().map_or(ItemOutcome::Retry, classify))
             .collect())
     }
+}
+
+/// A `_bulk` action line, `{"index":{"_index":…,"_id":…}}`, written without building a
+/// JSON value per document.
+#[derive(serde::Serialize)]
+struct Action {
+    index: Target,
+}
+
+#[derive(serde::Serialize)]
+struct Target {
+    #[serde(rename = "_index")]
+    index: String,
+    #[serde(rename = "_id")]
+    id: String,
 }
 
 impl Sink for ElasticsearchSink {
