@@ -15,17 +15,23 @@
 //! window of a million entries mistakes one event for another about once in 10²⁶ windows;
 //! the keys are secret, so a caller cannot aim for a collision.
 //!
-//! The window is a least-recently-used map per shard (16 shards, each a mutex over an
-//! `lru::LruCache` with its share of the byte budget), the time-to-live checked when an entry
-//! is read. It replaced a `moka` cache, whose bookkeeping (frequency sketch, write buffers,
-//! timer wheel) took a fifth of the proxy's CPU per batched event: the window needs none of
-//! it — always admit the newest event, forget the least recently used.
+//! The window is 16 shards, each a mutex over a hash map of the remembered events and a ring
+//! of their keys in the order they were remembered. A shard forgets from the front of its
+//! ring: the oldest events first, when the shard is full or when they are older than the
+//! time-to-live. Both tables are allocated once, at the size the byte budget allows, and
+//! never grow. The map is indexed by the digest itself (it is already uniform and secret), so
+//! a lookup hashes nothing.
+//!
+//! Before, the window was a least-recently-used list per shard (`lru`), and before that a
+//! `moka` cache. Neither bought anything here: an event is looked up once, when it is sent
+//! again, so recency of use is its age. The list took an allocation per event, a node to
+//! unlink per forgotten event and a SipHash per lookup — about 8 % of the proxy's CPU per
+//! batched event, most of it cache misses on nodes scattered over the heap.
 
-use std::hash::{BuildHasher as _, RandomState};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
-
-use lru::LruCache;
 
 use crate::delivery::Delivered;
 
@@ -54,7 +60,7 @@ static DIGEST_KEYS: LazyLock<(RandomState, RandomState)> =
 /// An event's identity in the window: a 128-bit keyed digest of topic, source and id (see
 /// the module docs). Built once per event, without allocating, and used for both the lookup
 /// and the remembering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupeKey(u64, u64);
 
 impl DedupeKey {
@@ -69,10 +75,50 @@ impl DedupeKey {
     }
 }
 
-/// What one remembered event costs in the window: its list node (digest, outcome, time and
-/// two links: 64 bytes as the allocator rounds it) and its slot in the map, with room for
-/// the map's spare capacity.
-const ENTRY_BYTES: u64 = 96;
+/// A key hashes to the second half of its digest (the first half picks the shard): equal
+/// keys have equal halves, and the halves are already uniform.
+impl Hash for DedupeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.1);
+    }
+}
+
+/// The hasher of a shard's map: it keeps the one `u64` a [`DedupeKey`] writes.
+#[derive(Debug, Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `DedupeKey`s are hashed here, and they write one u64; fold anything else in
+        // rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A remembered event: what its first send came to, and when.
+#[derive(Debug, Clone)]
+struct Entry {
+    outcome: Remembered,
+    at: Instant,
+}
+
+type EntryMap = HashMap<DedupeKey, Entry, BuildHasherDefault<DigestHasher>>;
+
+/// Bytes of one slot of a shard's map: key and entry, and the control byte the table keeps
+/// per slot.
+const SLOT_BYTES: u64 = (size_of::<(DedupeKey, Entry)>() + 1) as u64;
+/// Bytes of one item of a shard's ring.
+const ORDER_BYTES: u64 = size_of::<(DedupeKey, Instant)>() as u64;
 
 /// Shards of the window: requests on different workers rarely wait for each other.
 const SHARDS: usize = 16;
@@ -81,24 +127,52 @@ const SHARDS: usize = 16;
 struct Window {
     shards: Box<[Mutex<Shard>]>,
     ttl: Duration,
-    shard_bytes: u64,
+    /// Events one shard remembers at most.
+    shard_entries: usize,
 }
 
 #[derive(Debug)]
 struct Shard {
-    entries: LruCache<DedupeKey, (Remembered, Instant)>,
-    bytes: u64,
+    /// The remembered events.
+    entries: EntryMap,
+    /// Keys in the order they were remembered, oldest first, each with the time it was. An
+    /// item whose time is not its entry's any more (the entry was dropped when read after
+    /// its time-to-live, or remembered again later) is skipped when it reaches the front.
+    order: VecDeque<(DedupeKey, Instant)>,
+}
+
+/// How many events a shard of `bytes` holds. The map's table is a power of two of slots, at
+/// most seven eighths of them used: the largest table whose slots and the ring items of
+/// seven eighths of it fit the budget (at least 8 slots, whatever the budget).
+fn shard_entries(bytes: u64) -> usize {
+    let fits = |slots: u64| slots * SLOT_BYTES + slots / 8 * 7 * ORDER_BYTES <= bytes;
+    let mut slots = 8_u64;
+    while fits(slots * 2) {
+        slots *= 2;
+    }
+    usize::try_from(slots / 8 * 7).unwrap_or(usize::MAX)
 }
 
 impl Window {
     fn shard(&self, key: &DedupeKey) -> std::sync::MutexGuard<'_, Shard> {
-        // The digest is uniform: its high bits pick the shard (the map hashes all of it).
+        // The digest is uniform: its high bits pick the shard (the map uses the other half).
         let i = (key.0 >> 60) as usize % self.shards.len();
         // A panic while holding a shard cannot leave it inconsistent in a way that matters
-        // here (at worst a byte count off): keep using it.
+        // here (at worst an event forgotten early): keep using it.
         self.shards[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Shard {
+    /// Forgets the front of the ring: its entry too, unless that entry is a later one.
+    fn forget_oldest(&mut self) {
+        if let Some((key, at)) = self.order.pop_front()
+            && self.entries.get(&key).is_some_and(|e| e.at == at)
+        {
+            self.entries.remove(&key);
+        }
     }
 }
 
@@ -107,17 +181,21 @@ impl DedupeWindow {
     /// disables it.
     pub fn new(ttl: Duration, max_bytes: u64) -> Self {
         let window = (!ttl.is_zero() && max_bytes > 0).then(|| {
+            let shard_entries = shard_entries(max_bytes / SHARDS as u64);
             Arc::new(Window {
                 shards: (0..SHARDS)
                     .map(|_| {
                         Mutex::new(Shard {
-                            entries: LruCache::unbounded(),
-                            bytes: 0,
+                            entries: EntryMap::with_capacity_and_hasher(
+                                shard_entries,
+                                BuildHasherDefault::default(),
+                            ),
+                            order: VecDeque::with_capacity(shard_entries),
                         })
                     })
                     .collect(),
                 ttl,
-                shard_bytes: (max_bytes / SHARDS as u64).max(1),
+                shard_entries,
             })
         });
         Self { window }
@@ -132,41 +210,38 @@ impl DedupeWindow {
     pub fn get(&self, key: &DedupeKey) -> Option<Remembered> {
         let window = self.window.as_ref()?;
         let mut shard = window.shard(key);
-        let (outcome, at) = shard.entries.get(key)?.clone();
-        if at.elapsed() < window.ttl {
-            return Some(outcome);
+        let entry = shard.entries.get(key)?;
+        if entry.at.elapsed() < window.ttl {
+            return Some(entry.outcome.clone());
         }
-        shard.entries.pop(key);
-        shard.bytes -= ENTRY_BYTES;
+        shard.entries.remove(key);
         None
     }
 
-    /// Remembers an accepted event's outcome, forgetting the least recently used events of
-    /// its shard while the shard is over its share of the budget.
+    /// Remembers an accepted event's outcome, forgetting the oldest events of its shard
+    /// while the shard is full or they are older than the time-to-live.
     pub fn remember(&self, key: DedupeKey, outcome: Remembered) {
         let Some(window) = &self.window else {
             return;
         };
+        let now = Instant::now();
         let mut shard = window.shard(&key);
-        if shard.entries.put(key, (outcome, Instant::now())).is_none() {
-            shard.bytes += ENTRY_BYTES;
+        while shard.order.len() >= window.shard_entries
+            || shard
+                .order
+                .front()
+                .is_some_and(|(_, at)| now.duration_since(*at) >= window.ttl)
+        {
+            shard.forget_oldest();
         }
-        while shard.bytes > window.shard_bytes {
-            if shard.entries.pop_lru().is_none() {
-                break;
-            }
-            shard.bytes -= ENTRY_BYTES;
-        }
+        shard.entries.insert(key, Entry { outcome, at: now });
+        shard.order.push_back((key, now));
     }
 
-    /// Bytes the remembered events take, as the budget counts them.
+    /// Bytes the remembered events take, as the budget counts them: a slot of the map and an
+    /// item of the ring each.
     pub fn weighted_size(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| {
-            w.shards
-                .iter()
-                .map(|s| s.lock().map_or(0, |s| s.bytes))
-                .sum()
-        })
+        (self.len() as u64) * (SLOT_BYTES + ORDER_BYTES)
     }
 
     /// Events remembered.
@@ -207,7 +282,7 @@ mod tests {
             "{}",
             window.weighted_size()
         );
-        let most = usize::try_from(budget / ENTRY_BYTES).unwrap();
+        let most = SHARDS * shard_entries(budget / SHARDS as u64);
         assert!(window.len() <= most, "{}", window.len());
         assert!(window.len() >= most * 3 / 4, "{}", window.len());
         // The newest is remembered, the oldest forgotten.
@@ -244,6 +319,71 @@ mod tests {
         assert_eq!(window.get(&key), None);
         assert!(window.is_empty(), "an expired entry read is dropped");
         assert_eq!(window.weighted_size(), 0);
+    }
+
+    #[test]
+    fn the_tables_fit_the_budget_and_never_grow() {
+        for budget in [1024 * 1024, 16 * 1024 * 1024, 1_000_000, 12_345] {
+            let entries = shard_entries(budget);
+            let slots = (entries as u64 / 7 * 8).next_power_of_two();
+            assert!(
+                budget < 8 * (SLOT_BYTES + ORDER_BYTES)
+                    || slots * SLOT_BYTES + entries as u64 * ORDER_BYTES <= budget,
+                "{budget}: {entries} entries in {slots} slots"
+            );
+            // At least half of the budget is used (the table is a power of two).
+            assert!(
+                budget < 16 * (SLOT_BYTES + ORDER_BYTES)
+                    || slots * SLOT_BYTES + entries as u64 * ORDER_BYTES > budget / 2,
+                "{budget}: {entries} entries"
+            );
+        }
+        let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
+        let shard = window.window.as_ref().unwrap().shards[0].lock().unwrap();
+        assert!(shard.entries.capacity() >= shard_entries(1024 * 1024 / SHARDS as u64));
+        assert!(shard.order.capacity() >= shard_entries(1024 * 1024 / SHARDS as u64));
+    }
+
+    #[test]
+    fn an_event_remembered_again_outlives_its_first_place_in_line() {
+        let window = DedupeWindow::new(Duration::from_millis(50), 1024 * 1024);
+        let key = DedupeKey::new("t", "/a", "1");
+        window.remember(key, Remembered::Stored);
+        std::thread::sleep(Duration::from_millis(80));
+        // Read after its time-to-live: dropped. Remembered again: a new entry, which the
+        // first item of the ring must not take with it when the ring forgets that item.
+        assert_eq!(window.get(&key), None);
+        window.remember(key, Remembered::Stored);
+        let shard = window.window.as_ref().unwrap().shard(&key);
+        assert_eq!(shard.order.len(), 1, "the expired item was forgotten first");
+        drop(shard);
+        assert_eq!(window.get(&key), Some(Remembered::Stored));
+    }
+
+    #[test]
+    fn a_full_shard_forgets_its_oldest_events_first() {
+        let window =
+            DedupeWindow::new(Duration::from_secs(60), 16 * 8 * (SLOT_BYTES + ORDER_BYTES));
+        let keys: Vec<_> = (0..2_000)
+            .map(|i| DedupeKey::new("t", "/a", &i.to_string()))
+            .collect();
+        for k in &keys {
+            window.remember(*k, Remembered::Stored);
+        }
+        let per_shard = window.window.as_ref().unwrap().shard_entries;
+        // In every shard, exactly the last `per_shard` keys it was given are remembered.
+        let mut seen = [0_usize; SHARDS];
+        for k in keys.iter().rev() {
+            let i = (k.0 >> 60) as usize % SHARDS;
+            let remembered = window.get(k).is_some();
+            assert_eq!(
+                remembered,
+                seen[i] < per_shard,
+                "shard {i}, {} newer",
+                seen[i]
+            );
+            seen[i] += 1;
+        }
     }
 
     #[test]

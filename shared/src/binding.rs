@@ -40,53 +40,73 @@ impl KafkaRecord {
     }
 }
 
-/// Maps an event onto a Kafka record.
+/// Maps an event onto a Kafka record, copying what it needs of the event.
 pub fn to_record(event: &Event) -> KafkaRecord {
-    let mut headers: Headers = Vec::with_capacity(8 + event.extensions.len());
-    let mut put = |name: &'static str, value: &str| {
-        headers.push((Cow::Borrowed(name), value.as_bytes().to_vec()));
+    into_record(event.clone())
+}
+
+/// Maps an event onto a Kafka record, moving its attributes and data into the record's
+/// header values and value rather than copying them (the proxy's intake; `to_record` for
+/// an event that is kept).
+pub fn into_record(event: Event) -> KafkaRecord {
+    let Event {
+        id,
+        source,
+        ty,
+        subject,
+        time,
+        datacontenttype,
+        dataschema,
+        data,
+        category,
+        errortype,
+        partitionkey,
+        extensions,
+        id_assigned: _,
+    } = event;
+    let mut headers: Headers = Vec::with_capacity(8 + extensions.len());
+    let mut put = |name: &'static str, value: Vec<u8>| {
+        headers.push((Cow::Borrowed(name), value));
     };
-    put("ce_specversion", SPEC_VERSION);
-    put("ce_id", &event.id);
-    put("ce_source", &event.source);
-    put("ce_type", &event.ty);
-    if let Some(v) = &event.subject {
-        put("ce_subject", v);
+    put("ce_specversion", SPEC_VERSION.as_bytes().to_vec());
+    put("ce_id", id.into_bytes());
+    put("ce_source", source.into_bytes());
+    put("ce_type", ty.into_bytes());
+    if let Some(v) = subject {
+        put("ce_subject", v.into_bytes());
     }
-    if let Some(v) = &event.time {
-        put("ce_time", v);
+    if let Some(v) = time {
+        put("ce_time", v.into_bytes());
     }
-    if let Some(v) = &event.dataschema {
-        put("ce_dataschema", v);
+    if let Some(v) = dataschema {
+        put("ce_dataschema", v.into_bytes());
     }
-    put("ce_category", event.category.as_str());
-    if let Some(v) = &event.errortype {
-        put("ce_errortype", v);
+    put("ce_category", category.as_str().as_bytes().to_vec());
+    if let Some(v) = errortype {
+        put("ce_errortype", v.into_bytes());
     }
-    if let Some(v) = &event.partitionkey {
-        put("ce_partitionkey", v);
+    if let Some(v) = &partitionkey {
+        put("ce_partitionkey", v.as_bytes().to_vec());
     }
-    for (name, value) in &event.extensions {
-        headers.push((
-            Cow::Owned(format!("{HEADER_PREFIX}{name}")),
-            value.to_string().into_bytes(),
-        ));
+    for (name, value) in extensions {
+        let value = match value {
+            ExtensionValue::String(s) => s.into_bytes(),
+            other => other.to_string().into_bytes(),
+        };
+        headers.push((Cow::Owned(format!("{HEADER_PREFIX}{name}")), value));
     }
-    if let Some(ct) = event
-        .datacontenttype
-        .as_ref()
-        .filter(|_| event.data.is_some())
-    {
-        headers.push((Cow::Borrowed(CONTENT_TYPE_HEADER), ct.as_bytes().to_vec()));
-    }
+    let value = match data {
+        Some(data) => {
+            if let Some(ct) = datacontenttype {
+                headers.push((Cow::Borrowed(CONTENT_TYPE_HEADER), ct.into_bytes()));
+            }
+            data.into_bytes()
+        }
+        None => Vec::new(),
+    };
     KafkaRecord {
-        key: event.partitionkey.as_ref().map(|k| k.as_bytes().to_vec()),
-        value: Some(
-            event
-                .data
-                .as_ref()
-                .map_or_else(Vec::new, |d| d.as_bytes().to_vec()),
-        ),
+        key: partitionkey.map(String::into_bytes),
+        value: Some(value),
         headers,
     }
 }

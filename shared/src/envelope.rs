@@ -95,6 +95,14 @@ impl Data {
             Self::Binary(bytes) => bytes,
         }
     }
+
+    /// The bytes that become the Kafka record value, without copying them.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Self::Json(raw) => Box::<str>::from(raw).into_string().into_bytes(),
+            Self::Binary(bytes) => bytes,
+        }
+    }
 }
 
 impl PartialEq for Data {

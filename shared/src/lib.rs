@@ -13,7 +13,7 @@ pub mod policy;
 pub mod problem;
 pub mod topic;
 
-pub use binding::{KafkaRecord, from_record, to_record};
+pub use binding::{KafkaRecord, from_record, into_record, to_record};
 pub use envelope::{Category, Data, Event, EventError, ExtensionValue};
 pub use policy::{
     AclEntry, CompiledPolicy, CreationLimits, ErrortypeRule, PolicyError, Refusal, TopicPolicy,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use courier_shared::topic::service_of;
-use courier_shared::{Event, EventError, KafkaRecord, ProblemKind, Refusal, to_record};
+use courier_shared::{Event, EventError, KafkaRecord, ProblemKind, Refusal, into_record};
 
 use super::{Ledger, Outcome};
 use crate::auth::Identity;
@@ -172,7 +172,9 @@ impl<'a> Admission<'a> {
             });
             return None;
         }
-        let mut record = to_record(&event);
+        // The id and source stay with the event's outcome; the rest moves into the record.
+        let (id, source) = (event.id.clone(), event.source.clone());
+        let mut record = into_record(event);
         record.headers.extend(
             self.trace_headers
                 .iter()
@@ -187,14 +189,14 @@ impl<'a> Admission<'a> {
                     self.max_event_bytes
                 ),
             );
-            ledger.outcomes[index] = refuse(Some(event.id), err);
+            ledger.outcomes[index] = refuse(Some(id), err);
             return None;
         }
         Some(Admitted {
             index,
             dedupe,
-            source: event.source,
-            id: event.id,
+            source,
+            id,
             topic,
             record,
         })
