@@ -279,9 +279,9 @@ pub struct DeliveryConfig {
     /// How long the proxy remembers an accepted event's outcome by (source, id), so that a
     /// client's retry gets the first outcome, not a second copy. 0 disables it.
     pub dedupe_window_secs: u64,
-    /// Memory the dedupe window may take, in bytes (96 per remembered event, whatever its
-    /// ids: see [`crate::dedupe::DedupeWindow`]); the least recently used go first beyond it.
-    /// The default, 16 MiB, remembers about 175,000 events.
+    /// Memory the dedupe window may take, in bytes (about 71 per remembered event, whatever
+    /// its ids: see [`crate::dedupe::DedupeWindow`]); the oldest go first beyond it. The
+    /// default, 16 MiB, remembers about 229,000 events.
     pub dedupe_max_bytes: u64,
 }
 

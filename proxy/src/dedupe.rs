@@ -105,11 +105,46 @@ impl Hasher for DigestHasher {
     }
 }
 
-/// A remembered event: what its first send came to, and when.
-#[derive(Debug, Clone)]
+/// A remembered event, packed into 24 bytes: the partition and offset Kafka acknowledged it
+/// at (partition -1: committed to the store; Kafka's partitions start at 0), and when it
+/// was remembered, in milliseconds since the window began.
+#[derive(Debug, Clone, Copy)]
 struct Entry {
-    outcome: Remembered,
-    at: Instant,
+    offset: i64,
+    at: u64,
+    partition: i32,
+}
+
+/// The partition an entry gives an event committed to the store.
+const STORED: i32 = -1;
+
+impl Entry {
+    fn new(outcome: Remembered, at: u64) -> Self {
+        match outcome {
+            Remembered::Delivered { at: d } => Self {
+                offset: d.offset,
+                at,
+                partition: d.partition,
+            },
+            Remembered::Stored => Self {
+                offset: 0,
+                at,
+                partition: STORED,
+            },
+        }
+    }
+
+    fn outcome(&self) -> Remembered {
+        match self.partition {
+            STORED => Remembered::Stored,
+            partition => Remembered::Delivered {
+                at: Delivered {
+                    partition,
+                    offset: self.offset,
+                },
+            },
+        }
+    }
 }
 
 type EntryMap = HashMap<DedupeKey, Entry, BuildHasherDefault<DigestHasher>>;
@@ -118,7 +153,7 @@ type EntryMap = HashMap<DedupeKey, Entry, BuildHasherDefault<DigestHasher>>;
 /// per slot.
 const SLOT_BYTES: u64 = (size_of::<(DedupeKey, Entry)>() + 1) as u64;
 /// Bytes of one item of a shard's ring.
-const ORDER_BYTES: u64 = size_of::<(DedupeKey, Instant)>() as u64;
+const ORDER_BYTES: u64 = size_of::<(DedupeKey, u64)>() as u64;
 
 /// Shards of the window: requests on different workers rarely wait for each other.
 const SHARDS: usize = 16;
@@ -126,7 +161,10 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 struct Window {
     shards: Box<[Mutex<Shard>]>,
-    ttl: Duration,
+    /// The time-to-live, in milliseconds.
+    ttl: u64,
+    /// When the window began: entries keep their time as milliseconds since.
+    epoch: Instant,
     /// Events one shard remembers at most.
     shard_entries: usize,
 }
@@ -138,7 +176,7 @@ struct Shard {
     /// Keys in the order they were remembered, oldest first, each with the time it was. An
     /// item whose time is not its entry's any more (the entry was dropped when read after
     /// its time-to-live, or remembered again later) is skipped when it reaches the front.
-    order: VecDeque<(DedupeKey, Instant)>,
+    order: VecDeque<(DedupeKey, u64)>,
 }
 
 /// How many events a shard of `bytes` holds. The map's table is a power of two of slots, at
@@ -154,6 +192,11 @@ fn shard_entries(bytes: u64) -> usize {
 }
 
 impl Window {
+    /// Milliseconds since the window began.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn shard(&self, key: &DedupeKey) -> std::sync::MutexGuard<'_, Shard> {
         // The digest is uniform: its high bits pick the shard (the map uses the other half).
         let i = (key.0 >> 60) as usize % self.shards.len();
@@ -194,7 +237,8 @@ impl DedupeWindow {
                         })
                     })
                     .collect(),
-                ttl,
+                ttl: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+                epoch: Instant::now(),
                 shard_entries,
             })
         });
@@ -211,8 +255,8 @@ impl DedupeWindow {
         let window = self.window.as_ref()?;
         let mut shard = window.shard(key);
         let entry = shard.entries.get(key)?;
-        if entry.at.elapsed() < window.ttl {
-            return Some(entry.outcome.clone());
+        if window.now().saturating_sub(entry.at) < window.ttl {
+            return Some(entry.outcome());
         }
         shard.entries.remove(key);
         None
@@ -224,17 +268,17 @@ impl DedupeWindow {
         let Some(window) = &self.window else {
             return;
         };
-        let now = Instant::now();
+        let now = window.now();
         let mut shard = window.shard(&key);
         while shard.order.len() >= window.shard_entries
             || shard
                 .order
                 .front()
-                .is_some_and(|(_, at)| now.duration_since(*at) >= window.ttl)
+                .is_some_and(|(_, at)| now.saturating_sub(*at) >= window.ttl)
         {
             shard.forget_oldest();
         }
-        shard.entries.insert(key, Entry { outcome, at: now });
+        shard.entries.insert(key, Entry::new(outcome, now));
         shard.order.push_back((key, now));
     }
 
@@ -338,6 +382,16 @@ mod tests {
                 "{budget}: {entries} entries"
             );
         }
+        // The default budget (16 MiB) remembers 229,376 events, about 71 bytes each, as the
+        // README and the configuration say.
+        let default = 16 * 1024 * 1024;
+        let events = SHARDS * shard_entries(default / SHARDS as u64);
+        assert_eq!(events, 229_376);
+        let slots = (events as u64 / 7 * 8).next_power_of_two();
+        assert_eq!(
+            (slots * SLOT_BYTES + events as u64 * ORDER_BYTES) / events as u64,
+            70
+        );
         let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
         let shard = window.window.as_ref().unwrap().shards[0].lock().unwrap();
         assert!(shard.entries.capacity() >= shard_entries(1024 * 1024 / SHARDS as u64));
@@ -384,6 +438,23 @@ mod tests {
             );
             seen[i] += 1;
         }
+    }
+
+    #[test]
+    fn outcomes_come_back_as_remembered() {
+        let window = DedupeWindow::new(Duration::from_secs(60), 1024 * 1024);
+        let delivered = Remembered::Delivered {
+            at: Delivered {
+                partition: 0,
+                offset: i64::MAX,
+            },
+        };
+        let key = |i| DedupeKey::new("t", "/a", i);
+        window.remember(key("1"), delivered.clone());
+        window.remember(key("2"), Remembered::Stored);
+        assert_eq!(window.get(&key("1")), Some(delivered));
+        assert_eq!(window.get(&key("2")), Some(Remembered::Stored));
+        assert_eq!(size_of::<Entry>(), 24);
     }
 
     #[test]
