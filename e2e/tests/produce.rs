@@ -414,6 +414,74 @@ async fn a_batch_answers_per_event_and_delivers_the_valid_ones() {
     proxy.stop().await;
 }
 
+/// A batch is routed event by event, even where consecutive events share a service or a
+/// topic (the intake reuses the last event's routing only when the next routes the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_of_a_batch_is_routed_on_its_own() {
+    let proxy = TestProxy::start(|_| {}).await;
+    let (a, b) = (unique("routa"), unique("routb"));
+    let (source_a, source_b) = (format!("/{a}"), format!("/{b}/api"));
+    let events = [
+        ("r-1", &source_a, json!({})),
+        ("r-2", &source_a, json!({})),
+        ("r-3", &source_a, json!({"category": "log"})),
+        ("r-4", &source_b, json!({})),
+        ("r-5", &source_a, json!({"errortype": "Card_Declined"})),
+        ("r-6", &source_a, json!({"errortype": "timeout"})),
+        ("r-7", &source_a, json!({"errortype": "card-declined"})),
+        ("r-8", &source_b, json!({"category": "log"})),
+        ("r-9", &source_a, json!({})),
+    ];
+    let expected = [
+        format!("{a}.events"),
+        format!("{a}.events"),
+        format!("{a}.logs"),
+        format!("{b}.events"),
+        format!("{a}.error.card-declined"),
+        format!("{a}.error.timeout"),
+        format!("{a}.error.card-declined"),
+        format!("{b}.logs"),
+        format!("{a}.events"),
+    ];
+    let body: Vec<Value> = events
+        .iter()
+        .map(|(id, source, extra)| event_json(id, source, extra.clone()))
+        .collect();
+    let resp = post(
+        &proxy.url("/v1/events"),
+        CE_BATCH,
+        Value::Array(body).to_string(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let results = v["results"].as_array().unwrap();
+    let answered: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["topic"].as_str().unwrap()))
+        .collect();
+    let wanted: Vec<(&str, &str)> = events
+        .iter()
+        .zip(&expected)
+        .map(|((id, _, _), topic)| (*id, topic.as_str()))
+        .collect();
+    assert_eq!(answered, wanted);
+
+    let topics: Vec<&str> = expected
+        .iter()
+        .map(String::as_str)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let (seen, _) = read_by_id(&topics, events.len(), Duration::from_secs(60)).await;
+    for (id, topic) in wanted {
+        let m = seen.get(id).unwrap_or_else(|| panic!("{id} is in Kafka"));
+        assert_eq!(m.topic(), topic, "{id}");
+        assert_eq!(header(m, "ce_id").as_deref(), Some(id));
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_topics_must_exist() {
     let proxy = TestProxy::start(|_| {}).await;

@@ -197,19 +197,48 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
 
 /// `application/json`, `text/json` or any `+json` media type, parameters ignored.
 pub fn is_json_media_type(media_type: &str) -> bool {
-    let essence = media_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let essence = media_type.split(';').next().unwrap_or("").trim();
+    let suffix = essence
+        .len()
+        .checked_sub(5)
+        .and_then(|at| essence.get(at..));
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn json_media_types_whatever_their_case_and_parameters() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "text/json",
+            "application/cloudevents+JSON",
+            " application/vnd.api+json ;v=1",
+        ] {
+            assert!(is_json_media_type(json), "{json}");
+        }
+        for other in [
+            "",
+            "json",
+            "+jso",
+            "application/jsonl",
+            "text/plain",
+            "application/json5",
+            "é",
+        ] {
+            assert!(!is_json_media_type(other), "{other}");
+        }
+        assert!(
+            is_json_media_type("é+json"),
+            "a multibyte type with the suffix"
+        );
+    }
 
     #[test]
     fn maps_attributes_key_and_value() {

@@ -274,11 +274,28 @@ fn is_component(s: &str) -> bool {
     !s.is_empty() && normalise_component(s) == s
 }
 
+/// `template` with its placeholders filled in, in one pass and one allocation. The values
+/// cannot contain a placeholder themselves (components are normalised to `[a-z0-9-]`, the
+/// category is a fixed word), so this is what replacing each placeholder in turn gives.
 fn render(template: &str, service: &str, category: &str, errortype: &str) -> String {
-    template
-        .replace("{service}", service)
-        .replace("{category}", category)
-        .replace("{errortype}", errortype)
+    let mut out = String::with_capacity(template.len() + service.len() + errortype.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let (value, placeholder) = [
+            (service, "{service}"),
+            (category, "{category}"),
+            (errortype, "{errortype}"),
+        ]
+        .into_iter()
+        .find(|(_, p)| tail.starts_with(p))
+        .unwrap_or(("{", "{"));
+        out.push_str(value);
+        rest = &tail[placeholder.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The service name of a `source`: the first path segment of a relative reference
@@ -558,6 +575,20 @@ mod tests {
                 prop_assert!(!name.contains('_'));
                 prop_assert!(name.len() <= MAX_TOPIC_LEN);
             }
+        }
+
+        #[test]
+        fn rendering_in_one_pass_is_replacing_in_turn(
+            template in "([a-z.{}-]|\\{service\\}|\\{category\\}|\\{errortype\\}){0,12}",
+            service in "[a-z0-9-]{0,8}",
+            errortype in "[a-z0-9-]{0,8}",
+            category in prop_oneof![Just("event"), Just("log"), Just("error")],
+        ) {
+            let in_turn = template
+                .replace("{service}", &service)
+                .replace("{category}", category)
+                .replace("{errortype}", &errortype);
+            prop_assert_eq!(render(&template, &service, category, &errortype), in_turn);
         }
 
         #[test]

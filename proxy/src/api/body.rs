@@ -41,19 +41,12 @@ impl BodyFormat {
         let essence = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        if binary
-            && !matches!(
-                essence.as_deref(),
-                Some("application/cloudevents+json" | "application/cloudevents-batch+json")
-            )
-        {
+            .map(media_type_essence);
+        let structured = essence.is_some_and(|e| {
+            e.eq_ignore_ascii_case("application/cloudevents+json")
+                || e.eq_ignore_ascii_case("application/cloudevents-batch+json")
+        });
+        if binary && !structured {
             return Ok(Self::Binary);
         }
         let unsupported = |got: &str| {
@@ -67,20 +60,28 @@ impl BodyFormat {
             .ok_or_else(|| unsupported("(none)"))?
             .to_str()
             .map_err(|_| unsupported("(not text)"))?;
-        let essence = value
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "application/cloudevents+json" => Ok(Self::Single),
-            "application/cloudevents-batch+json" => Ok(Self::Batch),
-            "application/json" => Ok(Self::Json),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Self::Ndjson),
-            _ => Err(unsupported(value)),
+        let essence = media_type_essence(value);
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        if is("application/cloudevents+json") {
+            Ok(Self::Single)
+        } else if is("application/cloudevents-batch+json") {
+            Ok(Self::Batch)
+        } else if is("application/json") {
+            Ok(Self::Json)
+        } else if is("application/x-ndjson") || is("application/ndjson") || is("application/jsonl")
+        {
+            Ok(Self::Ndjson)
+        } else {
+            Err(unsupported(value))
         }
     }
+}
+
+/// A media type without its parameters (`application/json; charset=utf-8` →
+/// `application/json`), compared case-insensitively by the callers rather than lowercased
+/// into a new string per request.
+fn media_type_essence(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
 }
 
 /// A parsed body: one event (answered as a single event) or a batch (answered per event).

@@ -31,7 +31,7 @@ use crate::state::AppState;
         (name = "operations", description = "Health, readiness, metrics, this document"),
         (name = "admin", description = "Topics, topic policy, dead letters, API keys, audit log"),
     ),
-    components(schemas(courier_shared::Problem, EventResult, BatchResult, CloudEvent, CloudEventBatch))
+    components(schemas(courier_shared::Problem, EventResult<'_>, BatchResult<'_>, CloudEvent, CloudEventBatch))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -157,9 +157,9 @@ impl ToSchema for CloudEventBatch {}
 #[allow(dead_code)] // a schema only
 pub enum PublishAnswer {
     /// A single event's outcome.
-    Event(EventResult),
+    Event(EventResult<'static>),
     /// A batch's outcomes, per event.
-    Batch(BatchResult),
+    Batch(BatchResult<'static>),
 }
 
 /// `GET /openapi.json`.

@@ -16,19 +16,21 @@ use serde::Serialize;
 
 use super::body::{BodyFormat, Parsed, parse, parse_binary, read_body};
 use crate::dedupe::Remembered;
+use crate::delivery::Delivered;
 use crate::error::ApiError;
 use crate::intake::{self, Outcome};
 use crate::state::AppState;
 
-/// Response body for one delivered event, and per event in a batch.
+/// Response body for one delivered event, and per event in a batch (borrowing the id and
+/// topic from the event's outcome).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventResult {
+pub struct EventResult<'a> {
     /// Position in the batch (0 for a single event).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     /// Event id (assigned by the proxy when the client sent none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<&'a str>,
     /// `delivered`, `stored` (durable, delivered later), `invalid` (do not resend) or
     /// `failed` (resend later).
     pub status: &'static str,
@@ -36,7 +38,7 @@ pub struct EventResult {
     pub code: u16,
     /// Topic written to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
+    pub topic: Option<&'a str>,
     /// Partition written to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<i32>,
@@ -55,7 +57,7 @@ pub struct EventResult {
 
 /// Response body of a batch.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchResult {
+pub struct BatchResult<'a> {
     /// Events acknowledged by Kafka.
     pub delivered: usize,
     /// Events committed to the store, to be delivered by the retry scheduler.
@@ -65,37 +67,34 @@ pub struct BatchResult {
     /// Events that may succeed when sent again.
     pub failed: usize,
     /// One entry per event, in request order.
-    pub results: Vec<EventResult>,
+    pub results: Vec<EventResult<'a>>,
+}
+
+impl<'a> EventResult<'a> {
+    /// An event delivered (200, at its partition and offset) or stored (202).
+    fn accepted(index: Option<usize>, id: &'a str, topic: &'a str, at: Option<&Delivered>) -> Self {
+        Self {
+            index,
+            id: Some(id),
+            status: if at.is_some() { "delivered" } else { "stored" },
+            code: if at.is_some() { 200 } else { 202 },
+            topic: Some(topic),
+            partition: at.map(|at| at.partition),
+            offset: at.map(|at| at.offset),
+            problem: None,
+            duplicate: false,
+        }
+    }
 }
 
 impl Outcome {
-    fn result(&self, index: Option<usize>) -> EventResult {
+    fn result(&self, index: Option<usize>) -> EventResult<'_> {
         match self {
-            Self::Delivered { id, topic, at } => EventResult {
-                index,
-                id: Some(id.clone()),
-                status: "delivered",
-                code: 200,
-                topic: Some(topic.clone()),
-                partition: Some(at.partition),
-                offset: Some(at.offset),
-                problem: None,
-                duplicate: false,
-            },
-            Self::Stored { id, topic } => EventResult {
-                index,
-                id: Some(id.clone()),
-                status: "stored",
-                code: 202,
-                topic: Some(topic.clone()),
-                partition: None,
-                offset: None,
-                problem: None,
-                duplicate: false,
-            },
+            Self::Delivered { id, topic, at } => EventResult::accepted(index, id, topic, Some(at)),
+            Self::Stored { id, topic } => EventResult::accepted(index, id, topic, None),
             Self::Refused { id, error } => EventResult {
                 index,
-                id: id.clone(),
+                id: id.as_deref(),
                 status: if error.kind.is_retriable() {
                     "failed"
                 } else {
@@ -108,23 +107,15 @@ impl Outcome {
                 problem: Some(error.problem()),
                 duplicate: false,
             },
-            Self::Duplicate { id, topic, first } => {
-                let first = match first {
-                    Remembered::Delivered { at } => Self::Delivered {
-                        id: id.clone(),
-                        topic: topic.clone(),
-                        at: *at,
-                    },
-                    Remembered::Stored => Self::Stored {
-                        id: id.clone(),
-                        topic: topic.clone(),
-                    },
-                };
-                EventResult {
-                    duplicate: true,
-                    ..first.result(index)
+            Self::Duplicate { id, topic, first } => EventResult {
+                duplicate: true,
+                ..match first {
+                    Remembered::Delivered { at } => {
+                        EventResult::accepted(index, id, topic, Some(at))
+                    }
+                    Remembered::Stored => EventResult::accepted(index, id, topic, None),
                 }
-            }
+            },
         }
     }
 }
@@ -150,13 +141,13 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
     responses(
         (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
         (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
-        (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+        (status = 207, description = "A batch with mixed outcomes", body = BatchResult<'_>),
         (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
-            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
         (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
-            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
         (status = 503, description = "Neither Kafka nor the store took the events: nothing accepted",
-            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
     ),
     security(("api_key" = []))
 )]
@@ -184,13 +175,13 @@ pub async fn publish(
     responses(
         (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
         (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
-        (status = 207, description = "A batch with mixed outcomes", body = BatchResult),
+        (status = 207, description = "A batch with mixed outcomes", body = BatchResult<'_>),
         (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
-            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
         (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
-            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
         (status = 503, description = "Neither Kafka nor the store took the events: nothing accepted",
-            content((BatchResult = "application/json"), (Problem = "application/problem+json"))),
+            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
     ),
     security(("api_key" = []))
 )]

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use courier_shared::topic::service_of;
-use courier_shared::{Event, EventError, KafkaRecord, ProblemKind, Refusal, into_record};
+use courier_shared::topic::{TopicError, service_of};
+use courier_shared::{Category, Event, EventError, KafkaRecord, ProblemKind, Refusal, into_record};
 
-use super::{Ledger, Outcome};
+use super::{Labels, Ledger, Outcome};
 use crate::auth::Identity;
 use crate::dedupe::DedupeKey;
 use crate::error::ApiError;
@@ -22,17 +22,63 @@ use courier_shared::policy::CompiledPolicy;
 pub(super) struct Admitted {
     /// Position in the request.
     pub index: usize,
-    /// Event id.
-    pub id: String,
-    /// With `id`, the event's identity.
-    pub source: String,
     /// The event's key in the dedupe window, when the client chose its id (only such events
     /// are deduplicated) and the window is on.
     pub dedupe: Option<DedupeKey>,
     /// Destination topic.
-    pub topic: String,
-    /// Key, value and headers.
+    pub topic: Arc<str>,
+    /// Key, value and headers. The event's id and source are its `ce_id` and `ce_source`
+    /// headers: the event moved into the record, and nothing of it is kept twice.
     pub record: KafkaRecord,
+}
+
+impl Admitted {
+    /// The event's id.
+    pub fn id(&self) -> &str {
+        self.attribute("ce_id")
+    }
+
+    /// The event's source.
+    pub fn source(&self) -> &str {
+        self.attribute("ce_source")
+    }
+
+    /// The event's id, taken out of the record once the record is no longer needed (after
+    /// it was sent or stored): the outcome gets it without a copy.
+    pub fn into_id(mut self) -> String {
+        let header = self.record.headers.iter_mut().find(|(k, _)| k == "ce_id");
+        match header.map(|(_, v)| String::from_utf8(std::mem::take(v))) {
+            Some(Ok(id)) => id,
+            Some(Err(e)) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            None => String::new(),
+        }
+    }
+
+    /// An attribute header written from a string (so UTF-8) by [`into_record`].
+    fn attribute(&self, header: &str) -> &str {
+        self.record
+            .header(header)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The last routing of a request, reused by the next event that routes the same way: a
+/// batch from one service to one topic reads its service and renders its topic once.
+#[derive(Default)]
+struct RouteMemo {
+    /// The last `source` and its service.
+    source: Option<(String, Arc<str>)>,
+    /// The last routing by the naming policy.
+    topic: Option<Routed>,
+}
+
+/// A topic the naming policy gave, and what it gave it for.
+struct Routed {
+    service: Arc<str>,
+    category: Category,
+    errortype: Option<String>,
+    topic: Arc<str>,
 }
 
 /// What every event of one request is admitted under.
@@ -46,6 +92,11 @@ pub(super) struct Admission<'a> {
     /// and so does its copy in the store.
     pub trace_headers: Vec<(String, Vec<u8>)>,
     pub max_event_bytes: usize,
+    /// The request's topic, when it names one.
+    explicit: Option<Arc<str>>,
+    /// Kept only for a request of several events: for one, keeping it would cost more than
+    /// it saves.
+    memo: Option<RouteMemo>,
 }
 
 impl<'a> Admission<'a> {
@@ -53,6 +104,7 @@ impl<'a> Admission<'a> {
         state: &'a AppState,
         explicit_topic: Option<&'a str>,
         identity: Option<&'a Identity>,
+        events: usize,
     ) -> Self {
         Self {
             state,
@@ -61,19 +113,62 @@ impl<'a> Admission<'a> {
             policy: state.topics().policy(),
             trace_headers: courier_telemetry::record_headers(&tracing::Span::current()),
             max_event_bytes: state.limits().max_event_bytes,
+            explicit: explicit_topic.map(Arc::from),
+            memo: (events > 1).then(RouteMemo::default),
         }
+    }
+
+    /// The service of `source`, the last event's again when its source was the same.
+    fn service_of(&mut self, source: &str) -> Result<Arc<str>, TopicError> {
+        let Some(memo) = &mut self.memo else {
+            return Ok(service_of(source)?.into());
+        };
+        if let Some((last, service)) = &memo.source
+            && last == source
+        {
+            return Ok(service.clone());
+        }
+        let service: Arc<str> = service_of(source)?.into();
+        memo.source = Some((source.to_owned(), service.clone()));
+        Ok(service)
+    }
+
+    /// The topic of `event` from `service`: the request's own, or the naming policy's (the
+    /// last event's again when it routed the same way).
+    fn topic_for(&mut self, service: &Arc<str>, event: &Event) -> Result<Arc<str>, TopicError> {
+        if let Some(topic) = &self.explicit {
+            return Ok(topic.clone());
+        }
+        let Some(memo) = &mut self.memo else {
+            return Ok(self.policy.route_for(service, event)?.into());
+        };
+        if let Some(last) = &memo.topic
+            && (Arc::ptr_eq(&last.service, service) || *last.service == **service)
+            && last.category == event.category
+            && last.errortype == event.errortype
+        {
+            return Ok(last.topic.clone());
+        }
+        let topic: Arc<str> = self.policy.route_for(service, event)?.into();
+        memo.topic = Some(Routed {
+            service: service.clone(),
+            category: event.category,
+            errortype: event.errortype.clone(),
+            topic: topic.clone(),
+        });
+        Ok(topic)
     }
 
     /// Event `index` through every step; `None` when it got its outcome on the way (in
     /// `ledger`).
     pub fn admit(
-        &self,
+        &mut self,
         ledger: &mut Ledger,
         index: usize,
         event: Result<Event, EventError>,
     ) -> Option<Admitted> {
         ledger.outcomes.push(None);
-        ledger.labels.push(("unknown".to_owned(), String::new()));
+        ledger.labels.push(Labels::default());
         let refuse = |id: Option<String>, error: ApiError| Some(Outcome::Refused { id, error });
         let mut event = match event {
             Ok(e) => e,
@@ -83,19 +178,19 @@ impl<'a> Admission<'a> {
             }
         };
         // The service is read once and serves routing, the policy check and the rate limit.
-        let service = match service_of(&event.source) {
+        let service = match self.service_of(&event.source) {
             Ok(service) => service,
             Err(e) => {
                 let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
                 if let Some(identity) = self.identity {
-                    ledger.labels[index].0.clone_from(&identity.service);
+                    ledger.labels[index].service = Some(identity.service.as_str().into());
                 }
                 ledger.outcomes[index] = refuse(Some(event.id), err);
                 return None;
             }
         };
         if let Some(identity) = self.identity
-            && identity.service != service
+            && *identity.service != *service
         {
             let err = ApiError::new(
                 ProblemKind::SourceNotAllowed,
@@ -104,7 +199,7 @@ impl<'a> Admission<'a> {
                     identity.service, event.source
                 ),
             );
-            ledger.labels[index].0.clone_from(&identity.service);
+            ledger.labels[index].service = Some(identity.service.as_str().into());
             *ledger
                 .auth_refusals
                 .entry((identity.service.clone(), "spoofed_source"))
@@ -122,22 +217,19 @@ impl<'a> Admission<'a> {
             {
                 Ok(annotation) => annotation.is_some_and(|a| a.apply(&mut event)),
                 Err(err) => {
-                    ledger.labels[index].0 = service;
+                    ledger.labels[index].service = Some(service);
                     ledger.outcomes[index] = refuse(Some(event.id), err);
                     return None;
                 }
             };
-        let topic = match self.explicit_topic {
-            Some(t) => t.to_owned(),
-            None => match self.policy.route_for(&service, &event) {
-                Ok(t) => t,
-                Err(e) => {
-                    let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
-                    ledger.labels[index].0 = service;
-                    ledger.outcomes[index] = refuse(Some(event.id), err);
-                    return None;
-                }
-            },
+        let topic = match self.topic_for(&service, &event) {
+            Ok(t) => t,
+            Err(e) => {
+                let err = ApiError::new(ProblemKind::InvalidTopic, e.to_string());
+                ledger.labels[index].service = Some(service);
+                ledger.outcomes[index] = refuse(Some(event.id), err);
+                return None;
+            }
         };
         let errortype_allowed = match to_error_topic {
             true => Ok(()),
@@ -152,12 +244,15 @@ impl<'a> Admission<'a> {
                 };
                 *ledger
                     .auth_refusals
-                    .entry((service.clone(), reason))
+                    .entry((service.to_string(), reason))
                     .or_default() += 1;
                 ApiError::new(ProblemKind::TopicNotAllowed, r.to_string())
             })
             .and_then(|()| rate_limit(self.state, &service));
-        ledger.labels[index] = (service, topic.clone());
+        ledger.labels[index] = Labels {
+            service: Some(service),
+            topic: Some(topic.clone()),
+        };
         if let Err(err) = allowed {
             ledger.outcomes[index] = refuse(Some(event.id), err);
             return None;
@@ -172,8 +267,6 @@ impl<'a> Admission<'a> {
             });
             return None;
         }
-        // The id and source stay with the event's outcome; the rest moves into the record.
-        let (id, source) = (event.id.clone(), event.source.clone());
         let mut record = into_record(event);
         record.headers.extend(
             self.trace_headers
@@ -189,14 +282,18 @@ impl<'a> Admission<'a> {
                     self.max_event_bytes
                 ),
             );
-            ledger.outcomes[index] = refuse(Some(id), err);
+            let admitted = Admitted {
+                index,
+                dedupe,
+                topic,
+                record,
+            };
+            ledger.outcomes[index] = refuse(Some(admitted.into_id()), err);
             return None;
         }
         Some(Admitted {
             index,
             dedupe,
-            source,
-            id,
             topic,
             record,
         })

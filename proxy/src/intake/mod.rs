@@ -18,6 +18,7 @@ mod observe;
 mod settle;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use courier_shared::{Event, EventError};
 
@@ -38,14 +39,14 @@ pub enum Outcome {
         /// Event id.
         id: String,
         /// Topic it will be written to.
-        topic: String,
+        topic: Arc<str>,
     },
     /// Kafka acknowledged it.
     Delivered {
         /// Event id.
         id: String,
         /// Topic written to.
-        topic: String,
+        topic: Arc<str>,
         /// Partition and offset.
         at: Delivered,
     },
@@ -55,7 +56,7 @@ pub enum Outcome {
         /// Event id.
         id: String,
         /// Topic.
-        topic: String,
+        topic: Arc<str>,
         /// What the first copy came to.
         first: Remembered,
     },
@@ -72,12 +73,34 @@ pub enum Outcome {
 struct Ledger {
     /// Each event's outcome, once it has one.
     outcomes: Vec<Option<Outcome>>,
-    /// (service, topic) of each event, as far as it got: the metrics' labels.
-    labels: Vec<(String, String)>,
+    /// Each event's labels in the metrics.
+    labels: Vec<Labels>,
     /// Authentication and authorisation refusals by (service, reason).
     auth_refusals: HashMap<(String, &'static str), u64>,
     /// Delivery failures by error, for one log line each.
     failures: BTreeMap<String, usize>,
+}
+
+/// An event's labels in the metrics, as far as it got: its service and topic. The events of
+/// a request with the same service or topic share one string (a batch is usually one of each).
+#[derive(Debug, Clone, Default)]
+struct Labels {
+    /// `None` until the service was read.
+    service: Option<Arc<str>>,
+    /// `None` until the event was routed.
+    topic: Option<Arc<str>>,
+}
+
+impl Labels {
+    /// The service, or `unknown`.
+    fn service(&self) -> &str {
+        self.service.as_deref().unwrap_or("unknown")
+    }
+
+    /// The topic, or empty.
+    fn topic(&self) -> &str {
+        self.topic.as_deref().unwrap_or("")
+    }
 }
 
 /// Runs events through admission, settling and observation; outcomes in input order.
@@ -95,7 +118,7 @@ pub async fn process(
         auth_refusals: HashMap::new(),
         failures: BTreeMap::new(),
     };
-    let admission = admit::Admission::new(state, explicit_topic, identity);
+    let mut admission = admit::Admission::new(state, explicit_topic, identity, events.len());
     let mut admitted = Vec::with_capacity(events.len());
     for (index, event) in events.into_iter().enumerate() {
         admitted.extend(admission.admit(&mut ledger, index, event));

@@ -23,11 +23,14 @@ pub(super) fn observe(state: &AppState, ledger: Ledger) -> Vec<Outcome> {
     for (error, count) in failures {
         tracing::warn!(%error, count, "events not delivered");
     }
-    // Counted per distinct label set, not per event: a batch to one topic is one update.
+    // Counted per distinct label set, not per event: a batch to one topic is one update. Runs
+    // of events with the same labels (the usual batch) are counted without hashing them.
     let (mut delivered, mut stored, mut duplicates) = (0, 0, 0);
     let mut counts: HashMap<(&str, &str, EventOutcome), u64> = HashMap::new();
+    let mut run: Option<((&str, &str, EventOutcome), u64)> = None;
     let mut refusals: HashMap<(&str, &'static str), u64> = HashMap::new();
-    for (o, (service, topic)) in outcomes.iter().zip(&labels) {
+    for (o, event_labels) in outcomes.iter().zip(&labels) {
+        let service = event_labels.service();
         let outcome = match o {
             Some(Outcome::Delivered { .. }) => {
                 delivered += 1;
@@ -47,7 +50,18 @@ pub(super) fn observe(state: &AppState, ledger: Ledger) -> Vec<Outcome> {
             }
             None => EventOutcome::Refused,
         };
-        *counts.entry((service, topic, outcome)).or_default() += 1;
+        let labels = (service, event_labels.topic(), outcome);
+        match &mut run {
+            Some((same, n)) if *same == labels => *n += 1,
+            _ => {
+                if let Some((labels, n)) = run.replace((labels, 1)) {
+                    *counts.entry(labels).or_default() += n;
+                }
+            }
+        }
+    }
+    if let Some((labels, n)) = run {
+        *counts.entry(labels).or_default() += n;
     }
     let metrics = state.pipeline().metrics();
     for ((service, topic, outcome), n) in counts {

@@ -70,11 +70,19 @@ pub async fn attempt(
     }
 }
 
+/// What became of an admitted event, before it has its outcome.
+enum Fate {
+    Delivered(Delivered),
+    /// To the store, for this reason.
+    Store(String),
+    Refused(ApiError),
+}
+
 /// Settles `admitted` (events of one request), writing each outcome into `ledger`.
 pub(super) async fn settle(
     state: &AppState,
     ledger: &mut Ledger,
-    mut admitted: Vec<Admitted>,
+    admitted: Vec<Admitted>,
     explicit_topic: Option<&str>,
 ) {
     // Each distinct topic is checked (and created) once; a new topic counts against the
@@ -84,11 +92,11 @@ pub(super) async fn settle(
         .iter()
         .map(|a| {
             let creation = if create {
-                Creation::ForService(ledger.labels[a.index].0.as_str())
+                Creation::ForService(ledger.labels[a.index].service())
             } else {
                 Creation::Never
             };
-            (a.topic.as_str(), creation)
+            (&*a.topic, creation)
         })
         .collect();
     wanted.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -99,11 +107,10 @@ pub(super) async fn settle(
         .map(|(t, e)| (t, ensure_error(state, e)))
         .collect();
 
-    let mut sendable = Vec::with_capacity(admitted.len());
-    let mut to_store: Vec<(&Admitted, String)> = Vec::new();
-    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    for a in &admitted {
-        match unavailable.get(a.topic.as_str()) {
+    // `None` while the event is still to be sent.
+    let mut fates: Vec<Option<Fate>> = admitted
+        .iter()
+        .map(|a| match unavailable.get(&*a.topic) {
             // Kafka cannot be asked about a routed topic right now: the event is still
             // durable in the store, and the scheduler makes sure of the topic before sending
             // (unless the service has no topic creation left: it must not slip past the limit).
@@ -111,23 +118,21 @@ pub(super) async fn settle(
                 if create
                     && state.event_store().is_some()
                     && err.kind == ProblemKind::KafkaUnavailable
-                    && state.topics().creation_allowed(&ledger.labels[a.index].0) =>
+                    && state
+                        .topics()
+                        .creation_allowed(ledger.labels[a.index].service()) =>
             {
-                to_store.push((a, err.detail.clone()));
+                Some(Fate::Store(err.detail.clone()))
             }
-            Some(err) => outcomes.push((
-                a.index,
-                Outcome::Refused {
-                    id: Some(a.id.clone()),
-                    error: err.clone(),
-                },
-            )),
-            None => sendable.push(a),
-        }
-    }
-    let outgoing: Vec<Outgoing<'_>> = sendable
+            Some(err) => Some(Fate::Refused(err.clone())),
+            None => None,
+        })
+        .collect();
+    let outgoing: Vec<Outgoing<'_>> = admitted
         .iter()
-        .map(|a| Outgoing {
+        .zip(&fates)
+        .filter(|(_, fate)| fate.is_none())
+        .map(|(a, _)| Outgoing {
             topic: &a.topic,
             record: &a.record,
         })
@@ -144,17 +149,21 @@ pub(super) async fn settle(
         Route::Probe => delivery.probe_ack_timeout_ms,
         _ => delivery.ack_timeout_ms,
     });
-    let results = attempt(state.pipeline(), &outgoing, Lane::Live(route), ack_timeout).await;
-    for (a, result) in sendable.iter().zip(results) {
-        match result {
-            Ok(at) => outcomes.push((
-                a.index,
-                Outcome::Delivered {
-                    id: a.id.clone(),
-                    topic: a.topic.clone(),
-                    at,
-                },
-            )),
+    let mut results = attempt(state.pipeline(), &outgoing, Lane::Live(route), ack_timeout)
+        .await
+        .into_iter();
+    drop(outgoing);
+    for (a, fate) in admitted.iter().zip(&mut fates) {
+        if fate.is_some() {
+            continue;
+        }
+        // One result per event sent; an event without one keeps no fate, and the observer
+        // refuses it as lost track of.
+        let Some(result) = results.next() else {
+            break;
+        };
+        *fate = Some(match result {
+            Ok(at) => Fate::Delivered(at),
             Err(e) => {
                 if e.is_unknown_topic() {
                     state.topics().forget(&a.topic);
@@ -163,54 +172,93 @@ pub(super) async fn settle(
                     *ledger.failures.entry(e.to_string()).or_default() += 1;
                 }
                 if state.event_store().is_some() && e.is_storable() {
-                    to_store.push((a, e.to_string()));
+                    Fate::Store(e.to_string())
                 } else {
-                    outcomes.push((
-                        a.index,
-                        Outcome::Refused {
-                            id: Some(a.id.clone()),
-                            error: delivery_error(state, &e),
-                        },
-                    ));
+                    Fate::Refused(delivery_error(state, &e))
                 }
             }
+        });
+    }
+    let to_store: Vec<(&Admitted, &str)> = admitted
+        .iter()
+        .zip(&fates)
+        .filter_map(|(a, fate)| match fate {
+            Some(Fate::Store(reason)) => Some((a, reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    let stored = match to_store.is_empty() {
+        true => Ok(()),
+        false => store(state, &to_store).await,
+    };
+    drop(to_store);
+
+    // The outcomes take each event's id and topic from its record, which is done with; the
+    // outcomes accepted are remembered for resends, under one reading of the clock.
+    let mut remembered = Vec::new();
+    for (a, fate) in admitted.into_iter().zip(fates) {
+        let (index, dedupe, topic) = (a.index, a.dedupe, a.topic.clone());
+        let (outcome, first) = match fate {
+            Some(Fate::Delivered(at)) => (
+                Outcome::Delivered {
+                    id: a.into_id(),
+                    topic,
+                    at,
+                },
+                Some(Remembered::Delivered { at }),
+            ),
+            Some(Fate::Store(_)) => match &stored {
+                Ok(()) => (
+                    Outcome::Stored {
+                        id: a.into_id(),
+                        topic,
+                    },
+                    Some(Remembered::Stored),
+                ),
+                Err(error) => (
+                    Outcome::Refused {
+                        id: Some(a.into_id()),
+                        error: error.clone(),
+                    },
+                    None,
+                ),
+            },
+            Some(Fate::Refused(error)) => (
+                Outcome::Refused {
+                    id: Some(a.into_id()),
+                    error,
+                },
+                None,
+            ),
+            None => continue,
+        };
+        if let (Some(key), Some(first)) = (dedupe, first) {
+            remembered.push((key, first));
         }
-    }
-    if !to_store.is_empty() {
-        outcomes.extend(store(state, &to_store).await);
-    }
-    for (index, outcome) in outcomes {
         ledger.outcomes[index] = Some(outcome);
     }
-    for a in &mut admitted {
-        let Some(key) = a.dedupe.take() else {
-            continue;
-        };
-        let remembered = match &ledger.outcomes[a.index] {
-            Some(Outcome::Delivered { at, .. }) => Remembered::Delivered { at: *at },
-            Some(Outcome::Stored { .. }) => Remembered::Stored,
-            _ => continue,
-        };
-        state.dedupe().remember(key, remembered);
-    }
+    state.dedupe().remember_all(remembered);
 }
 
-/// Commits events Kafka did not take to the store and wakes the scheduler: `Stored` for each,
-/// or, if the store refuses, a retriable refusal for each (nothing of them was accepted).
-async fn store(state: &AppState, to_store: &[(&Admitted, String)]) -> Vec<(usize, Outcome)> {
+/// Commits events Kafka did not take to the store (each with why) and wakes the scheduler; a
+/// retriable refusal if the store refuses (nothing of them was accepted).
+async fn store(state: &AppState, to_store: &[(&Admitted, &str)]) -> Result<(), ApiError> {
     let Some(dlq) = state.event_store() else {
-        return Vec::new();
+        return Err(ApiError::new(
+            ProblemKind::Internal,
+            "no store to keep the events in; nothing was accepted",
+        ));
     };
     let first_attempt =
         now_ms() + i64::try_from(state.dlq_config().backoff_initial_ms).unwrap_or(0);
     let entries = to_store
         .iter()
-        .map(|(a, e)| NewEntry {
-            event_id: a.id.clone(),
-            event_source: a.source.clone(),
-            topic: a.topic.clone(),
+        .map(|(a, reason)| NewEntry {
+            event_id: a.id().to_owned(),
+            event_source: a.source().to_owned(),
+            topic: a.topic.to_string(),
             record: a.record.clone(),
-            error: e.clone(),
+            error: (*reason).to_owned(),
             next_attempt_ms: first_attempt,
         })
         .collect();
@@ -218,39 +266,16 @@ async fn store(state: &AppState, to_store: &[(&Admitted, String)]) -> Vec<(usize
     match dlq.store(entries).instrument(span).await {
         Ok(()) => {
             state.wake_scheduler();
-            to_store
-                .iter()
-                .map(|(a, _)| {
-                    (
-                        a.index,
-                        Outcome::Stored {
-                            id: a.id.clone(),
-                            topic: a.topic.clone(),
-                        },
-                    )
-                })
-                .collect()
+            Ok(())
         }
         Err(e) => {
             tracing::error!(error = %e, events = to_store.len(), "could not store events");
-            let error = state.retriable(
+            Err(state.retriable(
                 ProblemKind::StoreUnavailable,
                 format!(
                     "Kafka did not acknowledge and the store refused: {e}; nothing was accepted"
                 ),
-            );
-            to_store
-                .iter()
-                .map(|(a, _)| {
-                    (
-                        a.index,
-                        Outcome::Refused {
-                            id: Some(a.id.clone()),
-                            error: error.clone(),
-                        },
-                    )
-                })
-                .collect()
+            ))
         }
     }
 }
