@@ -274,7 +274,11 @@ impl<'de> serde::Deserialize<'de> for RawFields<'de> {
                 f.write_str("a CloudEvent JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields<'de>, A::Error> {
-                let mut out = RawFields::default();
+                // Room for a usual event's attributes at once, rather than growing twice.
+                let mut out = RawFields {
+                    attrs: Vec::with_capacity(8),
+                    ..RawFields::default()
+                };
                 while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
                     if out.too_many || out.count() > MAX_ATTRIBUTES {
                         // Read past the rest without keeping it: the event is refused anyway.
