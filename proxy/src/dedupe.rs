@@ -266,6 +266,7 @@ impl DedupeWindow {
 
     /// Remembers an accepted event's outcome, forgetting the oldest events of its shard
     /// while the shard is full or they are older than the time-to-live.
+    #[cfg(test)]
     pub fn remember(&self, key: DedupeKey, outcome: Remembered) {
         self.remember_all([(key, outcome)]);
     }

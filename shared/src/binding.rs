@@ -13,6 +13,10 @@ use crate::envelope::{Category, Data, Event, EventError, ExtensionValue, SPEC_VE
 pub const HEADER_PREFIX: &str = "ce_";
 /// Header carrying `datacontenttype`.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// Header carrying the event's `id`.
+pub const ID_HEADER: &str = "ce_id";
+/// Header carrying the event's `source`.
+pub const SOURCE_HEADER: &str = "ce_source";
 
 /// A record's headers in write order: name and value.
 pub type Headers = Vec<(Cow<'static, str>, Vec<u8>)>;
@@ -37,6 +41,15 @@ impl KafkaRecord {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The value of the first header with this name, taken out of the record (the header
+    /// stays, empty): for a record that is done with, without a copy.
+    pub fn take_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.headers
+            .iter_mut()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| std::mem::take(v))
     }
 }
 
@@ -69,8 +82,8 @@ pub fn into_record(event: Event) -> KafkaRecord {
         headers.push((Cow::Borrowed(name), value));
     };
     put("ce_specversion", SPEC_VERSION.as_bytes().to_vec());
-    put("ce_id", id.into_bytes());
-    put("ce_source", source.into_bytes());
+    put(ID_HEADER, id.into_bytes());
+    put(SOURCE_HEADER, source.into_bytes());
     put("ce_type", ty.into_bytes());
     if let Some(v) = subject {
         put("ce_subject", v.into_bytes());
@@ -195,9 +208,16 @@ pub fn from_record(record: &KafkaRecord) -> Result<Event, EventError> {
     })
 }
 
+/// A media type without its parameters (`application/json; charset=utf-8` →
+/// `application/json`), as it came: callers compare it case-insensitively rather than
+/// lowercasing it into a new string.
+pub fn media_type_essence(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or("").trim()
+}
+
 /// `application/json`, `text/json` or any `+json` media type, parameters ignored.
 pub fn is_json_media_type(media_type: &str) -> bool {
-    let essence = media_type.split(';').next().unwrap_or("").trim();
+    let essence = media_type_essence(media_type);
     let suffix = essence
         .len()
         .checked_sub(5)
@@ -211,6 +231,17 @@ pub fn is_json_media_type(media_type: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_header_taken_out_leaves_the_rest() {
+        let e = Event::from_json(br#"{"specversion":"1.0","id":"42","source":"/b","type":"t"}"#)
+            .unwrap();
+        let mut r = to_record(&e);
+        assert_eq!(r.take_header(ID_HEADER).as_deref(), Some(&b"42"[..]));
+        assert_eq!(r.header(ID_HEADER), Some(&b""[..]));
+        assert_eq!(r.header(SOURCE_HEADER), Some(&b"/b"[..]));
+        assert_eq!(r.take_header("ce_nothing"), None);
+    }
 
     #[test]
     fn json_media_types_whatever_their_case_and_parameters() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
+use courier_shared::binding::media_type_essence;
 use courier_shared::{Event, EventError, ProblemKind};
 
 use crate::error::{ApiError, event_error};
@@ -75,13 +76,6 @@ impl BodyFormat {
             Err(unsupported(value))
         }
     }
-}
-
-/// A media type without its parameters (`application/json; charset=utf-8` →
-/// `application/json`), compared case-insensitively by the callers rather than lowercased
-/// into a new string per request.
-fn media_type_essence(value: &str) -> &str {
-    value.split(';').next().unwrap_or("").trim()
 }
 
 /// A parsed body: one event (answered as a single event) or a batch (answered per event).

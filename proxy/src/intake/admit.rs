@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use courier_shared::binding::{ID_HEADER, SOURCE_HEADER};
 use courier_shared::topic::{TopicError, service_of};
 use courier_shared::{Category, Event, EventError, KafkaRecord, ProblemKind, Refusal, into_record};
 
@@ -35,23 +36,18 @@ pub(super) struct Admitted {
 impl Admitted {
     /// The event's id.
     pub fn id(&self) -> &str {
-        self.attribute("ce_id")
+        self.attribute(ID_HEADER)
     }
 
     /// The event's source.
     pub fn source(&self) -> &str {
-        self.attribute("ce_source")
+        self.attribute(SOURCE_HEADER)
     }
 
     /// The event's id, taken out of the record once the record is no longer needed (after
     /// it was sent or stored): the outcome gets it without a copy.
     pub fn into_id(mut self) -> String {
-        let header = self.record.headers.iter_mut().find(|(k, _)| k == "ce_id");
-        match header.map(|(_, v)| String::from_utf8(std::mem::take(v))) {
-            Some(Ok(id)) => id,
-            Some(Err(e)) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            None => String::new(),
-        }
+        take_id(&mut self.record)
     }
 
     /// An attribute header written from a string (so UTF-8) by [`into_record`].
@@ -60,6 +56,15 @@ impl Admitted {
             .header(header)
             .and_then(|v| std::str::from_utf8(v).ok())
             .unwrap_or_default()
+    }
+}
+
+/// The id of the event in `record`, taken out of it (see [`Admitted::into_id`]).
+fn take_id(record: &mut KafkaRecord) -> String {
+    match record.take_header(ID_HEADER).map(String::from_utf8) {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        None => String::new(),
     }
 }
 
@@ -84,7 +89,6 @@ struct Routed {
 /// What every event of one request is admitted under.
 pub(super) struct Admission<'a> {
     pub state: &'a AppState,
-    pub explicit_topic: Option<&'a str>,
     pub identity: Option<&'a Identity>,
     /// One policy for the whole request, even if an operator changes it meanwhile.
     pub policy: Arc<CompiledPolicy>,
@@ -108,7 +112,6 @@ impl<'a> Admission<'a> {
     ) -> Self {
         Self {
             state,
-            explicit_topic,
             identity,
             policy: state.topics().policy(),
             trace_headers: courier_telemetry::record_headers(&tracing::Span::current()),
@@ -143,7 +146,7 @@ impl<'a> Admission<'a> {
             return Ok(self.policy.route_for(service, event)?.into());
         };
         if let Some(last) = &memo.topic
-            && (Arc::ptr_eq(&last.service, service) || *last.service == **service)
+            && *last.service == **service
             && last.category == event.category
             && last.errortype == event.errortype
         {
@@ -213,7 +216,7 @@ impl<'a> Admission<'a> {
             match self
                 .state
                 .schemas()
-                .check(&service, &event, self.explicit_topic.is_none())
+                .check(&service, &event, self.explicit.is_none())
             {
                 Ok(annotation) => annotation.is_some_and(|a| a.apply(&mut event)),
                 Err(err) => {
@@ -282,13 +285,7 @@ impl<'a> Admission<'a> {
                     self.max_event_bytes
                 ),
             );
-            let admitted = Admitted {
-                index,
-                dedupe,
-                topic,
-                record,
-            };
-            ledger.outcomes[index] = refuse(Some(admitted.into_id()), err);
+            ledger.outcomes[index] = refuse(Some(take_id(&mut record)), err);
             return None;
         }
         Some(Admitted {

@@ -81,10 +81,16 @@ pub(super) fn observe(state: &AppState, ledger: Ledger) -> Vec<Outcome> {
     );
     outcomes
         .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| Outcome::Refused {
-                id: None,
-                error: ApiError::new(ProblemKind::Internal, "event lost track of"),
+        .enumerate()
+        .map(|(index, o)| {
+            o.unwrap_or_else(|| {
+                // A bug, not a state of Kafka or the store: nothing of the event was accepted,
+                // and the log says so rather than the answer alone.
+                tracing::error!(index, "an event of the request got no outcome; refused");
+                Outcome::Refused {
+                    id: None,
+                    error: ApiError::new(ProblemKind::Internal, "event lost track of"),
+                }
             })
         })
         .collect()

@@ -152,7 +152,6 @@ pub(super) async fn settle(
     let mut results = attempt(state.pipeline(), &outgoing, Lane::Live(route), ack_timeout)
         .await
         .into_iter();
-    drop(outgoing);
     for (a, fate) in admitted.iter().zip(&mut fates) {
         if fate.is_some() {
             continue;
@@ -191,7 +190,6 @@ pub(super) async fn settle(
         true => Ok(()),
         false => store(state, &to_store).await,
     };
-    drop(to_store);
 
     // The outcomes take each event's id and topic from its record, which is done with; the
     // outcomes accepted are remembered for resends, under one reading of the clock.

@@ -130,7 +130,7 @@ fn data_value(event: &Event) -> Result<Value, String> {
         Some(Data::Json(raw)) => serde_json::from_str(raw.get()).map_err(|e| e.to_string()),
         Some(Data::Binary(bytes)) => {
             let media = event.datacontenttype.as_deref().unwrap_or("");
-            let essence = media.split(';').next().unwrap_or("").trim();
+            let essence = courier_shared::binding::media_type_essence(media);
             if !(essence.eq_ignore_ascii_case("application/json")
                 || essence.to_ascii_lowercase().ends_with("+json"))
             {
