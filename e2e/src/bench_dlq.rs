@@ -123,7 +123,7 @@ pub async fn run(b: DlqBench) -> anyhow::Result<()> {
             }
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_secs = started.elapsed().as_secs_f64();
     println!("| scenario | events | seconds | events/s | p50 ms | p99 ms | p999 ms |");

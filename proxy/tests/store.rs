@@ -292,6 +292,44 @@ async fn two_claimers_never_get_the_same_event() {
     .await;
 }
 
+/// A SQLite store's claims are leased in the claiming process: a second process on the same
+/// file is refused (it would deliver the same events), and a claimer that is gone leaves no
+/// lease behind, so the next one claims its events at once.
+#[tokio::test]
+async fn a_sqlite_store_has_one_claimer_and_a_gone_one_leaves_no_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
+    let first = Store::open(&url, 8).await.unwrap();
+    first
+        .store(vec![entry("a", "t", 0), entry("b", "t", 0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .claim_due(10, Duration::from_secs(3_600))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let second = Store::open(&url, 8).await.unwrap();
+    let err = second
+        .claim_due(10, Duration::from_secs(30))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one proxy"), "{err}");
+    // Reading and storing stay open to it (the admin page, a benchmark's counts).
+    assert_eq!(second.counts().await.unwrap(), (2, 0));
+
+    drop(first);
+    let third = Store::open(&url, 8).await.unwrap();
+    drop(second);
+    let again = third.claim_due(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(again.len(), 2, "the hour-long lease died with its claimer");
+}
+
 #[tokio::test]
 async fn a_bad_url_is_a_clear_error() {
     let err = Store::open("mysql://x", 1).await.unwrap_err();

@@ -9,7 +9,7 @@ use courier_shared::KafkaRecord;
 use sqlx::{QueryBuilder, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Store, StoreError, now_ms};
+use super::{Backend, Store, StoreError, now_ms, numbered_placeholders};
 
 /// Rows per INSERT statement (SQLite allows 32,766 bound values; a row binds 10).
 const INSERT_CHUNK: usize = 500;
@@ -141,7 +141,9 @@ impl Store {
     }
 
     /// Claims up to `limit` pending events that are due, for `lease`: no other claim returns
-    /// them until the lease runs out (a proxy that dies mid-delivery releases them that way).
+    /// them until the lease runs out, they are deleted or they are rescheduled (a proxy that
+    /// dies mid-delivery releases them that way). A SQLite store leases them in this process
+    /// ([`super::leases`]), PostgreSQL in the database.
     pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Entry>, StoreError> {
         self.upkeep(|| self.claim_due_once(limit, lease)).await
     }
@@ -149,27 +151,83 @@ impl Store {
     async fn claim_due_once(&self, limit: i64, lease: Duration) -> Result<Vec<Entry>, StoreError> {
         let now = now_ms();
         let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-        let lock = match self.backend {
-            Backend::Sqlite(_) => "",
-            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => {
+                let sql = numbered_placeholders(&format!(
+                    "UPDATE dlq_events SET claimed_until_ms = ? WHERE seq IN (\
+                       SELECT seq FROM dlq_events WHERE state = 'pending' \
+                       AND next_attempt_ms <= ? AND claimed_until_ms <= ? \
+                       ORDER BY next_attempt_ms, seq LIMIT ? FOR UPDATE SKIP LOCKED) \
+                     RETURNING {COLUMNS}"
+                ));
+                return sqlx::query(&sql)
+                    .bind(until)
+                    .bind(now)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(entry)
+                    .collect();
+            }
         };
-        let sql = self.sql(&format!(
-            "UPDATE dlq_events SET claimed_until_ms = ? WHERE seq IN (\
-               SELECT seq FROM dlq_events WHERE state = 'pending' AND next_attempt_ms <= ? \
-               AND claimed_until_ms <= ? ORDER BY next_attempt_ms, seq LIMIT ?{lock}) \
-             RETURNING {COLUMNS}"
-        ));
-        let rows = on_pool!(self.backend, pool => {
-            sqlx::query(&sql).bind(until).bind(now).bind(now).bind(limit)
-                .fetch_all(pool).await?
-                .iter().map(entry).collect::<Result<Vec<_>, _>>()?
-        });
-        Ok(rows)
+        self.leases.claim_lock()?;
+        // The due keys, from the index alone; as many more as leases are held, which may be
+        // among them.
+        let live = i64::try_from(self.leases.live(now)).unwrap_or(i64::MAX / 2);
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM dlq_events WHERE state = 'pending' AND next_attempt_ms <= ? \
+             ORDER BY next_attempt_ms, seq LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit.saturating_add(live))
+        .fetch_all(pool)
+        .await?;
+        let taken = self
+            .leases
+            .take(&due, usize::try_from(limit).unwrap_or(0), now, until);
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Read again with the due condition: a round that settled since the keys were read
+        // (its rows deleted or rescheduled, their leases ended) must not hand them out again.
+        let keys = serde_json::to_string(&taken).unwrap_or_else(|_| "[]".to_owned());
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM dlq_events WHERE seq IN (SELECT value FROM json_each(?)) \
+             AND state = 'pending' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, seq"
+        ))
+        .bind(keys)
+        .bind(now)
+        .fetch_all(pool)
+        .await;
+        let claimed = match rows {
+            Ok(rows) => rows.iter().map(entry).collect::<Result<Vec<_>, _>>(),
+            Err(e) => Err(e.into()),
+        };
+        match claimed {
+            Ok(claimed) => {
+                if claimed.len() < taken.len() {
+                    let kept: std::collections::HashSet<i64> =
+                        claimed.iter().map(|e| e.seq).collect();
+                    self.leases
+                        .release(taken.into_iter().filter(|seq| !kept.contains(seq)));
+                }
+                Ok(claimed)
+            }
+            Err(e) => {
+                self.leases.release(taken);
+                Err(e)
+            }
+        }
     }
 
     /// Removes delivered events.
     pub async fn delete(&self, seqs: &[i64]) -> Result<u64, StoreError> {
-        self.upkeep(|| self.delete_once(seqs)).await
+        let removed = self.upkeep(|| self.delete_once(seqs)).await?;
+        self.leases.release(seqs.iter().copied());
+        Ok(removed)
     }
 
     async fn delete_once(&self, seqs: &[i64]) -> Result<u64, StoreError> {
@@ -204,7 +262,9 @@ impl Store {
         if failures.is_empty() {
             return Ok(());
         }
-        self.upkeep(|| self.record_failures_once(failures)).await
+        self.upkeep(|| self.record_failures_once(failures)).await?;
+        self.leases.release(failures.iter().map(|f| f.seq));
+        Ok(())
     }
 
     async fn record_failures_once(&self, failures: &[Failure]) -> Result<(), StoreError> {

@@ -5,10 +5,11 @@
 //! ([`schemas`]). The `[dlq]` section of the configuration says where it lives. Events are
 //! committed here before the client hears 202: nothing answered 2xx lives only in memory.
 //!
-//! SQLite (WAL, `synchronous=FULL`) is the embedded default; PostgreSQL serves several proxies
-//! sharing one store, which claim due rows with `FOR UPDATE SKIP LOCKED`. The SQL is the same
-//! text for both but for placeholders and row locking, and every query runs on either pool
-//! through [`on_pool!`], so there is one implementation to test twice.
+//! SQLite (WAL, `synchronous=FULL`) is the embedded default, one store per proxy, whose claims
+//! are leased in the proxy's memory ([`leases`]). PostgreSQL serves several proxies sharing one
+//! store, which claim due rows with `FOR UPDATE SKIP LOCKED` and lease them in the database.
+//! But for the claim, the SQL is the same text for both but for placeholders, and every query
+//! runs on either pool through [`on_pool!`], so there is one implementation to test twice.
 //!
 //! Writes on the hot path go through one group-commit writer: concurrent requests queue their
 //! events on a bounded channel, and the writer commits whatever has queued up in one fsync'd
@@ -132,6 +133,8 @@ pub struct Store {
     backend: Backend,
     writes: mpsc::Sender<events::WriteRequest>,
     reserve: std::sync::Arc<reserve::Reserve>,
+    /// A SQLite store's claims ([`leases`]); unused by PostgreSQL, which leases rows.
+    leases: std::sync::Arc<leases::Leases>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -161,6 +164,7 @@ impl Store {
         reserve_bytes: u64,
     ) -> Result<Self, StoreError> {
         let mut reserve = reserve::Reserve::none();
+        let mut leases = leases::Leases::default();
         let backend = if let Some(path) = url.strip_prefix("sqlite:") {
             let options = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))?
                 .create_if_missing(true)
@@ -175,6 +179,7 @@ impl Store {
             let file = path.split('?').next().unwrap_or(path);
             if !file.is_empty() && !file.starts_with(':') {
                 reserve = reserve::Reserve::beside(std::path::Path::new(file), reserve_bytes).await;
+                leases = leases::Leases::beside(Some(std::path::Path::new(file)));
             }
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -195,6 +200,7 @@ impl Store {
             backend,
             writes,
             reserve: std::sync::Arc::new(reserve),
+            leases: std::sync::Arc::new(leases),
         })
     }
 
@@ -274,6 +280,7 @@ fn numbered_placeholders(sql: &str) -> String {
 pub mod audit;
 pub mod events;
 pub mod keys;
+mod leases;
 pub mod reserve;
 pub mod schemas;
 pub mod settings;
