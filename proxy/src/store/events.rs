@@ -174,53 +174,23 @@ impl Store {
             }
         };
         self.leases.claim_lock()?;
-        // The due keys, from the index alone; as many more as leases are held, which may be
-        // among them.
-        let live = i64::try_from(self.leases.live(now)).unwrap_or(i64::MAX / 2);
-        let due: Vec<i64> = sqlx::query_scalar(
-            "SELECT seq FROM dlq_events WHERE state = 'pending' AND next_attempt_ms <= ? \
-             ORDER BY next_attempt_ms, seq LIMIT ?",
-        )
+        // Claims take turns: each reads after the one before it, from where it stopped.
+        let mut claims = self.leases.claims().await;
+        let after = claims.begin(now);
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM dlq_events WHERE state = 'pending' AND next_attempt_ms <= ? \
+             AND (next_attempt_ms, seq) > (?, ?) ORDER BY next_attempt_ms, seq LIMIT ?"
+        ))
         .bind(now)
-        .bind(limit.saturating_add(live))
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
         .fetch_all(pool)
         .await?;
-        let taken = self
-            .leases
-            .take(&due, usize::try_from(limit).unwrap_or(0), now, until);
-        if taken.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Read again with the due condition: a round that settled since the keys were read
-        // (its rows deleted or rescheduled, their leases ended) must not hand them out again.
-        let keys = serde_json::to_string(&taken).unwrap_or_else(|_| "[]".to_owned());
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM dlq_events WHERE seq IN (SELECT value FROM json_each(?)) \
-             AND state = 'pending' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, seq"
-        ))
-        .bind(keys)
-        .bind(now)
-        .fetch_all(pool)
-        .await;
-        let claimed = match rows {
-            Ok(rows) => rows.iter().map(entry).collect::<Result<Vec<_>, _>>(),
-            Err(e) => Err(e.into()),
-        };
-        match claimed {
-            Ok(claimed) => {
-                if claimed.len() < taken.len() {
-                    let kept: std::collections::HashSet<i64> =
-                        claimed.iter().map(|e| e.seq).collect();
-                    self.leases
-                        .release(taken.into_iter().filter(|seq| !kept.contains(seq)));
-                }
-                Ok(claimed)
-            }
-            Err(e) => {
-                self.leases.release(taken);
-                Err(e)
-            }
-        }
+        let read = rows.len();
+        let due = rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+        let end = read < usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(claims.take(due, end, until, |e| (e.next_attempt_ms, e.seq)))
     }
 
     /// Removes delivered events.

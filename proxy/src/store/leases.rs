@@ -2,41 +2,60 @@
 //!
 //! A SQLite store belongs to one proxy: several proxies share PostgreSQL, whose claims lease
 //! rows in the database (`claimed_until_ms`, `FOR UPDATE SKIP LOCKED`). With one claimer, a
-//! claim needs no write. It reads the due events' keys, leases the ones no round holds here,
-//! and reads those rows. In WAL mode that read runs beside the writes that settle earlier
-//! rounds instead of queueing behind them for the one write lock, and it writes nothing that
-//! the round's delete must write again. Measured with `courier-bench --mode dlq`, that took the
-//! drain from about 50,000 to about 74,000 events/s.
+//! claim needs no write: it reads due events from where the last claim stopped (so it does not
+//! read again the rounds still in flight) and leases here the ones no round holds. In WAL mode
+//! that read runs beside the writes that settle earlier rounds instead of queueing behind them
+//! for the one write lock, and it writes nothing that the round's delete must write again.
 //!
 //! What the database lease did, this keeps:
 //! - No two claims hand out the same event while its lease runs.
 //! - A lease that runs out (a round that never settled) frees its event for the next claim.
 //! - A proxy that dies leaves no lease behind; its successor claims at once.
 //!
-//! A lock file beside the database (`<db>-claims`, an advisory `flock` held while the store is
-//! open) makes a second process's claims fail with a clear error, instead of both delivering
+//! A lock file beside the database (`<db>-claims`, an advisory `flock` taken by the first claim
+//! and held while the store is open) makes a second process's claims fail with a clear error, instead of both delivering
 //! the same events.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::StoreError;
 
-/// Leased events (seq → lease end, ms since the epoch) and the lock that makes this process
-/// the store's only claimer.
+/// The claims of a SQLite store: the leases held, where the last claim stopped reading, the
+/// leases ended since, and the lock that makes this process the store's only claimer.
 #[derive(Debug, Default)]
 pub(super) struct Leases {
-    held: Mutex<HashMap<i64, i64>>,
+    /// False for PostgreSQL, whose leases are rows' columns: nothing is kept here.
+    active: bool,
+    claims: tokio::sync::Mutex<Claims>,
+    /// Ended by deletes and reschedules, applied by the next claim before it reads.
+    ended: Mutex<Vec<i64>>,
     lock_path: Option<PathBuf>,
     lock: Mutex<Option<File>>,
 }
 
+/// What claims share, one claim at a time.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    /// seq → lease end (ms since the epoch).
+    held: HashMap<i64, i64>,
+    /// The (due time, seq) the last claim read up to; `None` starts from the first due event.
+    cursor: Option<(i64, i64)>,
+}
+
+/// One claim's turn.
+pub(super) struct Turn<'a> {
+    claims: tokio::sync::MutexGuard<'a, Claims>,
+    ended: &'a Mutex<Vec<i64>>,
+}
+
 impl Leases {
-    /// Leases for the SQLite database at `db` (no file, for an in-memory database).
-    pub(super) fn beside(db: Option<&std::path::Path>) -> Self {
+    /// Leases of a SQLite store; `db` is its file (none for an in-memory database).
+    pub(super) fn sqlite(db: Option<&Path>) -> Self {
         Self {
+            active: true,
             lock_path: db.map(|db| {
                 let mut path = db.as_os_str().to_owned();
                 path.push("-claims");
@@ -77,37 +96,64 @@ impl Leases {
         }
     }
 
-    /// Forgets leases that ran out; returns how many are still held.
-    pub(super) fn live(&self, now_ms: i64) -> usize {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.retain(|_, until| *until > now_ms);
-        held.len()
-    }
-
-    /// Leases until `until_ms` the first `limit` of `due` that no lease holds; returns them,
-    /// in `due`'s order.
-    pub(super) fn take(&self, due: &[i64], limit: usize, now_ms: i64, until_ms: i64) -> Vec<i64> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let mut taken = Vec::with_capacity(limit.min(due.len()));
-        for &seq in due {
-            if taken.len() == limit {
-                break;
-            }
-            let free = held.get(&seq).is_none_or(|until| *until <= now_ms);
-            if free {
-                held.insert(seq, until_ms);
-                taken.push(seq);
-            }
+    /// Waits for the claim before this one to finish.
+    pub(super) async fn claims(&self) -> Turn<'_> {
+        Turn {
+            claims: self.claims.lock().await,
+            ended: &self.ended,
         }
-        taken
     }
 
-    /// Ends the leases of `seqs` (delivered, rescheduled, parked, or gone).
+    /// Ends the leases of `seqs` (delivered, rescheduled, parked or discarded), after the write
+    /// that did so committed. The next claim applies it before it reads: a claim reading now
+    /// may have read before that commit, and must still see them held.
     pub(super) fn release(&self, seqs: impl IntoIterator<Item = i64>) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for seq in seqs {
+        if self.active {
+            self.ended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(seqs);
+        }
+    }
+}
+
+impl Turn<'_> {
+    /// Applies the leases ended and run out since the last claim; returns where to read from.
+    pub(super) fn begin(&mut self, now_ms: i64) -> (i64, i64) {
+        let ended = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()));
+        let held = &mut self.claims.held;
+        for seq in ended {
             held.remove(&seq);
         }
+        held.retain(|_, until| *until > now_ms);
+        self.claims.cursor.unwrap_or((i64::MIN, i64::MIN))
+    }
+
+    /// Leases until `until_ms` those of `due` (read in (due time, seq) order from the cursor)
+    /// that no lease holds, and moves the cursor past them; `end` says the read reached the
+    /// last due event, so the next claim starts from the first again (events that came due
+    /// behind the cursor, or whose lease ran out, are found then).
+    pub(super) fn take<T>(
+        &mut self,
+        due: Vec<T>,
+        end: bool,
+        until_ms: i64,
+        key: impl Fn(&T) -> (i64, i64),
+    ) -> Vec<T> {
+        self.claims.cursor = if end { None } else { due.last().map(&key) };
+        let held = &mut self.claims.held;
+        due.into_iter()
+            .filter(|e| {
+                let seq = key(e).1;
+                match held.entry(seq) {
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                    std::collections::hash_map::Entry::Vacant(free) => {
+                        free.insert(until_ms);
+                        true
+                    }
+                }
+            })
+            .collect()
     }
 }
 
@@ -115,28 +161,55 @@ impl Leases {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_lease_holds_until_it_runs_out_or_is_released() {
-        let leases = Leases::beside(None);
-        assert_eq!(leases.take(&[1, 2, 3], 2, 0, 100), [1, 2]);
-        assert_eq!(leases.take(&[1, 2, 3], 5, 50, 100), [3], "1 and 2 are held");
-        leases.release([2]);
-        assert_eq!(leases.take(&[1, 2, 3], 5, 50, 100), [2]);
-        assert_eq!(leases.live(99), 3);
+    fn keys(seqs: &[i64]) -> Vec<(i64, i64)> {
+        seqs.iter().map(|&s| (0, s)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_lease_holds_until_it_runs_out_or_ends() {
+        let leases = Leases::sqlite(None);
+        let claim = |due: &[i64], end, now, until| {
+            let leases = &leases;
+            let due = keys(due);
+            async move {
+                let mut turn = leases.claims().await;
+                turn.begin(now);
+                turn.take(due, end, until, |k| *k)
+                    .into_iter()
+                    .map(|k| k.1)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(claim(&[1, 2], false, 0, 100).await, [1, 2]);
         assert_eq!(
-            leases.take(&[1, 2, 3], 5, 100, 200),
+            leases.claims().await.begin(0),
+            (0, 2),
+            "the next claim reads after the last"
+        );
+        assert_eq!(claim(&[1, 2, 3], true, 50, 100).await, [3], "1, 2 held");
+        assert_eq!(leases.claims().await.begin(50), (i64::MIN, i64::MIN));
+        leases.release([2]);
+        assert_eq!(claim(&[1, 2, 3], true, 50, 100).await, [2], "2 ended");
+        assert_eq!(
+            claim(&[1, 2, 3], true, 100, 200).await,
             [1, 2, 3],
             "all ran out"
         );
-        assert_eq!(leases.live(200), 0, "run-out leases are forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_postgres_store_keeps_nothing_here() {
+        let leases = Leases::default();
+        leases.release([1, 2, 3]);
+        assert!(leases.ended.lock().unwrap().is_empty());
     }
 
     #[test]
     fn one_process_claims_from_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("dlq.db");
-        let first = Leases::beside(Some(&db));
-        let second = Leases::beside(Some(&db));
+        let first = Leases::sqlite(Some(&db));
+        let second = Leases::sqlite(Some(&db));
         first.claim_lock().unwrap();
         first.claim_lock().unwrap();
         let err = second.claim_lock().unwrap_err().to_string();

@@ -177,9 +177,10 @@ impl Store {
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             let file = path.split('?').next().unwrap_or(path);
+            leases = leases::Leases::sqlite(None);
             if !file.is_empty() && !file.starts_with(':') {
                 reserve = reserve::Reserve::beside(std::path::Path::new(file), reserve_bytes).await;
-                leases = leases::Leases::beside(Some(std::path::Path::new(file)));
+                leases = leases::Leases::sqlite(Some(std::path::Path::new(file)));
             }
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
