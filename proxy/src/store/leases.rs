@@ -13,13 +13,15 @@
 //! - A proxy that dies leaves no lease behind; its successor claims at once.
 //!
 //! A lock file beside the database (`<db>-claims`, an advisory `flock` taken by the first claim
-//! and held while the store is open) makes a second process's claims fail with a clear error, instead of both delivering
-//! the same events.
+//! and held while the store is open) keeps a second process on the same file from claiming
+//! too, which would deliver the same events twice: its claims find nothing, and it takes over
+//! when the first exits.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::StoreError;
 
@@ -34,6 +36,8 @@ pub(super) struct Leases {
     ended: Mutex<Vec<i64>>,
     lock_path: Option<PathBuf>,
     lock: Mutex<Option<File>>,
+    /// Another process held the lock at the last try (logged once).
+    standing_by: AtomicBool,
 }
 
 /// What claims share, one claim at a time.
@@ -65,14 +69,17 @@ impl Leases {
         }
     }
 
-    /// Makes this process the store's only claimer, once; fails while another holds it.
-    pub(super) fn claim_lock(&self) -> Result<(), StoreError> {
+    /// True when this process is the store's claimer: the first call that finds the lock free
+    /// takes it for as long as the store is open. While another process holds it, claims here
+    /// find nothing (that process delivers what this one stores) and this one stands by,
+    /// taking over once the other exits.
+    pub(super) fn claimer(&self) -> Result<bool, StoreError> {
         let Some(path) = &self.lock_path else {
-            return Ok(());
+            return Ok(true);
         };
         let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if lock.is_some() {
-            return Ok(());
+            return Ok(true);
         }
         let file = File::options()
             .create(true)
@@ -82,14 +89,23 @@ impl Leases {
             .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         match file.try_lock() {
             Ok(()) => {
+                if self.standing_by.swap(false, Ordering::Relaxed) {
+                    tracing::info!(lock = %path.display(), "this proxy now claims the SQLite store's events");
+                }
                 *lock = Some(file);
-                Ok(())
+                Ok(true)
             }
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Database(format!(
-                "another process claims events from this SQLite store ({} is locked): a SQLite \
-                 store belongs to one proxy; several proxies share a PostgreSQL store",
-                path.display()
-            ))),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !self.standing_by.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        lock = %path.display(),
+                        "another process claims this SQLite store's events; this proxy's retry \
+                         scheduler stands by until it exits (several proxies that share a store \
+                         should share PostgreSQL)"
+                    );
+                }
+                Ok(false)
+            }
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(StoreError::Database(format!("{}: {e}", path.display())))
             }
@@ -205,16 +221,15 @@ mod tests {
     }
 
     #[test]
-    fn one_process_claims_from_a_file() {
+    fn one_process_claims_from_a_file_and_the_next_takes_over() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("dlq.db");
         let first = Leases::sqlite(Some(&db));
         let second = Leases::sqlite(Some(&db));
-        first.claim_lock().unwrap();
-        first.claim_lock().unwrap();
-        let err = second.claim_lock().unwrap_err().to_string();
-        assert!(err.contains("one proxy"), "{err}");
+        assert!(first.claimer().unwrap());
+        assert!(first.claimer().unwrap());
+        assert!(!second.claimer().unwrap(), "the first holds the lock");
         drop(first);
-        second.claim_lock().unwrap();
+        assert!(second.claimer().unwrap());
     }
 }
