@@ -124,7 +124,14 @@ impl Leases {
     /// that did so committed. The next claim applies it before it reads: a claim reading now
     /// may have read before that commit, and must still see them held.
     pub(super) fn release(&self, seqs: impl IntoIterator<Item = i64>) {
-        if self.active {
+        // A process that stands by holds no lease (an operator's discard there ends none).
+        let claims_here = self.lock_path.is_none()
+            || self
+                .lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+        if self.active && claims_here {
             self.ended
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -214,10 +221,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_postgres_store_keeps_nothing_here() {
-        let leases = Leases::default();
-        leases.release([1, 2, 3]);
-        assert!(leases.ended.lock().unwrap().is_empty());
+    async fn a_store_that_does_not_claim_keeps_nothing_here() {
+        let postgres = Leases::default();
+        postgres.release([1, 2, 3]);
+        assert!(postgres.ended.lock().unwrap().is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dlq.db");
+        let claimer = Leases::sqlite(Some(&db));
+        let standby = Leases::sqlite(Some(&db));
+        assert!(claimer.claimer().unwrap());
+        assert!(!standby.claimer().unwrap());
+        standby.release([4]);
+        assert!(standby.ended.lock().unwrap().is_empty());
+        claimer.release([4]);
+        assert_eq!(*claimer.ended.lock().unwrap(), [4]);
     }
 
     #[test]
