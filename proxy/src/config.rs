@@ -90,6 +90,33 @@ pub struct Config {
     pub auth: AuthConfig,
     /// HTTPS on the listener; unset: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// The async runtime.
+    pub runtime: RuntimeConfig,
+}
+
+/// The async runtime's threads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Worker threads of the async runtime; 0: one fewer than the cores the process may use,
+    /// at least one. librdkafka runs threads of its own (one per broker, its main thread, the
+    /// delivery reports) that do about a third of the proxy's work: the last core is theirs.
+    /// On this project's 2-core benchmark machine one worker cost less CPU per event than two
+    /// (see the README's benchmark section).
+    pub worker_threads: usize,
+}
+
+impl RuntimeConfig {
+    /// The number of worker threads to start.
+    pub fn workers(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_sub(1)
+            .max(1)
+    }
 }
 
 /// The listener's certificate (HTTPS with rustls: TLS 1.2 and 1.3, HTTP/2 by ALPN).
@@ -156,6 +183,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             auth: AuthConfig::default(),
             tls: None,
+            runtime: RuntimeConfig::default(),
         }
     }
 }

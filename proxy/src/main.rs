@@ -58,21 +58,26 @@ fn main() -> anyhow::Result<()> {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         eprintln!("courier-proxy: transparent huge pages stay on: {e}");
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(serve())
-}
-
-async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = courier_telemetry::init("courier-proxy")?;
     let config = Config::load(args.config.as_deref(), args.overrides())?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime.workers())
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let _telemetry = courier_telemetry::init("courier-proxy")?;
+    tracing::info!(
+        worker_threads = config.runtime.workers(),
+        "async runtime started"
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
