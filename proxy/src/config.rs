@@ -98,11 +98,11 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Worker threads of the async runtime; 0: one fewer than the cores the process may use,
-    /// at least one. librdkafka runs threads of its own (one per broker, its main thread, the
-    /// delivery reports) that do about a third of the proxy's work: the last core is theirs.
-    /// On this project's 2-core benchmark machine one worker cost less CPU per event than two
-    /// (see the README's benchmark section).
+    /// Worker threads of the async runtime; 0: one per core the process may use (tokio's
+    /// default). librdkafka runs threads of its own besides them (one per broker, its main
+    /// thread, the delivery reports). On a small machine shared with other work, fewer workers
+    /// cost less CPU per event but take bursts of new connections more slowly (measured in the
+    /// README's benchmark section).
     pub worker_threads: usize,
 }
 
@@ -112,10 +112,7 @@ impl RuntimeConfig {
         if self.worker_threads > 0 {
             return self.worker_threads;
         }
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .saturating_sub(1)
-            .max(1)
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     }
 }
 
