@@ -64,20 +64,18 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
+    let workers = config.runtime.workers();
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.runtime.workers())
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(config))
+        .block_on(serve(config, workers))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, workers: usize) -> anyhow::Result<()> {
     let _telemetry = courier_telemetry::init("courier-proxy")?;
-    tracing::info!(
-        worker_threads = config.runtime.workers(),
-        "async runtime started"
-    );
+    tracing::info!(worker_threads = workers, "async runtime started");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

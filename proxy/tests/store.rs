@@ -345,6 +345,41 @@ async fn a_sqlite_store_has_one_claimer_and_a_gone_one_leaves_no_lease() {
     );
 }
 
+/// A stored row that cannot be read back into an event (here: its headers overwritten by
+/// hand) is parked with the reason; the events beside it are claimed, and later claims read
+/// past it.
+#[tokio::test]
+async fn an_unreadable_stored_event_is_parked_and_the_rest_are_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
+    let store = Store::open(&url, 8).await.unwrap();
+    store
+        .store((0..4).map(|i| entry(&format!("e{i}"), "t", 0)).collect())
+        .await
+        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE dlq_events SET headers = 'not json' WHERE event_id = 'e1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let first = store.claim_due(2, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e0"]
+    );
+    let rest = store.claim_due(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        ["e2", "e3"]
+    );
+    assert_eq!(store.counts().await.unwrap(), (3, 1));
+}
+
 #[tokio::test]
 async fn a_bad_url_is_a_clear_error() {
     let err = Store::open("mysql://x", 1).await.unwrap_err();

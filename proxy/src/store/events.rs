@@ -144,11 +144,30 @@ impl Store {
     /// them until the lease runs out, they are deleted or they are rescheduled (a proxy that
     /// dies mid-delivery releases them that way). A SQLite store leases them in this process
     /// ([`super::leases`]), PostgreSQL in the database.
+    ///
+    /// A claimed row that cannot be read back into an event is parked with the reason, for an
+    /// operator, instead of failing the claim: a failed claim would hand out none of the
+    /// events beside it, and a SQLite claim would never read past it.
     pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Entry>, StoreError> {
-        self.upkeep(|| self.claim_due_once(limit, lease)).await
+        let claimed = self.upkeep(|| self.claim_due_once(limit, lease)).await?;
+        let (entries, unreadable): (Vec<_>, Vec<_>) = claimed.into_iter().partition(Result::is_ok);
+        let unreadable: Vec<Failure> = unreadable.into_iter().filter_map(Result::err).collect();
+        if !unreadable.is_empty() {
+            tracing::error!(
+                seqs = ?unreadable.iter().map(|f| f.seq).collect::<Vec<_>>(),
+                error = %unreadable[0].error,
+                "stored events that cannot be read are parked"
+            );
+            self.record_failures(&unreadable).await?;
+        }
+        Ok(entries.into_iter().filter_map(Result::ok).collect())
     }
 
-    async fn claim_due_once(&self, limit: i64, lease: Duration) -> Result<Vec<Entry>, StoreError> {
+    async fn claim_due_once(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let now = now_ms();
         let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let pool = match &self.backend {
@@ -169,7 +188,7 @@ impl Store {
                     .fetch_all(pool)
                     .await?
                     .iter()
-                    .map(entry)
+                    .map(|row| claimed(row).map(|(_, c)| c))
                     .collect();
             }
         };
@@ -189,10 +208,13 @@ impl Store {
         .bind(limit)
         .fetch_all(pool)
         .await?;
-        let read = rows.len();
-        let due = rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
-        let end = read < usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(claims.take(due, end, until, |e| (e.next_attempt_ms, e.seq)))
+        let end = rows.len() < usize::try_from(limit).unwrap_or(usize::MAX);
+        let due = rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?;
+        Ok(claims
+            .take(due, end, until, |(key, _)| *key)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
     }
 
     /// Removes delivered events.
@@ -356,6 +378,30 @@ impl Store {
 
 const COLUMNS: &str = "seq, event_id, event_source, topic, record_key, record_value, headers, state, \
                        attempts, last_error, next_attempt_ms, created_ms";
+
+/// A claimed row: its event, or, when the row cannot be read back into one, the failure that
+/// parks it.
+type Claimed = Result<Entry, Failure>;
+
+/// A claimed row with its claim order (due time, seq).
+fn claimed<R>(row: &R) -> Result<((i64, i64), Claimed), StoreError>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = row.try_get("seq")?;
+    let key = (row.try_get("next_attempt_ms")?, seq);
+    let event = entry(row).map_err(|e| Failure {
+        seq,
+        error: format!("the stored event cannot be read: {e}"),
+        next_attempt_ms: None,
+    });
+    Ok((key, event))
+}
 
 fn entry<R>(row: &R) -> Result<Entry, StoreError>
 where
