@@ -63,6 +63,8 @@ pub struct ProduceBench {
     /// The `wrk` Lua script of realistic events (`scripts/bench/events.lua`): with it, the
     /// single-event scenarios run again with `wrk` as the load generator, side by side.
     pub wrk_script: Option<PathBuf>,
+    /// Settings (`COURIER_…` variables) every proxy of the run starts with.
+    pub proxy_env: Vec<(String, String)>,
     /// CSV file the rows are appended to.
     pub csv: Option<PathBuf>,
     /// Directory the SVG charts are written to.
@@ -476,13 +478,18 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         .unwrap_or(0)
         .max(1);
     let mut proxies = Vec::new();
+    let proxy_env: Vec<(&str, &str)> = b
+        .proxy_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     for n in 0..proxies_needed {
         let dlq = state.path().join(format!("dlq{n}.db"));
         proxies.push(ProxyProcess::spawn(
             &beside_current_exe("courier-proxy")?,
             &b.bootstrap,
             &format!("sqlite:{}", dlq.display()),
-            &[],
+            &proxy_env,
             Output::Quiet,
         )?);
     }
@@ -672,6 +679,17 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
 
     let summary = medians(&rows);
     println!();
+    if !b.proxy_env.is_empty() {
+        let settings: Vec<String> = b
+            .proxy_env
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        println!(
+            "The proxies ran with {} (not their defaults).\n",
+            settings.join(", ")
+        );
+    }
     println!("{}", markdown(&summary));
     println!("{}", goals(&summary, b.rate));
     println!("{}", cross_check(&summary));

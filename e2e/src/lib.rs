@@ -103,8 +103,7 @@ impl TestProxy {
         config.dlq.url = format!("sqlite:{}", dlq_dir.path().join("dlq.db").display());
         tweak(&mut config);
         config.validate().expect("test configuration is valid");
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = courier_proxy::server::bind(config.listen, config.limits.listen_backlog)
             .expect("bind an ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();

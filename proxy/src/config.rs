@@ -98,11 +98,12 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Worker threads of the async runtime; 0: one per core the process may use (tokio's
-    /// default). librdkafka runs threads of its own besides them (one per broker, its main
-    /// thread, the delivery reports). On a small machine shared with other work, fewer workers
-    /// cost less CPU per event but take bursts of new connections more slowly (measured in the
-    /// README's benchmark section).
+    /// Worker threads of the async runtime; 0: one fewer than the cores the process may use
+    /// (cgroup quotas included), at least one. The core left over is for librdkafka's own
+    /// threads (one per broker, its main thread, the delivery reports), which take a fifth of
+    /// the proxy's CPU; as many workers as cores only compete with them and with each other
+    /// (work stealing, wake-ups, memory freed on another thread), and cost more CPU per event
+    /// for the same throughput (measured in the README's benchmark section).
     pub worker_threads: usize,
 }
 
@@ -112,7 +113,8 @@ impl RuntimeConfig {
         if self.worker_threads > 0 {
             return self.worker_threads;
         }
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        cores.saturating_sub(1).max(1)
     }
 }
 
@@ -247,6 +249,11 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
     /// Open connections at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections the kernel completes and queues before the proxy accepts them (the
+    /// listen backlog; Linux caps it at `net.core.somaxconn`, 4,096 by default). A burst of
+    /// new connections beyond it has its handshakes dropped, and those clients wait out a
+    /// retransmit (a second or more).
+    pub listen_backlog: u32,
     /// Most header fields in one request (HTTP/1); beyond: 431.
     pub max_headers: usize,
     /// Largest request head (HTTP/1 read buffer, HTTP/2 header list), in bytes.
@@ -269,6 +276,7 @@ impl Default for LimitsConfig {
             max_batch_events: 1_000,
             max_concurrent_requests: 512,
             max_connections: 4_096,
+            listen_backlog: 4_096,
             max_headers: 64,
             max_header_bytes: 16 * 1024,
             header_read_timeout_ms: 10_000,
@@ -412,6 +420,16 @@ impl Config {
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_leave_a_core_to_librdkafka() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let default = RuntimeConfig::default().workers();
+        assert_eq!(default, cores.saturating_sub(1).max(1));
+        assert!(default >= 1 && default <= cores);
+        let set = RuntimeConfig { worker_threads: 3 };
+        assert_eq!(set.workers(), 3, "a set count is taken as it is");
+    }
 
     #[test]
     fn file_then_env_then_flags() {

@@ -76,8 +76,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(config: Config, workers: usize) -> anyhow::Result<()> {
     let _telemetry = courier_telemetry::init("courier-proxy")?;
     tracing::info!(worker_threads = workers, "async runtime started");
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = courier_proxy::server::bind(config.listen, config.limits.listen_backlog)
         .with_context(|| format!("binding {}", config.listen))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));

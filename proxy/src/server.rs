@@ -216,6 +216,21 @@ pub async fn run(
     Ok(())
 }
 
+/// Binds the proxy's listener with a listen backlog of `backlog` connections (tokio's own
+/// `bind` asks for 1,024, which a burst of new connections overflows: their handshakes are
+/// dropped and retried a second later).
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's and tokio's `bind` do: a restarted proxy takes its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog.max(1))
+}
+
 /// Accepts connections until `shutdown`, each served by hyper (HTTP/1.1 and HTTP/2, over TLS
 /// when `tls` is given) within the connection limits: at most `max_connections` open (more
 /// wait in the listen backlog), heads within `max_headers`, `max_header_bytes` and
@@ -335,4 +350,45 @@ pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
 
 fn elapsed_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connects `n` clients to `addr` without the listener accepting any; returns how many
+    /// completed their handshake within `wait` each.
+    async fn handshakes(addr: std::net::SocketAddr, n: usize, wait: Duration) -> usize {
+        let mut open = Vec::with_capacity(n);
+        for _ in 0..n {
+            match tokio::time::timeout(wait, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => open.push(stream),
+                _ => break,
+            }
+        }
+        open.len()
+    }
+
+    #[tokio::test]
+    async fn the_listen_backlog_is_the_configured_one() {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        // Nothing accepts: every handshake the kernel completes waits in the backlog.
+        let wide = bind(loopback, 200).expect("bind");
+        let done = handshakes(wide.local_addr().unwrap(), 150, Duration::from_millis(500)).await;
+        assert_eq!(
+            done, 150,
+            "a backlog of 200 queues 150 new connections at once"
+        );
+        let narrow = bind(loopback, 4).expect("bind");
+        let done = handshakes(
+            narrow.local_addr().unwrap(),
+            150,
+            Duration::from_millis(500),
+        )
+        .await;
+        assert!(
+            (4..20).contains(&done),
+            "a backlog of 4 queues about 4 connections, then handshakes stall ({done} completed)"
+        );
+    }
 }

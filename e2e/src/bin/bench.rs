@@ -90,6 +90,12 @@ struct Args {
     /// generators.
     #[arg(long)]
     wrk_script: Option<PathBuf>,
+    /// A proxy setting for every proxy the run starts, `COURIER_…=value` (repeatable), e.g.
+    /// `COURIER_RUNTIME__WORKER_THREADS=1` to measure a setting against its default. The
+    /// proxies otherwise run with their defaults: the run's own `COURIER_*` variables are
+    /// not passed on.
+    #[arg(long, value_parser = proxy_setting)]
+    proxy_env: Vec<(String, String)>,
     /// CSV file the rows are appended to.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -109,6 +115,14 @@ struct Args {
     /// Bulk requests in flight (`--mode sinks`).
     #[arg(long, default_value_t = 2)]
     bulk_in_flight: usize,
+}
+
+/// `COURIER_KEY=value` → (key, value).
+fn proxy_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if k.starts_with("COURIER_") => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected COURIER_…=value, got {s:?}")),
+    }
 }
 
 #[tokio::main]
@@ -158,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
                 broker_pids,
                 only: args.only,
                 wrk_script: args.wrk_script,
+                proxy_env: args.proxy_env,
                 csv: args.csv,
                 svg_dir: args.svg_dir,
             })
