@@ -268,7 +268,7 @@ pub fn event_of(m: &OwnedMessage) -> Result<Event, EventError> {
                 .map(|h| {
                     (
                         h.key.to_owned().into(),
-                        h.value.unwrap_or_default().to_vec(),
+                        h.value.unwrap_or_default().to_vec().into(),
                     )
                 })
                 .collect()

@@ -108,7 +108,7 @@ pub async fn run(b: SinkBench) -> anyhow::Result<()> {
         for (k, v) in &r.headers {
             h = h.insert(Header {
                 key: k,
-                value: Some(v),
+                value: Some(&**v),
             });
         }
         let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)

@@ -66,7 +66,7 @@ async fn write_straight(topic: &str, event: &Value, key: &str) {
     for (k, v) in &record.headers {
         headers = headers.insert(rdkafka::message::Header {
             key: k,
-            value: Some(v),
+            value: Some(&**v),
         });
     }
     let r: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =

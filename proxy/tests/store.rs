@@ -25,8 +25,8 @@ fn from_source(source: &str, id: &str, topic: &str, due_in_ms: i64) -> NewEntry 
             key: Some(format!("key-{id}").into_bytes()),
             value: Some(vec![0, 159, 146, 150, b'{']),
             headers: vec![
-                ("ce_id".into(), id.as_bytes().to_vec()),
-                ("bin".into(), vec![0xff, 0, 1]),
+                ("ce_id".into(), id.as_bytes().to_vec().into()),
+                ("bin".into(), vec![0xff, 0, 1].into()),
             ],
         },
         error: "no acknowledgement".to_owned(),

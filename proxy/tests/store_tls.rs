@@ -130,7 +130,7 @@ fn entry(id: &str) -> NewEntry {
         record: KafkaRecord {
             key: None,
             value: Some(b"{}".to_vec()),
-            headers: vec![("ce_id".into(), id.as_bytes().to_vec())],
+            headers: vec![("ce_id".into(), id.as_bytes().to_vec().into())],
         },
         error: "no acknowledgement".to_owned(),
         next_attempt_ms: now_ms(),

@@ -19,7 +19,7 @@ pub const ID_HEADER: &str = "ce_id";
 pub const SOURCE_HEADER: &str = "ce_source";
 
 /// A record's headers in write order: name and value.
-pub type Headers = Vec<(Cow<'static, str>, Vec<u8>)>;
+pub type Headers = Vec<(Cow<'static, str>, Cow<'static, [u8]>)>;
 
 /// The parts of a Kafka record that carry an event (the topic is chosen elsewhere).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl KafkaRecord {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &**v)
     }
 
     /// The value of the first header with this name, taken out of the record (the header
@@ -49,7 +49,7 @@ impl KafkaRecord {
         self.headers
             .iter_mut()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| std::mem::take(v))
+            .map(|(_, v)| std::mem::take(v).into_owned())
     }
 }
 
@@ -78,40 +78,41 @@ pub fn into_record(event: Event) -> KafkaRecord {
         id_assigned: _,
     } = event;
     let mut headers: Headers = Vec::with_capacity(8 + extensions.len());
-    let mut put = |name: &'static str, value: Vec<u8>| {
+    // Values that are the same for every event are static: no allocation for them.
+    let mut put = |name: &'static str, value: Cow<'static, [u8]>| {
         headers.push((Cow::Borrowed(name), value));
     };
-    put("ce_specversion", SPEC_VERSION.as_bytes().to_vec());
-    put(ID_HEADER, id.into_bytes());
-    put(SOURCE_HEADER, source.into_bytes());
-    put("ce_type", ty.into_bytes());
+    put("ce_specversion", Cow::Borrowed(SPEC_VERSION.as_bytes()));
+    put(ID_HEADER, id.into_bytes().into());
+    put(SOURCE_HEADER, source.into_bytes().into());
+    put("ce_type", ty.into_bytes().into());
     if let Some(v) = subject {
-        put("ce_subject", v.into_bytes());
+        put("ce_subject", v.into_bytes().into());
     }
     if let Some(v) = time {
-        put("ce_time", v.into_bytes());
+        put("ce_time", v.into_bytes().into());
     }
     if let Some(v) = dataschema {
-        put("ce_dataschema", v.into_bytes());
+        put("ce_dataschema", v.into_bytes().into());
     }
-    put("ce_category", category.as_str().as_bytes().to_vec());
+    put("ce_category", Cow::Borrowed(category.as_str().as_bytes()));
     if let Some(v) = errortype {
-        put("ce_errortype", v.into_bytes());
+        put("ce_errortype", v.into_bytes().into());
     }
     if let Some(v) = &partitionkey {
-        put("ce_partitionkey", v.as_bytes().to_vec());
+        put("ce_partitionkey", v.as_bytes().to_vec().into());
     }
     for (name, value) in extensions {
         let value = match value {
             ExtensionValue::String(s) => s.into_bytes(),
             other => other.to_string().into_bytes(),
         };
-        headers.push((Cow::Owned(format!("{HEADER_PREFIX}{name}")), value));
+        headers.push((Cow::Owned(format!("{HEADER_PREFIX}{name}")), value.into()));
     }
     let value = match data {
         Some(data) => {
             if let Some(ct) = datacontenttype {
-                headers.push((Cow::Borrowed(CONTENT_TYPE_HEADER), ct.into_bytes()));
+                headers.push((Cow::Borrowed(CONTENT_TYPE_HEADER), ct.into_bytes().into()));
             }
             data.into_bytes()
         }
@@ -351,11 +352,11 @@ mod tests {
             key: None,
             value: Some(Vec::new()),
             headers: vec![
-                ("ce_specversion".into(), b"1.0".to_vec()),
-                ("ce_id".into(), b"1".to_vec()),
-                ("ce_source".into(), b"/s".to_vec()),
-                ("ce_type".into(), b"t".to_vec()),
-                ("content-type".into(), b"application/json".to_vec()),
+                ("ce_specversion".into(), b"1.0".to_vec().into()),
+                ("ce_id".into(), b"1".to_vec().into()),
+                ("ce_source".into(), b"/s".to_vec().into()),
+                ("ce_type".into(), b"t".to_vec().into()),
+                ("content-type".into(), b"application/json".to_vec().into()),
             ],
         })
         .unwrap();

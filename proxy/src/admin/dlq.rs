@@ -449,7 +449,7 @@ mod tests {
             record: KafkaRecord {
                 key: Some(b"order-1".to_vec()),
                 value: Some(vec![0xff, 0x00]),
-                headers: vec![("ce_id".into(), b"e-1".to_vec())],
+                headers: vec![("ce_id".into(), b"e-1".to_vec().into())],
             },
             state: State::Parked,
             attempts: 3,

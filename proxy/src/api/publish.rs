@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use courier_shared::{Problem, ProblemKind};
@@ -153,10 +153,11 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
 )]
 pub async fn publish(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    handle(&state, &headers, body, None).await
+    // The request itself rather than axum's `HeaderMap` extractor, which clones the headers.
+    let (parts, body) = request.into_parts();
+    handle(&state, &parts.headers, body, None).await
 }
 
 /// `POST /v1/topics/{topic}/events`: an explicit, existing topic.
@@ -188,12 +189,12 @@ pub async fn publish(
 pub async fn publish_to_topic(
     State(state): State<AppState>,
     Path(topic): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     courier_shared::topic::validate_topic_name(&topic)
         .map_err(|e| ApiError::new(ProblemKind::InvalidTopic, e.to_string()))?;
-    handle(&state, &headers, body, Some(topic)).await
+    let (parts, body) = request.into_parts();
+    handle(&state, &parts.headers, body, Some(topic)).await
 }
 
 async fn handle(

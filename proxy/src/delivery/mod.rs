@@ -212,7 +212,7 @@ fn headers(record: &KafkaRecord) -> OwnedHeaders {
     for (key, value) in &record.headers {
         headers = headers.insert(Header {
             key,
-            value: Some(value),
+            value: Some(&**value),
         });
     }
     headers

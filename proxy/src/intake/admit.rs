@@ -274,7 +274,7 @@ impl<'a> Admission<'a> {
         record.headers.extend(
             self.trace_headers
                 .iter()
-                .map(|(k, v)| (k.clone().into(), v.clone())),
+                .map(|(k, v)| (k.clone().into(), v.clone().into())),
         );
         let size = record_size(&record);
         if size > self.max_event_bytes {

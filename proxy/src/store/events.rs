@@ -432,11 +432,11 @@ where
 }
 
 /// Headers as JSON `[[name, base64(value)], …]`: readable in a SQL shell, lossless for binary.
-fn encode_headers(headers: &[(Cow<'static, str>, Vec<u8>)]) -> String {
+fn encode_headers(headers: &courier_shared::binding::Headers) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let pairs: Vec<(&str, String)> = headers
         .iter()
-        .map(|(k, v)| (k.as_ref(), b64.encode(v)))
+        .map(|(k, v)| (k.as_ref(), b64.encode(&**v)))
         .collect();
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -449,7 +449,7 @@ fn decode_headers(json: &str) -> Result<courier_shared::binding::Headers, StoreE
         .into_iter()
         .map(|(k, v)| {
             b64.decode(v)
-                .map(|v| (Cow::Owned(k), v))
+                .map(|v| (Cow::Owned(k), Cow::Owned(v)))
                 .map_err(|e| StoreError::Database(format!("header value: {e}")))
         })
         .collect()
