@@ -378,6 +378,23 @@ async fn an_unreadable_stored_event_is_parked_and_the_rest_are_claimed() {
         ["e2", "e3"]
     );
     assert_eq!(store.counts().await.unwrap(), (3, 1));
+
+    // The admin API still lists and shows every row, the damaged one without its headers
+    // and with the reason it was parked.
+    let listed = store.list(&Filter::default(), 0, 10).await.unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let damaged = listed.iter().find(|e| e.event_id == "e1").unwrap();
+    assert!(damaged.record.headers.is_empty());
+    assert_eq!(damaged.state, State::Parked);
+    assert!(
+        damaged
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot be read")),
+        "{damaged:?}"
+    );
+    let shown = store.get(damaged.seq).await.unwrap().expect("the row");
+    assert_eq!(shown.event_id, "e1");
 }
 
 #[tokio::test]

@@ -330,7 +330,7 @@ impl Store {
         let sql = self.sql(&format!("SELECT {COLUMNS} FROM dlq_events WHERE seq = ?"));
         on_pool!(self.backend, pool => {
             sqlx::query(&sql).bind(seq).fetch_optional(pool).await?
-                .map(|r| entry(&r)).transpose()
+                .map(|r| listed(&r)).transpose()
         })
     }
 
@@ -359,7 +359,7 @@ impl Store {
                 .bind(error).bind(error)
                 .bind(limit)
                 .fetch_all(pool).await?
-                .iter().map(entry).collect()
+                .iter().map(listed).collect()
         })
     }
 
@@ -403,7 +403,42 @@ where
     Ok((key, event))
 }
 
+/// A row as the admin API lists it: one whose stored headers cannot be read is still
+/// listed, without its headers (it is parked with the reason when a claim reaches it), so
+/// that one damaged row does not hide every other from the operator.
+fn listed<R>(row: &R) -> Result<Entry, StoreError>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    read_entry(row, |json| {
+        decode_headers(json).or_else(|e| {
+            tracing::warn!(error = %e, "a stored event's headers cannot be read; listed without them");
+            Ok(Vec::new())
+        })
+    })
+}
+
 fn entry<R>(row: &R) -> Result<Entry, StoreError>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    read_entry(row, decode_headers)
+}
+
+fn read_entry<R>(
+    row: &R,
+    headers_of: impl FnOnce(&str) -> Result<courier_shared::binding::Headers, StoreError>,
+) -> Result<Entry, StoreError>
 where
     R: sqlx::Row,
     for<'c> &'c str: sqlx::ColumnIndex<R>,
@@ -421,7 +456,7 @@ where
         record: KafkaRecord {
             key: row.try_get("record_key")?,
             value: row.try_get("record_value")?,
-            headers: decode_headers(&headers)?,
+            headers: headers_of(&headers)?,
         },
         state: State::parse(&row.try_get::<String, _>("state")?)?,
         attempts: row.try_get("attempts")?,
