@@ -330,7 +330,7 @@ impl Store {
         let sql = self.sql(&format!("SELECT {COLUMNS} FROM dlq_events WHERE seq = ?"));
         on_pool!(self.backend, pool => {
             sqlx::query(&sql).bind(seq).fetch_optional(pool).await?
-                .map(|r| listed(&r)).transpose()
+                .map(|r| read_entry(&r, listed_headers)).transpose()
         })
     }
 
@@ -359,7 +359,7 @@ impl Store {
                 .bind(error).bind(error)
                 .bind(limit)
                 .fetch_all(pool).await?
-                .iter().map(listed).collect()
+                .iter().map(|r| read_entry(r, listed_headers)).collect()
         })
     }
 
@@ -395,7 +395,7 @@ where
 {
     let seq: i64 = row.try_get("seq")?;
     let key = (row.try_get("next_attempt_ms")?, seq);
-    let event = entry(row).map_err(|e| Failure {
+    let event = read_entry(row, decode_headers).map_err(|e| Failure {
         seq,
         error: format!("the stored event cannot be read: {e}"),
         next_attempt_ms: None,
@@ -403,38 +403,17 @@ where
     Ok((key, event))
 }
 
-/// A row as the admin API lists it: one whose stored headers cannot be read is still
-/// listed, without its headers (it is parked with the reason when a claim reaches it), so
-/// that one damaged row does not hide every other from the operator.
-fn listed<R>(row: &R) -> Result<Entry, StoreError>
-where
-    R: sqlx::Row,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-{
-    read_entry(row, |json| {
-        decode_headers(json).or_else(|e| {
-            tracing::warn!(error = %e, "a stored event's headers cannot be read; listed without them");
-            Ok(Vec::new())
-        })
+/// Headers as the admin API lists a row: a row whose stored headers cannot be read is still
+/// listed, without them (it is parked with the reason when a claim reaches it), so that one
+/// damaged row does not hide every other from the operator.
+fn listed_headers(json: &str) -> Result<courier_shared::binding::Headers, StoreError> {
+    decode_headers(json).or_else(|e| {
+        tracing::warn!(error = %e, "a stored event's headers cannot be read; listed without them");
+        Ok(Vec::new())
     })
 }
 
-fn entry<R>(row: &R) -> Result<Entry, StoreError>
-where
-    R: sqlx::Row,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-{
-    read_entry(row, decode_headers)
-}
-
+/// A row read back into an entry, its headers decoded by `headers_of`.
 fn read_entry<R>(
     row: &R,
     headers_of: impl FnOnce(&str) -> Result<courier_shared::binding::Headers, StoreError>,
