@@ -73,7 +73,7 @@ fuzz_target!(|input: Input| {
                 Value::Text(s) => s.into_bytes(),
                 Value::Bytes(b) => b,
             };
-            (name.into(), value)
+            (name.into(), value.into())
         })
         .collect();
     let record = KafkaRecord {
