@@ -401,6 +401,17 @@ async fn topics_are_created_from_templates_listed_altered_and_deleted() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["replication_factor"], 3);
     assert_eq!(created["partitions"], 3);
+    // A 201 means the topic is listed already (what the admin page shows next).
+    let (status, listed) = call(&proxy, Method::GET, "/admin/api/topics", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        listed["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == topic.as_str() && t["partitions"] == 3),
+        "the topic just created is listed at once: {listed}"
+    );
     assert_eq!(partitions_of(&topic), 3);
     let configs = broker_configs(&topic).await;
     assert_eq!(

@@ -482,7 +482,10 @@ impl TopicManager {
         .map_err(|e| TopicAdminError::Unavailable(e.to_string()))?
     }
 
-    /// Creates a topic; an existing topic is a conflict, not a success.
+    /// Creates a topic; an existing topic is a conflict, not a success. Returns once the
+    /// cluster's metadata lists the topic with a leader for every partition (or the request
+    /// timeout has passed): Kafka answers a creation before every broker's metadata has it,
+    /// and a listing made at once could miss the topic just created.
     pub async fn create_topic_exact(
         &self,
         name: &str,
@@ -497,12 +500,36 @@ impl TopicManager {
         {
             None => {
                 self.remember(name);
+                self.await_listed(name, partitions).await;
                 Ok(())
             }
             Some(RDKafkaErrorCode::TopicAlreadyExists) => {
                 Err(TopicAdminError::Exists(name.to_owned()))
             }
             Some(code) => Err(TopicAdminError::Refused(code.to_string())),
+        }
+    }
+
+    /// Waits, within the request timeout, until the metadata lists `name` with `partitions`
+    /// partitions that each have a leader.
+    async fn await_listed(&self, name: &str, partitions: i32) {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let listed = self.metadata().await.ok().and_then(|m| find(&m, name));
+            if listed.is_some_and(|t| {
+                t.partitions.len() == usize::try_from(partitions).unwrap_or(0)
+                    && t.partitions.iter().all(|p| p.leader >= 0)
+            }) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    topic = name,
+                    "created, but not yet listed with a leader for every partition"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
