@@ -144,6 +144,24 @@ impl TestProxy {
         format!("http://{}{path}", self.addr)
     }
 
+    /// POSTs `body` to `path`: a JSON array as a CloudEvents batch, anything else as one
+    /// structured event. Returns the status and the JSON answer (`null` when it is not JSON).
+    pub async fn publish(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let content_type = match body.is_array() {
+            true => "application/cloudevents-batch+json",
+            false => "application/cloudevents+json",
+        };
+        let response = http()
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the proxy answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     /// The proxy's store, opened beside it.
     pub async fn dlq(&self) -> courier_proxy::store::Store {
         courier_proxy::store::Store::open(&self.config.dlq.url, 16)
@@ -159,6 +177,15 @@ impl TestProxy {
             .expect("proxy task panicked")
             .expect("proxy stopped with an error");
     }
+}
+
+/// A loopback address where no Kafka listens (a port just bound and let go): a proxy
+/// pointed at it sees Kafka down from the start.
+pub fn unreachable_kafka() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .to_string()
 }
 
 /// A CloudEvent as JSON.

@@ -14,7 +14,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-const CE_JSON: &str = "application/cloudevents+json";
 const TOKEN: &str = "admin-s3cret";
 
 fn kafka_admin() -> AdminClient<DefaultClientContext> {
@@ -32,18 +31,6 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, Value) {
     courier_e2e::admin_call(proxy, TOKEN, method, path, body).await
-}
-
-async fn publish(proxy: &TestProxy, path: &str, event: &Value) -> (u16, Value) {
-    let resp = http()
-        .post(proxy.url(path))
-        .header("content-type", CE_JSON)
-        .body(event.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Topic configs as the brokers report them.
@@ -89,7 +76,7 @@ async fn audit(proxy: &TestProxy, action: &str) -> Vec<Value> {
 async fn publish_once_known(proxy: &TestProxy, path: &str, event: &Value) -> (u16, Value) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer = publish(proxy, path, event).await;
+        let answer = proxy.publish(path, event).await;
         if answer.0 != 404 || Instant::now() > deadline {
             return answer;
         }
@@ -129,12 +116,12 @@ async fn a_service_outside_its_prefix_is_refused_with_403() {
         );
     }
     let path = format!("/v1/topics/{service}.orders/events");
-    let (status, problem) = publish(
-        &proxy,
-        &path,
-        &event_json("spoof-1", &format!("/{other}"), json!({})),
-    )
-    .await;
+    let (status, problem) = proxy
+        .publish(
+            &path,
+            &event_json("spoof-1", &format!("/{other}"), json!({})),
+        )
+        .await;
     assert_eq!(status, 403, "{problem}");
     assert_eq!(problem["type"], "urn:courier:problem:topic-not-allowed");
     assert!(problem["detail"].as_str().unwrap().contains(&other));
@@ -233,7 +220,7 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
     let service = unique("policy");
     let log = |id: &str| event_json(id, &format!("/{service}"), json!({"category": "log"}));
 
-    let (status, first) = publish(&proxy, "/v1/events", &log("l-1")).await;
+    let (status, first) = proxy.publish("/v1/events", &log("l-1")).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["topic"], format!("{service}.logs"));
     // A second proxy on the same store, started once the first has migrated it.
@@ -284,7 +271,7 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
     assert_eq!(status, 409, "an edit of an old version is refused");
 
     // The next event on this proxy follows the new policy, created from the new template.
-    let (status, next) = publish(&proxy, "/v1/events", &log("l-2")).await;
+    let (status, next) = proxy.publish("/v1/events", &log("l-2")).await;
     assert_eq!(status, 200, "{next}");
     let new_topic = format!("{service}.applogs");
     assert_eq!(next["topic"], new_topic.as_str());
@@ -301,7 +288,7 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
         &format!("/{service}"),
         json!({"errortype": "forbidden"}),
     );
-    let (status, problem) = publish(&proxy, "/v1/events", &denied).await;
+    let (status, problem) = proxy.publish("/v1/events", &denied).await;
     assert_eq!(status, 403);
     assert!(
         problem["detail"].as_str().unwrap().contains("denied"),
@@ -323,18 +310,18 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
         &format!("/{service}"),
         json!({"errortype": "brand-new"}),
     );
-    let (status, problem) = publish(&proxy, "/v1/events", &fresh).await;
+    let (status, problem) = proxy.publish("/v1/events", &fresh).await;
     assert_eq!(status, 404, "{problem}");
     assert_eq!(problem["type"], "urn:courier:problem:unknown-topic");
     assert_eq!(partitions_of(&format!("{service}.error.brand-new")), 0);
-    let (status, _) = publish(&proxy, "/v1/events", &log("l-2b")).await;
+    let (status, _) = proxy.publish("/v1/events", &log("l-2b")).await;
     assert_eq!(status, 200, "an existing topic still takes events");
 
     // The peer sharing the store follows within its polling interval.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut topic = Value::Null;
     while Instant::now() < deadline {
-        topic = publish(&peer, "/v1/events", &log(&unique("p-"))).await.1["topic"].clone();
+        topic = peer.publish("/v1/events", &log(&unique("p-"))).await.1["topic"].clone();
         if topic == new_topic.as_str() {
             break;
         }
@@ -361,7 +348,7 @@ async fn a_policy_change_takes_effect_on_the_next_event_everywhere_and_is_audite
     let restarted = TestProxy::start(settings).await;
     let (_, v) = call(&restarted, reqwest::Method::GET, "/admin/api/policy", None).await;
     assert_eq!(v["version"], 2);
-    let (status, again) = publish(&restarted, "/v1/events", &log("l-3")).await;
+    let (status, again) = restarted.publish("/v1/events", &log("l-3")).await;
     assert_eq!(status, 200);
     assert_eq!(again["topic"], new_topic.as_str());
     restarted.stop().await;
@@ -461,15 +448,17 @@ async fn topics_are_created_from_templates_listed_altered_and_deleted() {
             &format!("/{service}"),
             json!({"partitionkey": "k"}),
         );
-        let (status, v) = publish(&proxy, &format!("/v1/topics/{topic}/events"), &e).await;
+        let (status, v) = proxy
+            .publish(&format!("/v1/topics/{topic}/events"), &e)
+            .await;
         assert_eq!(status, 200, "{v}");
     }
-    let (_, one) = publish(
-        &proxy,
-        &format!("/v1/topics/{topic}/events"),
-        &event_json("o-0", &format!("/{service}"), json!({"partitionkey": "k"})),
-    )
-    .await;
+    let (_, one) = proxy
+        .publish(
+            &format!("/v1/topics/{topic}/events"),
+            &event_json("o-0", &format!("/{service}"), json!({"partitionkey": "k"})),
+        )
+        .await;
     let partition = one["partition"].as_i64().unwrap() as i32;
     let group = unique("lag-");
     let consumer: BaseConsumer = ClientConfig::new()

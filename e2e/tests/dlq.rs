@@ -6,10 +6,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use courier_e2e::chaos::wait_drained;
-use courier_e2e::{TestProxy, event_json, http, read_by_id, unique};
+use courier_e2e::{TestProxy, event_json, http, read_by_id, unique, unreachable_kafka};
 use serde_json::{Value, json};
 
-const CE_JSON: &str = "application/cloudevents+json";
 const CE_BATCH: &str = "application/cloudevents-batch+json";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,37 +22,24 @@ async fn unacknowledged_events_are_stored_answered_202_and_delivered_later() {
     .await;
     let service = unique("late");
     let source = format!("/{service}");
-    let client = http();
     let mut ids = HashSet::new();
     for i in 0..20 {
         let id = format!("single-{i}");
-        let resp = client
-            .post(proxy.url("/v1/events"))
-            .header("content-type", CE_JSON)
-            .body(event_json(&id, &source, json!({})).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202, "{id}");
-        let v: Value = resp.json().await.unwrap();
+        let (status, v) = proxy
+            .publish("/v1/events", &event_json(&id, &source, json!({})))
+            .await;
+        assert_eq!(status, 202, "{id}");
         assert_eq!(
             (v["status"].as_str(), v["id"].as_str()),
             (Some("stored"), Some(id.as_str()))
         );
         ids.insert(id);
     }
-    let batch: Vec<Value> = (0..200)
+    let batch: Value = (0..200)
         .map(|i| event_json(&format!("batch-{i}"), &source, json!({})))
         .collect();
-    let resp = client
-        .post(proxy.url("/v1/events"))
-        .header("content-type", CE_BATCH)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let v: Value = resp.json().await.unwrap();
+    let (status, v) = proxy.publish("/v1/events", &batch).await;
+    assert_eq!(status, 202);
     assert_eq!(v["stored"], 200);
     ids.extend((0..200).map(|i| format!("batch-{i}")));
 
@@ -79,28 +65,18 @@ async fn unacknowledged_events_are_stored_answered_202_and_delivered_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kafka_unreachable_events_are_stored_not_refused() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let proxy = TestProxy::start(|c| {
-        c.kafka.bootstrap_servers = dead.to_string();
+        c.kafka.bootstrap_servers = unreachable_kafka();
         c.kafka.request_timeout_ms = 500;
         c.kafka.message_timeout_ms = 1_000;
         c.delivery.ack_timeout_ms = 500;
     })
     .await;
-    let client = http();
     let started = Instant::now();
     for i in 0..10 {
-        let resp = client
-            .post(proxy.url("/v1/events"))
-            .header("content-type", CE_JSON)
-            .body(event_json(&format!("u-{i}"), "/outage", json!({})).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202, "event {i}");
+        let event = event_json(&format!("u-{i}"), "/outage", json!({}));
+        let (status, v) = proxy.publish("/v1/events", &event).await;
+        assert_eq!(status, 202, "event {i}: {v}");
     }
     let store = proxy.dlq().await;
     let pending = store.list(&Default::default(), 0, 100).await.unwrap();
@@ -146,17 +122,12 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
     .await;
     let client = http();
     let big = event_json("wide-1", "/narrow", json!({"data": "w".repeat(5_000)}));
-    let resp = client
-        .post(proxy.url(&format!("/v1/topics/{topic}/events")))
-        .header("content-type", CE_JSON)
-        .body(big.to_string())
-        .send()
-        .await
-        .unwrap();
+    let (status, v) = proxy
+        .publish(&format!("/v1/topics/{topic}/events"), &big)
+        .await;
     assert_eq!(
-        resp.status(),
-        202,
-        "stored when no acknowledgement came in time"
+        status, 202,
+        "stored when no acknowledgement came in time: {v}"
     );
 
     let store = proxy.dlq().await;
@@ -287,12 +258,8 @@ impl Drop for TinyDisk {
 async fn a_full_store_disk_answers_503_and_keeps_every_202() {
     let disk = TinyDisk::mount("400k");
     let url = format!("sqlite:{}", disk.0.path().join("dlq.db").display());
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let proxy = TestProxy::start(|c| {
-        c.kafka.bootstrap_servers = dead.to_string();
+        c.kafka.bootstrap_servers = unreachable_kafka();
         c.kafka.request_timeout_ms = 300;
         c.delivery.ack_timeout_ms = 300;
         c.dlq.url = url.clone();
@@ -406,44 +373,33 @@ async fn a_full_store_disk_answers_503_and_keeps_every_202() {
 async fn events_sharing_an_id_across_sources_are_all_delivered() {
     let store_dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", store_dir.path().join("dlq.db").display());
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let service = unique("same-id");
     let sources: Vec<String> = ["a", "b", "c"]
         .iter()
         .map(|s| format!("/{service}/{s}"))
         .collect();
     let down = TestProxy::start(|c| {
-        c.kafka.bootstrap_servers = dead.to_string();
+        c.kafka.bootstrap_servers = unreachable_kafka();
         c.kafka.request_timeout_ms = 300;
         c.delivery.ack_timeout_ms = 300;
         c.dlq.url = url.clone();
     })
     .await;
-    let client = http();
     let mut answered = HashSet::new();
     // Each id from each source, and the whole batch twice: the resend must not add rows.
-    let batch: Vec<Value> = (0..50)
+    let events: Vec<Value> = (0..50)
         .flat_map(|i| {
             sources
                 .iter()
                 .map(move |s| event_json(&format!("shared-{i}"), s, json!({"from": s})))
         })
         .collect();
+    let batch = Value::from(events.clone());
     for _ in 0..2 {
-        let resp = client
-            .post(down.url("/v1/events"))
-            .header("content-type", CE_BATCH)
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["stored"], batch.len());
-        answered.extend(batch.iter().map(|e| {
+        let (status, v) = down.publish("/v1/events", &batch).await;
+        assert_eq!(status, 202, "{v}");
+        assert_eq!(v["stored"], events.len());
+        answered.extend(events.iter().map(|e| {
             (
                 e["source"].as_str().unwrap().to_owned(),
                 e["id"].as_str().unwrap().to_owned(),
