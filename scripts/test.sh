@@ -111,9 +111,11 @@ cleanup() {
   cleanup_containers
   cleanup_es
   cleanup_sasl
-  "$here/kafka/cluster.sh" stop --dir "$cluster_dir" || true
-  "$here/kafka/cluster.sh" stop --dir "$fault_dir" || true
-  "$here/postgres.sh" stop --dir "$pg_dir" || true
+  # Each only while its directory is there: the container suite's cleanup removed them.
+  for dir in "$cluster_dir" "$fault_dir"; do
+    if [[ -d "$dir" ]]; then "$here/kafka/cluster.sh" stop --dir "$dir" || true; fi
+  done
+  if [[ -d "$pg_dir" ]]; then "$here/postgres.sh" stop --dir "$pg_dir" || true; fi
   if [ "${COURIER_KEEP_LOGS:-}" = "" ]; then
     rm -rf "$cluster_dir" "$fault_dir" "$pg_dir"
   else
@@ -209,7 +211,7 @@ if (($# == 0)); then
   # ---- container suite (e2e/tests/containers.rs): its time is logged apart.
   log "container suite: Docker API, images, tests"
   # The process-based clusters have done their part: their memory and cores go to the
-  # containers (the EXIT trap's second cleanup finds nothing left to stop).
+  # containers (the EXIT trap's second cleanup finds nothing left to stop, and says nothing).
   cleanup
   containers_t0=$SECONDS
   docker_env=$("$here/containers/setup.sh" --socket)
