@@ -6,12 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use courier_e2e::{TestProxy, event_json, header, http, read_by_id, unique};
+use courier_e2e::{TestProxy, event_json, header, read_by_id, unique};
 use rdkafka::message::Message;
 use serde_json::{Value, json};
 
-const CE_JSON: &str = "application/cloudevents+json";
-const CE_BATCH: &str = "application/cloudevents-batch+json";
 const TOKEN: &str = "admin-s3cret";
 
 async fn call(
@@ -21,18 +19,6 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, Value) {
     courier_e2e::admin_call(proxy, TOKEN, method, path, body).await
-}
-
-async fn publish(proxy: &TestProxy, content_type: &str, body: &Value) -> (u16, Value) {
-    let resp = http()
-        .post(proxy.url("/v1/events"))
-        .header("content-type", content_type)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 fn order(id: &str, source: &str, data: Value) -> Value {
@@ -85,29 +71,29 @@ async fn events_are_checked_against_the_version_they_name_or_the_latest() {
     let uri_v2 = format!("courier:schema/{service}/order.placed/2");
 
     // Without dataschema: the latest version, named on the record.
-    let (status, body) = publish(
-        &proxy,
-        CE_JSON,
-        &order(
-            "latest-ok",
-            &source,
-            json!({"amount": 5, "currency": "EUR"}),
-        ),
-    )
-    .await;
+    let (status, body) = proxy
+        .publish(
+            "/v1/events",
+            &order(
+                "latest-ok",
+                &source,
+                json!({"amount": 5, "currency": "EUR"}),
+            ),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     // With dataschema: that version (v1 needs no currency).
     let mut named = order("v1-ok", &source, json!({"amount": 5}));
     named["dataschema"] = json!(uri_v1);
-    let (status, body) = publish(&proxy, CE_JSON, &named).await;
+    let (status, body) = proxy.publish("/v1/events", &named).await;
     assert_eq!(status, 200, "{body}");
     // Invalid against the latest: 422 with the validation error.
-    let (status, problem) = publish(
-        &proxy,
-        CE_JSON,
-        &order("latest-bad", &source, json!({"amount": "five"})),
-    )
-    .await;
+    let (status, problem) = proxy
+        .publish(
+            "/v1/events",
+            &order("latest-bad", &source, json!({"amount": "five"})),
+        )
+        .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["type"], "urn:courier:problem:schema-violation");
     let detail = problem["detail"].as_str().unwrap();
@@ -118,7 +104,7 @@ async fn events_are_checked_against_the_version_they_name_or_the_latest() {
     // An unknown version: 422 unknown-schema.
     let mut unknown = order("v9", &source, json!({"amount": 5}));
     unknown["dataschema"] = json!(format!("courier:schema/{service}/order.placed/9"));
-    let (status, problem) = publish(&proxy, CE_JSON, &unknown).await;
+    let (status, problem) = proxy.publish("/v1/events", &unknown).await;
     assert_eq!(
         (status, problem["type"].clone()),
         (422, json!("urn:courier:problem:unknown-schema")),
@@ -126,7 +112,7 @@ async fn events_are_checked_against_the_version_they_name_or_the_latest() {
     );
     // Another type of the service: not checked, as before.
     let other = event_json("other-type", &source, json!({"data": "anything"}));
-    assert_eq!(publish(&proxy, CE_JSON, &other).await.0, 200);
+    assert_eq!(proxy.publish("/v1/events", &other).await.0, 200);
 
     // A batch: a status per event, the valid ones written.
     let batch = json!([
@@ -142,7 +128,7 @@ async fn events_are_checked_against_the_version_they_name_or_the_latest() {
             json!({"amount": 2, "currency": "JPY"})
         ),
     ]);
-    let (status, body) = publish(&proxy, CE_BATCH, &batch).await;
+    let (status, body) = proxy.publish("/v1/events", &batch).await;
     assert_eq!(status, 207, "{body}");
     assert_eq!(
         (body["delivered"].clone(), body["invalid"].clone()),
@@ -226,12 +212,12 @@ async fn events_are_checked_against_the_version_they_name_or_the_latest() {
     assert_eq!((status, one["schema"].clone()), (200, v1()));
     let (status, body) = call(&proxy, reqwest::Method::DELETE, &path, None).await;
     assert_eq!((status, body["deleted"].clone()), (200, json!(2)), "{body}");
-    let (status, _) = publish(
-        &proxy,
-        CE_JSON,
-        &order("after-delete", &source, json!({"amount": "x"})),
-    )
-    .await;
+    let (status, _) = proxy
+        .publish(
+            "/v1/events",
+            &order("after-delete", &source, json!({"amount": "x"})),
+        )
+        .await;
     assert_eq!(status, 200, "no schema: not checked");
     let (_, log) = call(
         &proxy,
@@ -286,7 +272,7 @@ async fn the_error_topic_policy_keeps_invalid_events_with_their_error() {
         ),
         order("kept-invalid", &source, json!({"amount": "lots"})),
     ]);
-    let (status, body) = publish(&proxy, CE_BATCH, &batch).await;
+    let (status, body) = proxy.publish("/v1/events", &batch).await;
     assert_eq!(status, 200, "both accepted: {body}");
     let error_topic = format!("{service}.error.schema-violation");
     assert_eq!(body["results"][0]["topic"], format!("{service}.events"));
@@ -428,7 +414,9 @@ async fn a_proxy_sharing_the_store_follows_a_new_schema() {
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (status, _) = publish(&second, CE_JSON, &order(&unique("f"), &source, json!({}))).await;
+        let (status, _) = second
+            .publish("/v1/events", &order(&unique("f"), &source, json!({})))
+            .await;
         if status == 422 {
             break;
         }

@@ -513,23 +513,23 @@ impl TopicManager {
     /// Waits, within the request timeout, until the metadata lists `name` with `partitions`
     /// partitions that each have a leader.
     async fn await_listed(&self, name: &str, partitions: i32) {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let listed = self.metadata().await.ok().and_then(|m| find(&m, name));
-            if listed.is_some_and(|t| {
-                t.partitions.len() == usize::try_from(partitions).unwrap_or(0)
-                    && t.partitions.iter().all(|p| p.leader >= 0)
-            }) {
-                return;
+        let listed = async {
+            loop {
+                let topic = self.metadata().await.ok().and_then(|m| find(&m, name));
+                if topic.is_some_and(|t| {
+                    t.partitions.len() == usize::try_from(partitions).unwrap_or(0)
+                        && t.partitions.iter().all(|p| p.leader >= 0)
+                }) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    topic = name,
-                    "created, but not yet listed with a leader for every partition"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if tokio::time::timeout(self.timeout, listed).await.is_err() {
+            tracing::warn!(
+                topic = name,
+                "created, but not yet listed with a leader for every partition"
+            );
         }
     }
 
