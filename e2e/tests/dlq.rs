@@ -90,6 +90,94 @@ async fn with_kafka_unreachable_events_are_stored_not_refused() {
     proxy.stop().await;
 }
 
+/// A stored row whose headers cannot be read (here: overwritten by hand) is listed with its
+/// stored header text instead of headers, and discarding it keeps that text in the audit log:
+/// what an operator throws away stays on record whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_stored_event_is_listed_and_its_discard_keeps_the_stored_text() {
+    let proxy = TestProxy::start(|c| {
+        c.kafka.bootstrap_servers = unreachable_kafka();
+        c.kafka.request_timeout_ms = 500;
+        c.kafka.message_timeout_ms = 1_000;
+        c.delivery.ack_timeout_ms = 500;
+        c.admin.token = Some("s3cret".into());
+    })
+    .await;
+    for id in ["damaged-1", "intact-1"] {
+        let (status, v) = proxy
+            .publish("/v1/events", &event_json(id, "/damage", json!({})))
+            .await;
+        assert_eq!(status, 202, "{id}: {v}");
+    }
+    let pool = sqlx::SqlitePool::connect(&proxy.config.dlq.url)
+        .await
+        .unwrap();
+    let damaged = sqlx::query(
+        "UPDATE dlq_events SET headers = '[[\"ce_id\", not base64' WHERE event_id = 'damaged-1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(damaged.rows_affected(), 1);
+    pool.close().await;
+
+    let client = http();
+    let get = |path: String| {
+        let request = client.get(proxy.url(&path)).bearer_auth("s3cret");
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let listed = get("/admin/api/dlq".into()).await;
+    let events = listed["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{listed}");
+    let row = events
+        .iter()
+        .find(|e| e["event_id"] == "damaged-1")
+        .unwrap();
+    assert_eq!(row["headers"], json!([]));
+    assert_eq!(row["unreadable_headers"], "[[\"ce_id\", not base64");
+    let intact = events.iter().find(|e| e["event_id"] == "intact-1").unwrap();
+    assert!(intact.get("unreadable_headers").is_none(), "{intact}");
+    assert!(!intact["headers"].as_array().unwrap().is_empty());
+    let seq = row["seq"].as_i64().unwrap();
+    let shown = get(format!("/admin/api/dlq/{seq}")).await;
+    assert_eq!(shown["unreadable_headers"], row["unreadable_headers"]);
+
+    let discarded: Value = client
+        .post(proxy.url("/admin/api/dlq/discard"))
+        .bearer_auth("s3cret")
+        .json(&json!({"seqs": [seq], "reason": "damaged by hand"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discarded["discarded"], 1, "{discarded}");
+    let audit = get("/admin/api/audit?action=dlq.discard".into()).await;
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["after"]["reason"], "damaged by hand", "{audit}");
+    assert_eq!(entry["before"]["events"][0]["event_id"], "damaged-1");
+    assert_eq!(
+        entry["before"]["events"][0]["unreadable_headers"], "[[\"ce_id\", not base64",
+        "the audit keeps the stored text: {audit}"
+    );
+    let left = proxy
+        .dlq()
+        .await
+        .list(&Default::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        ["intact-1"]
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
     use rdkafka::admin::{

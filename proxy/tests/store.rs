@@ -385,6 +385,13 @@ async fn an_unreadable_stored_event_is_parked_and_the_rest_are_claimed() {
     assert_eq!(listed.len(), 4, "{listed:?}");
     let damaged = listed.iter().find(|e| e.event_id == "e1").unwrap();
     assert!(damaged.record.headers.is_empty());
+    assert_eq!(damaged.unreadable_headers.as_deref(), Some("not json"));
+    assert!(
+        listed
+            .iter()
+            .filter(|e| e.event_id != "e1")
+            .all(|e| e.unreadable_headers.is_none() && !e.record.headers.is_empty())
+    );
     assert_eq!(damaged.state, State::Parked);
     assert!(
         damaged
@@ -395,6 +402,7 @@ async fn an_unreadable_stored_event_is_parked_and_the_rest_are_claimed() {
     );
     let shown = store.get(damaged.seq).await.unwrap().expect("the row");
     assert_eq!(shown.event_id, "e1");
+    assert_eq!(shown.unreadable_headers.as_deref(), Some("not json"));
 }
 
 #[tokio::test]

@@ -60,8 +60,13 @@ pub(super) struct EntryView {
     /// Record value (the event's data), if any.
     #[schema(required = true)]
     value: Option<BytesView>,
-    /// Record headers, in write order.
+    /// Record headers, in write order (none when the stored headers cannot be read).
     headers: Vec<HeaderView>,
+    /// The stored header text, as it is, when it cannot be read back into headers: the event
+    /// is listed without its headers, and parked with the reason when the retry scheduler
+    /// reaches it. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable_headers: Option<String>,
 }
 
 /// Bytes of a record: `{"text": …}` when they are UTF-8, `{"base64": …}` otherwise.
@@ -114,6 +119,7 @@ impl From<Entry> for EntryView {
                     value: bytes_view(v),
                 })
                 .collect(),
+            unreadable_headers: e.unreadable_headers,
         }
     }
 }
@@ -456,6 +462,7 @@ mod tests {
             last_error: None,
             next_attempt_ms: 10,
             created_ms: 5,
+            unreadable_headers: None,
         };
         assert_eq!(
             serde_json::to_value(EntryView::from(entry)).unwrap(),

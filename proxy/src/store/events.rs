@@ -83,6 +83,10 @@ pub struct Entry {
     pub next_attempt_ms: i64,
     /// When it was stored (ms since the epoch).
     pub created_ms: i64,
+    /// The stored header text, kept as it is when it cannot be read back into headers: the
+    /// admin API lists such a row without its headers and shows this instead, so that a
+    /// discard's audit entry keeps it. Always `None` for a claimed event.
+    pub unreadable_headers: Option<String>,
 }
 
 /// Which stored events an operator means; every field narrows the set.
@@ -325,12 +329,40 @@ impl Store {
         Ok(n)
     }
 
+    /// Headers as the admin API lists a row: a row whose stored headers cannot be read is still
+    /// listed, without them and with their text as it is (a claim parks it with the reason),
+    /// so that one damaged row does not hide every other from the operator. Logged once per
+    /// row, not on every listing (the admin page lists again and again).
+    fn listed_headers(
+        &self,
+        text: String,
+        seq: i64,
+    ) -> Result<(courier_shared::binding::Headers, Option<String>), StoreError> {
+        match decode_headers(&text) {
+            Ok(headers) => Ok((headers, None)),
+            Err(e) => {
+                let mut logged = self
+                    .unreadable_logged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                // Bounded: a store full of damaged rows logs again after this many.
+                if logged.len() >= UNREADABLE_LOGGED_MAX {
+                    logged.clear();
+                }
+                if logged.insert(seq) {
+                    tracing::warn!(seq, error = %e, "a stored event's headers cannot be read; listed without them");
+                }
+                Ok((Vec::new(), Some(text)))
+            }
+        }
+    }
+
     /// One stored event.
     pub async fn get(&self, seq: i64) -> Result<Option<Entry>, StoreError> {
         let sql = self.sql(&format!("SELECT {COLUMNS} FROM dlq_events WHERE seq = ?"));
         on_pool!(self.backend, pool => {
             sqlx::query(&sql).bind(seq).fetch_optional(pool).await?
-                .map(|r| read_entry(&r, listed_headers)).transpose()
+                .map(|r| read_entry(&r, |h| self.listed_headers(h, seq))).transpose()
         })
     }
 
@@ -359,7 +391,12 @@ impl Store {
                 .bind(error).bind(error)
                 .bind(limit)
                 .fetch_all(pool).await?
-                .iter().map(|r| read_entry(r, listed_headers)).collect()
+                .iter()
+                .map(|r| {
+                    let seq: i64 = r.try_get("seq")?;
+                    read_entry(r, |h| self.listed_headers(h, seq))
+                })
+                .collect()
         })
     }
 
@@ -375,6 +412,9 @@ impl Store {
         })
     }
 }
+
+/// Most rows whose unreadable headers [`Store::listed_headers`] remembers having logged.
+const UNREADABLE_LOGGED_MAX: usize = 4096;
 
 const COLUMNS: &str = "seq, event_id, event_source, topic, record_key, record_value, headers, state, \
                        attempts, last_error, next_attempt_ms, created_ms";
@@ -395,7 +435,7 @@ where
 {
     let seq: i64 = row.try_get("seq")?;
     let key = (row.try_get("next_attempt_ms")?, seq);
-    let event = read_entry(row, decode_headers).map_err(|e| Failure {
+    let event = read_entry(row, |h| Ok((decode_headers(&h)?, None))).map_err(|e| Failure {
         seq,
         error: format!("the stored event cannot be read: {e}"),
         next_attempt_ms: None,
@@ -403,20 +443,14 @@ where
     Ok((key, event))
 }
 
-/// Headers as the admin API lists a row: a row whose stored headers cannot be read is still
-/// listed, without them (it is parked with the reason when a claim reaches it), so that one
-/// damaged row does not hide every other from the operator.
-fn listed_headers(json: &str) -> Result<courier_shared::binding::Headers, StoreError> {
-    decode_headers(json).or_else(|e| {
-        tracing::warn!(error = %e, "a stored event's headers cannot be read; listed without them");
-        Ok(Vec::new())
-    })
-}
-
-/// A row read back into an entry, its headers decoded by `headers_of`.
+/// A row read back into an entry, its stored header text decoded by `headers_of` into the
+/// headers and, when they cannot be read, the text as it is.
 fn read_entry<R>(
     row: &R,
-    headers_of: impl FnOnce(&str) -> Result<courier_shared::binding::Headers, StoreError>,
+    headers_of: impl FnOnce(
+        String,
+    )
+        -> Result<(courier_shared::binding::Headers, Option<String>), StoreError>,
 ) -> Result<Entry, StoreError>
 where
     R: sqlx::Row,
@@ -426,7 +460,7 @@ where
     for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
     for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
 {
-    let headers: String = row.try_get("headers")?;
+    let (headers, unreadable_headers) = headers_of(row.try_get("headers")?)?;
     Ok(Entry {
         seq: row.try_get("seq")?,
         event_id: row.try_get("event_id")?,
@@ -435,13 +469,14 @@ where
         record: KafkaRecord {
             key: row.try_get("record_key")?,
             value: row.try_get("record_value")?,
-            headers: headers_of(&headers)?,
+            headers,
         },
         state: State::parse(&row.try_get::<String, _>("state")?)?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         next_attempt_ms: row.try_get("next_attempt_ms")?,
         created_ms: row.try_get("created_ms")?,
+        unreadable_headers,
     })
 }
 

@@ -135,6 +135,8 @@ pub struct Store {
     reserve: std::sync::Arc<reserve::Reserve>,
     /// A SQLite store's claims ([`leases`]); unused by PostgreSQL, which leases rows.
     leases: std::sync::Arc<leases::Leases>,
+    /// The rows whose unreadable headers were logged already (each once, not per listing).
+    unreadable_logged: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -202,6 +204,7 @@ impl Store {
             writes,
             reserve: std::sync::Arc::new(reserve),
             leases: std::sync::Arc::new(leases),
+            unreadable_logged: std::sync::Arc::default(),
         })
     }
 
