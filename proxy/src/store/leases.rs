@@ -142,13 +142,22 @@ impl Leases {
 
 impl Turn<'_> {
     /// Applies the leases ended and run out since the last claim; returns where to read from.
+    /// An event whose lease ran out may lie behind the cursor (its round read it, then never
+    /// settled): the read starts from the first due event again, so that it is claimed now
+    /// rather than once the cursor has passed every other due event. Ended leases need no
+    /// such restart: their events were deleted, or rescheduled to a due time after any the
+    /// cursor has read.
     pub(super) fn begin(&mut self, now_ms: i64) -> (i64, i64) {
         let ended = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()));
         let held = &mut self.claims.held;
         for seq in ended {
             held.remove(&seq);
         }
+        let before = held.len();
         held.retain(|_, until| *until > now_ms);
+        if held.len() < before {
+            self.claims.cursor = None;
+        }
         self.claims.cursor.unwrap_or((i64::MIN, i64::MIN))
     }
 
@@ -217,6 +226,31 @@ mod tests {
             claim(&[1, 2, 3], true, 100, 200).await,
             [1, 2, 3],
             "all ran out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_runs_out_restarts_the_read_from_the_first_due_event() {
+        let leases = Leases::sqlite(None);
+        let mut turn = leases.claims().await;
+        turn.begin(0);
+        assert_eq!(turn.take(keys(&[1, 2]), false, 100, |k| *k), keys(&[1, 2]));
+        drop(turn);
+        let mut turn = leases.claims().await;
+        assert_eq!(turn.begin(50), (0, 2), "leases held: read on after 2");
+        assert_eq!(turn.take(keys(&[3]), false, 60, |k| *k), keys(&[3]));
+        drop(turn);
+        // 3's lease ran out at 60, 1's and 2's still hold: 3 lies behind the cursor.
+        let mut turn = leases.claims().await;
+        assert_eq!(
+            turn.begin(70),
+            (i64::MIN, i64::MIN),
+            "read from the first again"
+        );
+        assert_eq!(
+            turn.take(keys(&[1, 2, 3, 4]), true, 200, |k| *k),
+            keys(&[3, 4]),
+            "3 claimed again at once, 1 and 2 still held"
         );
     }
 
