@@ -144,17 +144,24 @@ impl TestProxy {
         format!("http://{}{path}", self.addr)
     }
 
-    /// POSTs `body` to `path`: a JSON array as a CloudEvents batch, anything else as one
-    /// structured event. Returns the status and the JSON answer (`null` when it is not JSON).
-    pub async fn publish(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    /// A POST of `body` to `path`: a JSON array as a CloudEvents batch, anything else as one
+    /// structured event (for a request that needs more, such as an API key).
+    pub fn publish_request(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
         let content_type = match body.is_array() {
             true => "application/cloudevents-batch+json",
             false => "application/cloudevents+json",
         };
-        let response = http()
+        http()
             .post(self.url(path))
             .header("content-type", content_type)
             .body(body.to_string())
+    }
+
+    /// Sends [`Self::publish_request`]; returns the status and the JSON answer (`null` when
+    /// it is not JSON).
+    pub async fn publish(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .publish_request(path, body)
             .send()
             .await
             .expect("the proxy answers");

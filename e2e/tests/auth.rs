@@ -62,15 +62,7 @@ async fn publish(
     key: Option<&str>,
     body: &Value,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let content_type = if body.is_array() {
-        "application/cloudevents-batch+json"
-    } else {
-        "application/cloudevents+json"
-    };
-    let mut request = http()
-        .post(proxy.url(path))
-        .header("content-type", content_type)
-        .body(body.to_string());
+    let mut request = proxy.publish_request(path, body);
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
