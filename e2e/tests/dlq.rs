@@ -63,15 +63,18 @@ async fn unacknowledged_events_are_stored_answered_202_and_delivered_later() {
     proxy.stop().await;
 }
 
+/// A proxy whose Kafka is unreachable from the start, with short timeouts: every event it
+/// accepts is stored.
+fn kafka_down(c: &mut courier_proxy::config::Config) {
+    c.kafka.bootstrap_servers = unreachable_kafka();
+    c.kafka.request_timeout_ms = 500;
+    c.kafka.message_timeout_ms = 1_000;
+    c.delivery.ack_timeout_ms = 500;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kafka_unreachable_events_are_stored_not_refused() {
-    let proxy = TestProxy::start(|c| {
-        c.kafka.bootstrap_servers = unreachable_kafka();
-        c.kafka.request_timeout_ms = 500;
-        c.kafka.message_timeout_ms = 1_000;
-        c.delivery.ack_timeout_ms = 500;
-    })
-    .await;
+    let proxy = TestProxy::start(kafka_down).await;
     let started = Instant::now();
     for i in 0..10 {
         let event = event_json(&format!("u-{i}"), "/outage", json!({}));
@@ -96,10 +99,7 @@ async fn with_kafka_unreachable_events_are_stored_not_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_stored_event_is_listed_and_its_discard_keeps_the_stored_text() {
     let proxy = TestProxy::start(|c| {
-        c.kafka.bootstrap_servers = unreachable_kafka();
-        c.kafka.request_timeout_ms = 500;
-        c.kafka.message_timeout_ms = 1_000;
-        c.delivery.ack_timeout_ms = 500;
+        kafka_down(c);
         c.admin.token = Some("s3cret".into());
     })
     .await;
@@ -121,16 +121,16 @@ async fn a_damaged_stored_event_is_listed_and_its_discard_keeps_the_stored_text(
     assert_eq!(damaged.rows_affected(), 1);
     pool.close().await;
 
-    let client = http();
-    let get = |path: String| {
-        let request = client.get(proxy.url(&path)).bearer_auth("s3cret");
+    let admin = |method, path: String, body| {
+        let proxy = &proxy;
         async move {
-            let answer = request.send().await.unwrap();
-            assert_eq!(answer.status(), 200);
-            answer.json::<Value>().await.unwrap()
+            let (status, answer) =
+                courier_e2e::admin_call(proxy, "s3cret", method, &path, body).await;
+            assert_eq!(status, 200, "{path}: {answer}");
+            answer
         }
     };
-    let listed = get("/admin/api/dlq".into()).await;
+    let listed = admin(reqwest::Method::GET, "/admin/api/dlq".into(), None).await;
     let events = listed["events"].as_array().unwrap();
     assert_eq!(events.len(), 2, "{listed}");
     let row = events
@@ -143,21 +143,22 @@ async fn a_damaged_stored_event_is_listed_and_its_discard_keeps_the_stored_text(
     assert!(intact.get("unreadable_headers").is_none(), "{intact}");
     assert!(!intact["headers"].as_array().unwrap().is_empty());
     let seq = row["seq"].as_i64().unwrap();
-    let shown = get(format!("/admin/api/dlq/{seq}")).await;
+    let shown = admin(reqwest::Method::GET, format!("/admin/api/dlq/{seq}"), None).await;
     assert_eq!(shown["unreadable_headers"], row["unreadable_headers"]);
 
-    let discarded: Value = client
-        .post(proxy.url("/admin/api/dlq/discard"))
-        .bearer_auth("s3cret")
-        .json(&json!({"seqs": [seq], "reason": "damaged by hand"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discarded = admin(
+        reqwest::Method::POST,
+        "/admin/api/dlq/discard".into(),
+        Some(json!({"seqs": [seq], "reason": "damaged by hand"})),
+    )
+    .await;
     assert_eq!(discarded["discarded"], 1, "{discarded}");
-    let audit = get("/admin/api/audit?action=dlq.discard".into()).await;
+    let audit = admin(
+        reqwest::Method::GET,
+        "/admin/api/audit?action=dlq.discard".into(),
+        None,
+    )
+    .await;
     let entry = &audit["entries"][0];
     assert_eq!(entry["after"]["reason"], "damaged by hand", "{audit}");
     assert_eq!(entry["before"]["events"][0]["event_id"], "damaged-1");

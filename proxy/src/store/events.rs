@@ -362,7 +362,7 @@ impl Store {
         let sql = self.sql(&format!("SELECT {COLUMNS} FROM dlq_events WHERE seq = ?"));
         on_pool!(self.backend, pool => {
             sqlx::query(&sql).bind(seq).fetch_optional(pool).await?
-                .map(|r| read_entry(&r, |h| self.listed_headers(h, seq))).transpose()
+                .map(|r| read_entry(&r, |seq, h| self.listed_headers(h, seq))).transpose()
         })
     }
 
@@ -391,12 +391,7 @@ impl Store {
                 .bind(error).bind(error)
                 .bind(limit)
                 .fetch_all(pool).await?
-                .iter()
-                .map(|r| {
-                    let seq: i64 = r.try_get("seq")?;
-                    read_entry(r, |h| self.listed_headers(h, seq))
-                })
-                .collect()
+                .iter().map(|r| read_entry(r, |seq, h| self.listed_headers(h, seq))).collect()
         })
     }
 
@@ -435,7 +430,7 @@ where
 {
     let seq: i64 = row.try_get("seq")?;
     let key = (row.try_get("next_attempt_ms")?, seq);
-    let event = read_entry(row, |h| Ok((decode_headers(&h)?, None))).map_err(|e| Failure {
+    let event = read_entry(row, |_, h| Ok((decode_headers(&h)?, None))).map_err(|e| Failure {
         seq,
         error: format!("the stored event cannot be read: {e}"),
         next_attempt_ms: None,
@@ -443,11 +438,12 @@ where
     Ok((key, event))
 }
 
-/// A row read back into an entry, its stored header text decoded by `headers_of` into the
-/// headers and, when they cannot be read, the text as it is.
+/// A row read back into an entry, its stored header text decoded by `headers_of` (given the
+/// row's seq) into the headers and, when they cannot be read, the text as it is.
 fn read_entry<R>(
     row: &R,
     headers_of: impl FnOnce(
+        i64,
         String,
     )
         -> Result<(courier_shared::binding::Headers, Option<String>), StoreError>,
@@ -460,9 +456,10 @@ where
     for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
     for<'q> Vec<u8>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
 {
-    let (headers, unreadable_headers) = headers_of(row.try_get("headers")?)?;
+    let seq = row.try_get("seq")?;
+    let (headers, unreadable_headers) = headers_of(seq, row.try_get("headers")?)?;
     Ok(Entry {
-        seq: row.try_get("seq")?,
+        seq,
         event_id: row.try_get("event_id")?,
         event_source: row.try_get("event_source")?,
         topic: row.try_get("topic")?,
