@@ -169,6 +169,24 @@ impl TestProxy {
         (status, response.json().await.unwrap_or_default())
     }
 
+    /// [`Self::publish`], again while the topic is not known yet (404), for at most 30 s;
+    /// the last answer. A topic just created may not be in the metadata of the broker the
+    /// proxy asks yet: brokers learn of a new topic one after the other.
+    pub async fn publish_once_known(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.publish(path, body).await;
+            if answer.0 != 404 || Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// The proxy's store, opened beside it.
     pub async fn dlq(&self) -> courier_proxy::store::Store {
         courier_proxy::store::Store::open(&self.config.dlq.url, 16)

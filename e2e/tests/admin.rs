@@ -71,19 +71,6 @@ async fn audit(proxy: &TestProxy, action: &str) -> Vec<Value> {
     v["entries"].as_array().unwrap().clone()
 }
 
-/// Publishes `event` to `path`, again while the topic is not known yet (404), for at most
-/// 30 s; the last answer.
-async fn publish_once_known(proxy: &TestProxy, path: &str, event: &Value) -> (u16, Value) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = proxy.publish(path, event).await;
-        if answer.0 != 404 || Instant::now() > deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_outside_its_prefix_is_refused_with_403() {
     let proxy = TestProxy::start(|c| {
@@ -127,19 +114,19 @@ async fn a_service_outside_its_prefix_is_refused_with_403() {
     assert!(problem["detail"].as_str().unwrap().contains(&other));
 
     // Both topics were just created: the proxy may not see them in its metadata yet (404).
-    let (owned, v) = publish_once_known(
-        &proxy,
-        &path,
-        &event_json("own-1", &format!("/{service}"), json!({})),
-    )
-    .await;
+    let (owned, v) = proxy
+        .publish_once_known(
+            &path,
+            &event_json("own-1", &format!("/{service}"), json!({})),
+        )
+        .await;
     assert_eq!(owned, 200, "the owner publishes to its own topic: {v}");
-    let (shared, v) = publish_once_known(
-        &proxy,
-        "/v1/topics/shared-audit.trail/events",
-        &event_json(&unique("s-"), &format!("/{other}"), json!({})),
-    )
-    .await;
+    let (shared, v) = proxy
+        .publish_once_known(
+            "/v1/topics/shared-audit.trail/events",
+            &event_json(&unique("s-"), &format!("/{other}"), json!({})),
+        )
+        .await;
     assert_eq!(shared, 200, "a shared topic takes any service: {v}");
 
     // In a batch, only the foreign event is refused.
