@@ -565,18 +565,52 @@ async fn the_audit_log_pages_newest_first_and_filters_by_action() {
     .await;
 }
 
+/// A small tmpfs mounted on a temporary directory, for filling a disk on purpose. Unmounted
+/// when dropped, also when an assertion fails first; lazily (`umount -l`) when a closing
+/// connection still holds a file, so no mount outlives the test.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
 /// On a full disk, a write the store acknowledged is on disk — also the writes after a failed
 /// one (a failed SQLite COMMIT leaves its transaction open on the connection; a store that
 /// reused that connection would acknowledge later writes that never commit).
 #[tokio::test]
 async fn every_acknowledged_write_survives_a_full_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let dir = Tmpfs::mount("300k");
     let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
     let store = Store::open(&url, 16).await.unwrap();
     let mut acknowledged = HashSet::new();
@@ -609,9 +643,6 @@ async fn every_acknowledged_write_survives_a_full_disk() {
         stored.extend(page.into_iter().map(|e| e.event_id));
     }
     drop(reopened);
-    let _ = std::process::Command::new("umount")
-        .arg(dir.path())
-        .status();
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -693,13 +724,7 @@ async fn postgres_rows_survive_the_identity_migration() {
 /// events are refused while the reserve is out, and stored again once it is back.
 #[tokio::test]
 async fn the_drain_goes_on_on_a_full_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("run mount");
-    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let dir = Tmpfs::mount("1m");
     let url = format!("sqlite:{}", dir.path().join("dlq.db").display());
     let store = Store::open_with_reserve(&url, 16, 128 * 1024)
         .await
@@ -766,7 +791,4 @@ async fn the_drain_goes_on_on_a_full_disk() {
     assert_eq!(store.counts().await.unwrap(), (1, 0));
     eprintln!("full disk: {stored} stored, drained on the full disk, the reserve back");
     drop(store);
-    let _ = std::process::Command::new("umount")
-        .arg(dir.path())
-        .status();
 }
