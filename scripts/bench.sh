@@ -5,8 +5,9 @@
 # bridge on free loopback ports, runs `courier-bench --mode produce` (proxy single-event and
 # batched POSTs, one and two proxies, the Rust client, a direct rdkafka producer, the bridge;
 # single events at 256, 1,024 and 4,096 connections from courier-bench's own generator and
-# from wrk side by side (scripts/bench/events.lua: the same realistic events); fixed rate and
-# maximum; CPU per event, CPU and RSS per process), appends the rows to
+# from wrk side by side (scripts/bench/events.lua: the same realistic events); the same single
+# events to the HTTP floor, the proxy's HTTP server with no event path (courier-http-floor);
+# fixed rate and maximum; CPU per event, CPU and RSS per process), appends the rows to
 # docs/bench/results.csv, writes the charts to docs/bench/*.svg and the summary to
 # docs/bench/summary-<UTC time>.md; then `courier-bench --mode dlq` (the store's intake with
 # Kafka unreachable, then its drain by a proxy that reaches Kafka: pipelined retry rounds) into

@@ -188,6 +188,40 @@ pub fn cross_check(rows: &[Row]) -> String {
     out
 }
 
+/// The proxy's single events beside the HTTP floor (the proxy's HTTP server with no event
+/// path) at the same loads: how much of a request's CPU is the request itself on this
+/// machine, and how much the proxy's own work.
+pub fn against_floor(rows: &[Row], rate: f64) -> String {
+    let mut out = String::new();
+    for load in [format!("{rate:.0}/s"), "max".to_owned()] {
+        let (Some(proxy), Some(floor)) = (
+            find(rows, plan_name("proxy-single"), &load),
+            find(rows, plan_name("floor-single"), &load),
+        ) else {
+            continue;
+        };
+        let (Some(p), Some(f)) = (
+            proxy.cpu_us_per_event("proxy"),
+            floor.cpu_us_per_event("proxy"),
+        ) else {
+            continue;
+        };
+        if out.is_empty() {
+            out.push_str(
+                "HTTP floor (the proxy's HTTP server answering without an event path, same requests and connections):\n",
+            );
+        }
+        out.push_str(&format!(
+            "  at {load}: floor {:.0}/s, {f:.1} µs CPU per request; proxy {:.0}/s, {p:.1} µs: the event path adds {:.1} µs ({:.0} % of the proxy's)\n",
+            floor.outcome.rate(),
+            proxy.outcome.rate(),
+            p - f,
+            100.0 * (p - f) / p.max(f64::MIN_POSITIVE)
+        ));
+    }
+    out
+}
+
 /// The charts of a run: throughput at the maximum, latency at the fixed rate and at the
 /// maximum, CPU and memory per process at the fixed rate.
 pub fn write_charts(dir: &std::path::Path, rows: &[Row], rate: f64) -> anyhow::Result<()> {

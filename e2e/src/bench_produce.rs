@@ -15,7 +15,7 @@ use courier_proxy::config::{DeliveryConfig, KafkaConfig};
 use courier_proxy::delivery::producer_config;
 use rdkafka::producer::{FutureProducer, Producer as _};
 
-use crate::bench_goals::{cross_check, goals, medians, write_charts};
+use crate::bench_goals::{against_floor, cross_check, goals, medians, write_charts};
 use crate::bench_http::{Endpoint, Http1Pool};
 use crate::bench_measure::{Load, Target, drive};
 use crate::bench_procs::{Sampler, Watched, load_average};
@@ -23,7 +23,7 @@ use crate::bench_report::{Row, append_csv, markdown};
 use crate::bench_targets::{
     ClientPublish, Direct, HttpPost, bodies, event, realistic_event, records,
 };
-use crate::proxy_process::{Output, ProxyProcess, beside_current_exe};
+use crate::proxy_process::{Output, ProxyProcess, answering, beside_current_exe};
 
 /// Settings of the run.
 #[derive(Debug, Clone)]
@@ -82,6 +82,8 @@ enum Kind {
     BridgeBatch,
     /// Single events from `wrk` (an external load generator) instead of courier-bench's own.
     Wrk,
+    /// Single events to `courier-http-floor`: the proxy's HTTP server with no event path.
+    Floor,
 }
 
 /// What a scenario's events look like.
@@ -131,12 +133,22 @@ pub(crate) fn plan_name(key: &str) -> &'static str {
 }
 
 /// The scenarios, in the order they run; [`crate::bench_goals`] judges them by key.
-pub(crate) const PLANS: [Plan; 16] = [
+pub(crate) const PLANS: [Plan; 17] = [
     plan(
         "proxy-single",
         "proxy, single events, 256 connections",
         Kind::ProxySingle,
         1,
+        true,
+        256,
+    ),
+    // The same requests to the proxy's HTTP server with nothing behind it, right after the
+    // proxy's: what a request costs on this machine before the event path.
+    plan(
+        "floor-single",
+        "HTTP floor (no event path), single events, 256 connections",
+        Kind::Floor,
+        0,
         true,
         256,
     ),
@@ -274,6 +286,8 @@ pub(crate) const PLANS: [Plan; 16] = [
 struct Bench<'a> {
     b: &'a ProduceBench,
     proxies: Vec<ProxyProcess>,
+    /// `courier-http-floor` and its connection pool, when the floor scenario runs.
+    floor: Option<(Floor, Arc<Http1Pool>)>,
     /// One connection pool per proxy, and one for the bridge.
     pools: Vec<Arc<Http1Pool>>,
     bridge_pool: Option<(Arc<Http1Pool>, String)>,
@@ -292,7 +306,7 @@ impl Bench<'_> {
             n => n,
         };
         match plan.kind {
-            Kind::ProxySingle | Kind::BridgeSingle | Kind::Wrk => single,
+            Kind::ProxySingle | Kind::BridgeSingle | Kind::Wrk | Kind::Floor => single,
             Kind::ProxyBatch | Kind::BridgeBatch => match plan.connections {
                 0 => self.b.batch_concurrency,
                 n => n,
@@ -422,6 +436,17 @@ impl Bench<'_> {
                 let t = http(proxy_targets, "application/cloudevents+json", b);
                 self.measure(t, load, limit, &watched).await
             }
+            Kind::Floor => {
+                let (floor, pool) = self.floor.as_ref().context("no HTTP floor")?;
+                watched.push(Watched {
+                    group: "proxy",
+                    pid: floor.pid(),
+                });
+                let b = bodies(units, 1, mk, |mut e| e.remove(0))?;
+                let targets = vec![(pool.clone(), "/v1/events".to_owned())];
+                let t = http(targets, "application/cloudevents+json", b);
+                self.measure(t, load, limit, &watched).await
+            }
             Kind::ProxyBatch => {
                 let b = bodies(units, per, mk, serde_json::Value::Array)?;
                 let t = http(proxy_targets, "application/cloudevents-batch+json", b);
@@ -541,8 +566,21 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let floor = match PLANS.iter().any(|p| p.kind == Kind::Floor && wanted(p)) {
+        true => {
+            let floor = Floor::spawn(&beside_current_exe("courier-http-floor")?)?;
+            let ready = format!("{}/readyz", floor.base);
+            answering(&http, &ready, Duration::from_secs(30))
+                .await
+                .context("courier-http-floor")?;
+            let pool = Arc::new(Http1Pool::new(Endpoint::parse(&floor.base)?.addr));
+            Some((floor, pool))
+        }
+        false => None,
+    };
     let bench = Bench {
         b: &b,
+        floor,
         pools,
         bridge_pool,
         proxies,
@@ -592,6 +630,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
             .await;
             left = left.saturating_sub(t.elapsed());
         }
+        settle(&b.broker_pids).await;
     }
     let mut rows = Vec::new();
     let max_limit = Duration::from_secs_f64(b.max_secs);
@@ -693,6 +732,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     println!("{}", markdown(&summary));
     println!("{}", goals(&summary, b.rate));
     println!("{}", cross_check(&summary));
+    println!("{}", against_floor(&summary, b.rate));
     if let Some(dir) = &b.svg_dir {
         write_charts(dir, &summary, b.rate)?;
         eprintln!("charts written to {}", dir.display());
@@ -702,4 +742,66 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         bail!("{failed} events were not acknowledged");
     }
     Ok(())
+}
+
+/// A running `courier-http-floor`; killed when dropped.
+struct Floor {
+    child: tokio::process::Child,
+    /// `http://127.0.0.1:port`.
+    base: String,
+}
+
+impl Floor {
+    fn spawn(bin: &std::path::Path) -> anyhow::Result<Self> {
+        let port = crate::proxy_process::free_port()?;
+        let child = tokio::process::Command::new(bin)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+/// Waits (60 s at most) until the brokers, together, use less than half a core over a second:
+/// right after the warm-up they are still replicating and flushing what it wrote, and the
+/// first scenario would share the cores with that.
+async fn settle(broker_pids: &[u32]) {
+    if broker_pids.is_empty() {
+        return;
+    }
+    let watched: Vec<Watched> = broker_pids
+        .iter()
+        .map(|&pid| Watched {
+            group: "brokers",
+            pid,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut cpu = f64::NAN;
+    while started.elapsed() < Duration::from_secs(60) {
+        let sampler = Sampler::start(&watched, Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cpu = sampler
+            .stop()
+            .await
+            .get("brokers")
+            .map_or(0.0, |u| u.cpu_pct);
+        if cpu < 50.0 {
+            break;
+        }
+    }
+    eprintln!(
+        "[{}] brokers at {cpu:.0} % CPU after {:.0} s of waiting for them to settle",
+        chrono::Utc::now().format("%H:%M:%S"),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -128,19 +128,9 @@ impl ProxyProcess {
         path: &str,
         within: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(r) = http.get(format!("{}{path}", self.base)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "courier-proxy at {} not answering {path} within {within:?}",
-            self.base
-        )
+        answering(http, &format!("{}{path}", self.base), within)
+            .await
+            .context("courier-proxy")
     }
 
     /// Its process id.
@@ -159,4 +149,18 @@ impl Drop for ProxyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until a GET of `url` answers 2xx, asking every 100 ms for at most `within`.
+pub async fn answering(http: &reqwest::Client, url: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} not answering within {within:?}")
 }

@@ -236,7 +236,7 @@ pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpList
 /// wait in the listen backlog), heads within `max_headers`, `max_header_bytes` and
 /// `header_read_timeout_ms` (slow or idle clients are cut off; a TLS handshake gets as long).
 /// Returns the open connections, to be drained.
-async fn serve(
+pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: &LimitsConfig,

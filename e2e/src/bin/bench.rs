@@ -68,10 +68,10 @@ struct Args {
     /// Seconds of unmeasured direct-producer load before the first scenario (warm brokers).
     #[arg(long, default_value_t = 30.0)]
     warm_secs: f64,
-    /// Only these scenarios (comma-separated): proxy-single, wrk-single, proxy-single-1k,
-    /// wrk-single-1k, proxy-single-4k, wrk-single-4k, proxy-single-easy, proxy-batch,
-    /// proxy-batch-64, client, direct, bridge-single, bridge-batch, proxy2-single,
-    /// proxy2-batch, proxy-batch-easy.
+    /// Only these scenarios (comma-separated): proxy-single, floor-single, wrk-single,
+    /// proxy-single-1k, wrk-single-1k, proxy-single-4k, wrk-single-4k, proxy-single-easy,
+    /// proxy-batch, proxy-batch-64, client, direct, bridge-single, bridge-batch,
+    /// proxy2-single, proxy2-batch, proxy-batch-easy.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A running Strimzi Kafka HTTP bridge (its HTTP endpoint); without it the bridge is
