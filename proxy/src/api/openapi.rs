@@ -6,6 +6,8 @@
 //! cannot be served without being documented (the admin page's HTML and assets aside). Every
 //! operation answers errors with a problem document (RFC 9457): the `default` response.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -31,7 +33,7 @@ use crate::state::AppState;
         (name = "operations", description = "Health, readiness, metrics, this document"),
         (name = "admin", description = "Topics, topic policy, dead letters, API keys, audit log"),
     ),
-    components(schemas(courier_shared::Problem, EventResult<'_>, BatchResult<'_>, CloudEvent, CloudEventBatch))
+    components(schemas(courier_shared::Problem, EventResult<'_>, BatchResult<'_>, PublishAnswer, CloudEvent, CloudEventBatch))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -160,6 +162,66 @@ pub enum PublishAnswer {
     Event(EventResult<'static>),
     /// A batch's outcomes, per event.
     Batch(BatchResult<'static>),
+}
+
+/// The answers of both publish endpoints (`/v1/events` and `/v1/topics/{topic}/events`), one
+/// event or a batch.
+#[derive(Debug)]
+pub struct PublishResponses;
+
+impl utoipa::IntoResponses for PublishResponses {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        let schema = |name: &str| {
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    name,
+                ))))
+                .build()
+        };
+        let answer = |description: &str, name: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", schema(name))
+                .build()
+        };
+        // Nothing accepted: a status per event for a batch, a problem otherwise.
+        let refused = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", schema("BatchResult"))
+                .content(courier_shared::problem::PROBLEM_JSON, schema("Problem"))
+                .build()
+        };
+        [
+            (
+                "200",
+                answer("Delivered: Kafka has every event", "PublishAnswer"),
+            ),
+            (
+                "202",
+                answer(
+                    "Durable: stored events are delivered later",
+                    "PublishAnswer",
+                ),
+            ),
+            ("207", answer("A batch with mixed outcomes", "BatchResult")),
+            (
+                "422",
+                refused("Every event invalid: a problem, or for a batch a status per event"),
+            ),
+            (
+                "429",
+                refused("Over capacity or rate: nothing accepted, retry after `Retry-After`"),
+            ),
+            (
+                "503",
+                refused("Neither Kafka nor the store took the events: nothing accepted"),
+            ),
+        ]
+        .into_iter()
+        .map(|(status, response)| (status.to_owned(), RefOr::T(response)))
+        .collect()
+    }
 }
 
 /// `GET /openapi.json`.

@@ -138,17 +138,7 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
         (super::openapi::CloudEventBatch = "application/json"),
         (String = "application/x-ndjson"),
     )),
-    responses(
-        (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
-        (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
-        (status = 207, description = "A batch with mixed outcomes", body = BatchResult<'_>),
-        (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
-            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
-        (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
-            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
-        (status = 503, description = "Neither Kafka nor the store took the events: nothing accepted",
-            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
-    ),
+    responses(super::openapi::PublishResponses),
     security(("api_key" = []))
 )]
 pub async fn publish(
@@ -173,17 +163,7 @@ pub async fn publish(
         (super::openapi::CloudEventBatch = "application/json"),
         (String = "application/x-ndjson"),
     )),
-    responses(
-        (status = 200, description = "Delivered: Kafka has every event", body = super::openapi::PublishAnswer),
-        (status = 202, description = "Durable: stored events are delivered later", body = super::openapi::PublishAnswer),
-        (status = 207, description = "A batch with mixed outcomes", body = BatchResult<'_>),
-        (status = 422, description = "Every event invalid: a problem, or for a batch a status per event",
-            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
-        (status = 429, description = "Over capacity or rate: nothing accepted, retry after `Retry-After`",
-            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
-        (status = 503, description = "Neither Kafka nor the store took the events: nothing accepted",
-            content((BatchResult<'_> = "application/json"), (Problem = "application/problem+json"))),
-    ),
+    responses(super::openapi::PublishResponses),
     security(("api_key" = []))
 )]
 pub async fn publish_to_topic(
