@@ -9,6 +9,10 @@ use courier_e2e::chaos::wait_drained;
 use courier_e2e::{TestProxy, event_json, http, read_by_id, unique, unreachable_kafka};
 use serde_json::{Value, json};
 
+#[path = "../../proxy/tests/common/tmpfs.rs"]
+mod tmpfs;
+use tmpfs::Tmpfs;
+
 const CE_BATCH: &str = "application/cloudevents-batch+json";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,37 +320,10 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
     proxy.stop().await;
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
-struct TinyDisk(tempfile::TempDir);
-
-impl TinyDisk {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (CI and scripts/test.sh run as root)"
-        );
-        Self(dir)
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_disk_answers_503_and_keeps_every_202() {
-    let disk = TinyDisk::mount("400k");
-    let url = format!("sqlite:{}", disk.0.path().join("dlq.db").display());
+    let disk = Tmpfs::mount("400k");
+    let url = format!("sqlite:{}", disk.path().join("dlq.db").display());
     let proxy = TestProxy::start(|c| {
         c.kafka.bootstrap_servers = unreachable_kafka();
         c.kafka.request_timeout_ms = 300;

@@ -3,6 +3,8 @@
 //! PostgreSQL test gets a database of its own, so the tests run in parallel.
 
 mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use courier_proxy::store::{AuditEntry, Filter, NewApiKey, NewEntry, State, Store, StoreError};
 use courier_proxy::store::{Failure, now_ms};
 use courier_shared::KafkaRecord;
+use tmpfs::Tmpfs;
 
 fn entry(id: &str, topic: &str, due_in_ms: i64) -> NewEntry {
     from_source("/svc", id, topic, due_in_ms)
@@ -563,46 +566,6 @@ async fn the_audit_log_pages_newest_first_and_filters_by_action() {
         assert_eq!(store.audit_log(0, None, 100).await.unwrap().len(), 6);
     })
     .await;
-}
-
-/// A small tmpfs mounted on a temporary directory, for filling a disk on purpose. Unmounted
-/// when dropped, also when an assertion fails first; lazily (`umount -l`) when a closing
-/// connection still holds a file, so no mount outlives the test.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(mounted.success(), "mounting a tmpfs needs root");
-        Self { dir }
-    }
-
-    fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !unmounted {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
 }
 
 /// On a full disk, a write the store acknowledged is on disk — also the writes after a failed
