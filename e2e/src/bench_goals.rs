@@ -1,7 +1,7 @@
 //! How `courier-bench --mode produce` judges and draws its run: the median round of each
 //! scenario, the project's goals checked against them, and the SVG charts.
 
-use crate::bench_produce::plan_name;
+use crate::bench_plans::plan_name;
 use crate::bench_report::{BarChart, Row};
 
 /// The median round of one scenario. At the maximum, the round with the median rate; at a

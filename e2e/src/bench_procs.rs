@@ -148,6 +148,41 @@ pub fn broker_pids(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// Waits (60 s at most) until the brokers, together, use less than half a core over a second:
+/// right after the warm-up they are still replicating and flushing what it wrote, and the
+/// first scenario would share the cores with that.
+pub async fn settle(broker_pids: &[u32]) {
+    if broker_pids.is_empty() {
+        return;
+    }
+    let watched: Vec<Watched> = broker_pids
+        .iter()
+        .map(|&pid| Watched {
+            group: "brokers",
+            pid,
+        })
+        .collect();
+    let started = Instant::now();
+    let mut cpu = f64::NAN;
+    while started.elapsed() < Duration::from_secs(60) {
+        let sampler = Sampler::start(&watched, Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cpu = sampler
+            .stop()
+            .await
+            .get("brokers")
+            .map_or(0.0, |u| u.cpu_pct);
+        if cpu < 50.0 {
+            break;
+        }
+    }
+    eprintln!(
+        "[{}] brokers at {cpu:.0} % CPU after {:.0} s of waiting for them to settle",
+        chrono::Utc::now().format("%H:%M:%S"),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

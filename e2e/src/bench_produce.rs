@@ -18,12 +18,13 @@ use rdkafka::producer::{FutureProducer, Producer as _};
 use crate::bench_goals::{against_floor, cross_check, goals, medians, write_charts};
 use crate::bench_http::{Endpoint, Http1Pool};
 use crate::bench_measure::{Load, Target, drive};
+use crate::bench_plans::{Events, Kind, PLANS, Plan};
 use crate::bench_procs::{Sampler, Watched, load_average};
 use crate::bench_report::{Row, append_csv, markdown};
 use crate::bench_targets::{
     ClientPublish, Direct, HttpPost, bodies, event, realistic_event, records,
 };
-use crate::proxy_process::{Output, ProxyProcess, answering, beside_current_exe};
+use crate::proxy_process::{FloorProcess, Output, ProxyProcess, beside_current_exe};
 
 /// Settings of the run.
 #[derive(Debug, Clone)]
@@ -71,223 +72,12 @@ pub struct ProduceBench {
     pub svg_dir: Option<PathBuf>,
 }
 
-/// One way of sending, as the run plans it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    ProxySingle,
-    ProxyBatch,
-    Client,
-    Direct,
-    BridgeSingle,
-    BridgeBatch,
-    /// Single events from `wrk` (an external load generator) instead of courier-bench's own.
-    Wrk,
-    /// Single events to `courier-http-floor`: the proxy's HTTP server with no event path.
-    Floor,
-}
-
-/// What a scenario's events look like.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Events {
-    /// Unique ids, 1,024 partition keys, varied data ([`realistic_event`]).
-    Realistic,
-    /// One data shape, a 200-byte string ([`event`]): the easy case.
-    Fixed,
-}
-
-pub(crate) struct Plan {
-    pub(crate) key: &'static str,
-    /// The scenario's name in the report.
-    pub(crate) name: &'static str,
-    kind: Kind,
-    proxies: usize,
-    fixed_rate: bool,
-    /// Connections (requests in flight): 0 takes `--concurrency` for single events and
-    /// `--batch-concurrency` for batches.
-    connections: usize,
-    events: Events,
-}
-
-const fn plan(
-    key: &'static str,
-    name: &'static str,
-    kind: Kind,
-    proxies: usize,
-    fixed_rate: bool,
-    connections: usize,
-) -> Plan {
-    Plan {
-        key,
-        name,
-        kind,
-        proxies,
-        fixed_rate,
-        connections,
-        events: Events::Realistic,
-    }
-}
-
-/// The scenario named by `key`.
-pub(crate) fn plan_name(key: &str) -> &'static str {
-    PLANS.iter().find(|p| p.key == key).map_or("", |p| p.name)
-}
-
-/// The scenarios, in the order they run; [`crate::bench_goals`] judges them by key.
-pub(crate) const PLANS: [Plan; 17] = [
-    plan(
-        "proxy-single",
-        "proxy, single events, 256 connections",
-        Kind::ProxySingle,
-        1,
-        true,
-        256,
-    ),
-    // The same requests to the proxy's HTTP server with nothing behind it, right after the
-    // proxy's: what a request costs on this machine before the event path.
-    plan(
-        "floor-single",
-        "HTTP floor (no event path), single events, 256 connections",
-        Kind::Floor,
-        0,
-        true,
-        256,
-    ),
-    plan(
-        "wrk-single",
-        "wrk → proxy, single events, 256 connections",
-        Kind::Wrk,
-        1,
-        false,
-        256,
-    ),
-    plan(
-        "proxy-single-1k",
-        "proxy, single events, 1,024 connections",
-        Kind::ProxySingle,
-        1,
-        false,
-        1024,
-    ),
-    plan(
-        "wrk-single-1k",
-        "wrk → proxy, single events, 1,024 connections",
-        Kind::Wrk,
-        1,
-        false,
-        1024,
-    ),
-    plan(
-        "proxy-single-4k",
-        "proxy, single events, 4,096 connections",
-        Kind::ProxySingle,
-        1,
-        false,
-        4096,
-    ),
-    plan(
-        "wrk-single-4k",
-        "wrk → proxy, single events, 4,096 connections",
-        Kind::Wrk,
-        1,
-        false,
-        4096,
-    ),
-    Plan {
-        events: Events::Fixed,
-        ..plan(
-            "proxy-single-easy",
-            "proxy, single events of one shape, 256 connections",
-            Kind::ProxySingle,
-            1,
-            false,
-            256,
-        )
-    },
-    plan(
-        "proxy-batch",
-        "proxy, batched POSTs",
-        Kind::ProxyBatch,
-        1,
-        true,
-        0,
-    ),
-    // As many events in flight as the direct producer is given (64 × 100 against 10,000
-    // records): the batched figure at its best concurrency, as the single-event rows are.
-    plan(
-        "proxy-batch-64",
-        "proxy, batched POSTs, 64 in flight",
-        Kind::ProxyBatch,
-        1,
-        false,
-        64,
-    ),
-    plan(
-        "client",
-        "courier::Client (batching)",
-        Kind::Client,
-        1,
-        true,
-        0,
-    ),
-    plan(
-        "direct",
-        "direct rdkafka producer",
-        Kind::Direct,
-        0,
-        true,
-        0,
-    ),
-    plan(
-        "bridge-single",
-        "Strimzi bridge, single records",
-        Kind::BridgeSingle,
-        0,
-        true,
-        0,
-    ),
-    plan(
-        "bridge-batch",
-        "Strimzi bridge, batched records",
-        Kind::BridgeBatch,
-        0,
-        true,
-        0,
-    ),
-    plan(
-        "proxy2-single",
-        "2 proxies, single events, 1,024 connections",
-        Kind::ProxySingle,
-        2,
-        false,
-        1024,
-    ),
-    plan(
-        "proxy2-batch",
-        "2 proxies, batched POSTs",
-        Kind::ProxyBatch,
-        2,
-        false,
-        0,
-    ),
-    Plan {
-        events: Events::Fixed,
-        ..plan(
-            "proxy-batch-easy",
-            "proxy, batched POSTs of one shape",
-            Kind::ProxyBatch,
-            1,
-            false,
-            0,
-        )
-    },
-];
-
 /// What the scenarios share.
 struct Bench<'a> {
     b: &'a ProduceBench,
     proxies: Vec<ProxyProcess>,
     /// `courier-http-floor` and its connection pool, when the floor scenario runs.
-    floor: Option<(Floor, Arc<Http1Pool>)>,
+    floor: Option<(FloorProcess, Arc<Http1Pool>)>,
     /// One connection pool per proxy, and one for the bridge.
     pools: Vec<Arc<Http1Pool>>,
     bridge_pool: Option<(Arc<Http1Pool>, String)>,
@@ -352,6 +142,42 @@ impl Bench<'_> {
         .await;
         let usage = sampler.stop().await;
         Ok((outcome?, usage))
+    }
+
+    /// A cluster started for the run has cold JVMs: its brokers spend several times the CPU
+    /// per record until their code is compiled, and the first scenario would pay for it. The
+    /// direct producer (no proxy involved) warms them for `warm_secs` first, and the brokers
+    /// are then left to settle; nothing of it is measured.
+    async fn warm_brokers(&self) -> anyhow::Result<()> {
+        let b = self.b;
+        eprintln!(
+            "[{}] warming the brokers: direct producer for {:.0} s ...",
+            chrono::Utc::now().format("%H:%M:%S"),
+            b.warm_secs
+        );
+        let records = records(b.direct_in_flight * 4, |i| {
+            realistic_event(&self.source, "warm-brokers", i)
+        })?;
+        let warm = Arc::new(Direct {
+            producer: self.direct.clone(),
+            topic: self.topic.clone(),
+            records,
+        });
+        let mut left = Duration::from_secs_f64(b.warm_secs);
+        while !left.is_zero() {
+            let t = std::time::Instant::now();
+            drive(
+                warm.clone(),
+                Load::Max {
+                    concurrency: b.direct_in_flight,
+                },
+                left,
+            )
+            .await;
+            left = left.saturating_sub(t.elapsed());
+        }
+        crate::bench_procs::settle(&b.broker_pids).await;
+        Ok(())
     }
 
     /// Runs `target` under `load` while sampling the processes of `groups`.
@@ -431,19 +257,20 @@ impl Bench<'_> {
             expect: 200,
         };
         Ok(match plan.kind {
-            Kind::ProxySingle => {
+            Kind::ProxySingle | Kind::Floor => {
+                let targets = match plan.kind {
+                    Kind::Floor => {
+                        // Sampled as the proxy is, so its CPU per request reads the same way.
+                        let (floor, pool) = self.floor.as_ref().context("no HTTP floor")?;
+                        watched.push(Watched {
+                            group: "proxy",
+                            pid: floor.pid(),
+                        });
+                        vec![(pool.clone(), "/v1/events".to_owned())]
+                    }
+                    _ => proxy_targets,
+                };
                 let b = bodies(units, 1, mk, |mut e| e.remove(0))?;
-                let t = http(proxy_targets, "application/cloudevents+json", b);
-                self.measure(t, load, limit, &watched).await
-            }
-            Kind::Floor => {
-                let (floor, pool) = self.floor.as_ref().context("no HTTP floor")?;
-                watched.push(Watched {
-                    group: "proxy",
-                    pid: floor.pid(),
-                });
-                let b = bodies(units, 1, mk, |mut e| e.remove(0))?;
-                let targets = vec![(pool.clone(), "/v1/events".to_owned())];
                 let t = http(targets, "application/cloudevents+json", b);
                 self.measure(t, load, limit, &watched).await
             }
@@ -568,11 +395,7 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
     };
     let floor = match PLANS.iter().any(|p| p.kind == Kind::Floor && wanted(p)) {
         true => {
-            let floor = Floor::spawn(&beside_current_exe("courier-http-floor")?)?;
-            let ready = format!("{}/readyz", floor.base);
-            answering(&http, &ready, Duration::from_secs(30))
-                .await
-                .context("courier-http-floor")?;
+            let floor = FloorProcess::start(&http).await?;
             let pool = Arc::new(Http1Pool::new(Endpoint::parse(&floor.base)?.addr));
             Some((floor, pool))
         }
@@ -598,39 +421,8 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         b.bridge.as_ref().map_or("none", |(u, _)| u.as_str())
     );
 
-    // A cluster started for the run has cold JVMs: its brokers spend several times the CPU
-    // per record until their code is compiled, and the first scenario would pay for it. The
-    // direct producer (no proxy involved) warms them for `warm_secs` first; nothing of it
-    // is measured.
     if b.warm_secs > 0.0 {
-        eprintln!(
-            "[{}] warming the brokers: direct producer for {:.0} s ...",
-            chrono::Utc::now().format("%H:%M:%S"),
-            b.warm_secs
-        );
-        let records = records(b.direct_in_flight * 4, |i| {
-            realistic_event(&bench.source, "warm-brokers", i)
-        })?;
-        let warm = Direct {
-            producer: bench.direct.clone(),
-            topic: topic.clone(),
-            records,
-        };
-        let mut left = Duration::from_secs_f64(b.warm_secs);
-        let warm = Arc::new(warm);
-        while !left.is_zero() {
-            let t = std::time::Instant::now();
-            drive(
-                warm.clone(),
-                Load::Max {
-                    concurrency: b.direct_in_flight,
-                },
-                left,
-            )
-            .await;
-            left = left.saturating_sub(t.elapsed());
-        }
-        settle(&b.broker_pids).await;
+        bench.warm_brokers().await?;
     }
     let mut rows = Vec::new();
     let max_limit = Duration::from_secs_f64(b.max_secs);
@@ -742,66 +534,4 @@ pub async fn run(b: ProduceBench) -> anyhow::Result<()> {
         bail!("{failed} events were not acknowledged");
     }
     Ok(())
-}
-
-/// A running `courier-http-floor`; killed when dropped.
-struct Floor {
-    child: tokio::process::Child,
-    /// `http://127.0.0.1:port`.
-    base: String,
-}
-
-impl Floor {
-    fn spawn(bin: &std::path::Path) -> anyhow::Result<Self> {
-        let port = crate::proxy_process::free_port()?;
-        let child = tokio::process::Command::new(bin)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
-    }
-}
-
-/// Waits (60 s at most) until the brokers, together, use less than half a core over a second:
-/// right after the warm-up they are still replicating and flushing what it wrote, and the
-/// first scenario would share the cores with that.
-async fn settle(broker_pids: &[u32]) {
-    if broker_pids.is_empty() {
-        return;
-    }
-    let watched: Vec<Watched> = broker_pids
-        .iter()
-        .map(|&pid| Watched {
-            group: "brokers",
-            pid,
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    let mut cpu = f64::NAN;
-    while started.elapsed() < Duration::from_secs(60) {
-        let sampler = Sampler::start(&watched, Duration::from_millis(250));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        cpu = sampler
-            .stop()
-            .await
-            .get("brokers")
-            .map_or(0.0, |u| u.cpu_pct);
-        if cpu < 50.0 {
-            break;
-        }
-    }
-    eprintln!(
-        "[{}] brokers at {cpu:.0} % CPU after {:.0} s of waiting for them to settle",
-        chrono::Utc::now().format("%H:%M:%S"),
-        started.elapsed().as_secs_f64()
-    );
 }

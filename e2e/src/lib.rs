@@ -10,6 +10,7 @@ pub mod bench_dlq;
 pub mod bench_goals;
 pub mod bench_http;
 pub mod bench_measure;
+pub mod bench_plans;
 pub mod bench_procs;
 pub mod bench_produce;
 pub mod bench_report;

@@ -164,3 +164,50 @@ pub async fn answering(http: &reqwest::Client, url: &str, within: Duration) -> a
     }
     bail!("{url} not answering within {within:?}")
 }
+
+/// A running `courier-http-floor` (the proxy's HTTP server with no event path, for the
+/// benchmark's floor); killed when dropped.
+#[derive(Debug)]
+pub struct FloorProcess {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+}
+
+impl FloorProcess {
+    /// Starts `courier-http-floor` from beside the running binary on a free port; returns once
+    /// it answers `/readyz`.
+    pub async fn start(http: &reqwest::Client) -> anyhow::Result<Self> {
+        let bin = beside_current_exe("courier-http-floor")?;
+        let port = free_port()?;
+        let child = Command::new(&bin)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let floor = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        answering(
+            http,
+            &format!("{}/readyz", floor.base),
+            Duration::from_secs(30),
+        )
+        .await
+        .context("courier-http-floor")?;
+        Ok(floor)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for FloorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

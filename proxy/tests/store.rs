@@ -753,5 +753,4 @@ async fn the_drain_goes_on_on_a_full_disk() {
         .unwrap();
     assert_eq!(store.counts().await.unwrap(), (1, 0));
     eprintln!("full disk: {stored} stored, drained on the full disk, the reserve back");
-    drop(store);
 }
