@@ -3,11 +3,16 @@
 //! `DeadLetterPublishingRecoverer` (`kafka_dlt-*`; partition as a 4-byte big-endian int,
 //! offset and timestamp as 8-byte big-endian longs, the rest UTF-8). It is produced with
 //! `acks=all` and the write is awaited before the original offset may be stored.
+//!
+//! The producer is idempotent. One that librdkafka declares unusable (a fatal error, as after
+//! a whole cluster was restarted) refuses every later write, so the publisher replaces it
+//! with a new one and the write is tried again with the usual backoff.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -77,7 +82,9 @@ pub fn dead_letter_headers(
 /// Writes records to dead-letter topics, creating each topic on first use (partitions as
 /// the original, replication factor min(3, brokers), `min.insync.replicas` 2 at RF 3).
 pub struct DeadLetterPublisher {
-    producer: FutureProducer,
+    producer: ArcSwap<FutureProducer>,
+    /// What a replacement producer is made from.
+    producer_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
     group: String,
     suffix: String,
@@ -106,15 +113,15 @@ impl DeadLetterPublisher {
             c.set(k, v);
         }
         let admin = c.create()?;
-        let producer = c
-            .clone()
+        let mut producer_config = c.clone();
+        producer_config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string())
-            .create()?;
+            .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string());
         Ok(Self {
-            producer,
+            producer: ArcSwap::from_pointee(producer_config.create()?),
+            producer_config,
             admin,
             group: config.group_id.clone(),
             suffix: config.dead_letter_suffix.clone(),
@@ -142,7 +149,7 @@ impl DeadLetterPublisher {
         {
             return Ok(());
         }
-        let producer = self.producer.clone();
+        let producer = self.producer.load_full();
         let (orig, dl) = (original.to_owned(), dlt.to_owned());
         // Metadata requests block: off the async threads.
         let (partitions, brokers, exists) = tokio::task::spawn_blocking(move || {
@@ -232,11 +239,33 @@ impl DeadLetterPublisher {
         if let Some(v) = record.payload() {
             out = out.payload(v);
         }
-        self.producer
+        let producer = self.producer.load_full();
+        let sent = producer
             .send(out, Timeout::After(SEND_TIMEOUT))
             .await
             .map(|_| ())
-            .map_err(|(e, _)| e)
+            .map_err(|(e, _)| e);
+        if sent.is_err() {
+            self.replace_if_unusable(&producer);
+        }
+        sent
+    }
+
+    /// Puts a new producer in place of `used` if librdkafka declared it unusable (and no
+    /// other write replaced it already).
+    fn replace_if_unusable(&self, used: &Arc<FutureProducer>) {
+        let Some((code, reason)) = used.client().fatal_error() else {
+            return;
+        };
+        match self.producer_config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let before = self.producer.compare_and_swap(used, Arc::new(fresh));
+                if Arc::ptr_eq(&before, used) {
+                    tracing::warn!(%code, reason, "a new dead-letter producer replaced the unusable one");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "creating a new dead-letter producer failed"),
+        }
     }
 
     /// Writes `record` to its dead-letter topic, trying again with backoff until it is
@@ -312,5 +341,53 @@ mod tests {
             vec![1_700_000_000_000i64.to_be_bytes().to_vec()]
         );
         assert_eq!(get(ORIGINAL_TIMESTAMP_TYPE), vec![b"CreateTime".to_vec()]);
+    }
+
+    /// A fatal error cannot be provoked on demand on a real cluster; librdkafka's mock
+    /// cluster answers a produce request with the error that raises one.
+    #[tokio::test]
+    async fn an_unusable_producer_is_replaced_and_the_next_write_goes_through() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+        let cluster = MockCluster::new(3).unwrap();
+        cluster.create_topic("billing.events", 1, 3).unwrap();
+        cluster.create_topic("billing.events.dlt", 1, 3).unwrap();
+        let config = KafkaConsumerConfig {
+            bootstrap_servers: cluster.bootstrap_servers(),
+            ..KafkaConsumerConfig::default()
+        };
+        let publisher = DeadLetterPublisher::new(&config).unwrap();
+        let record = OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            Some(b"k".to_vec()),
+            "billing.events".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            7,
+            None,
+        );
+        let reason = DeadLetterReason {
+            class: "x.Boom".into(),
+            message: "it broke".into(),
+        };
+        publisher.publish_once(&record, &reason).await.unwrap();
+        let first = publisher.producer.load_full();
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+        );
+        publisher
+            .publish_once(&record, &reason)
+            .await
+            .expect_err("refused by the broker");
+        assert!(first.client().fatal_error().is_some(), "unusable");
+        let now = publisher.producer.load_full();
+        assert!(!Arc::ptr_eq(&first, &now), "replaced");
+        assert!(now.client().fatal_error().is_none());
+        publisher
+            .publish_once(&record, &reason)
+            .await
+            .expect("written by the new producer");
     }
 }

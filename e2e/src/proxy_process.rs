@@ -46,6 +46,8 @@ pub struct ProxyProcess {
     pub base: String,
     /// The store's URL.
     pub dlq_url: String,
+    /// Its log file, if it writes one: shown when a test fails while the process runs.
+    log: Option<PathBuf>,
 }
 
 impl ProxyProcess {
@@ -71,6 +73,10 @@ impl ProxyProcess {
             .args(["--bootstrap-servers", bootstrap])
             .env("COURIER_AUTH__ENABLED", "false")
             .env("COURIER_DLQ__URL", dlq_url);
+        let log = match &output {
+            Output::LogFile(path) => Some(path.clone()),
+            Output::Quiet => None,
+        };
         match output {
             Output::LogFile(path) => {
                 let log = std::fs::OpenOptions::new()
@@ -98,6 +104,7 @@ impl ProxyProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dlq_url: dlq_url.to_owned(),
+            log,
         })
     }
 
@@ -148,7 +155,47 @@ impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test drops its proxy while unwinding, before the log's directory goes:
+        // the log's warnings and its last lines say what the proxy was doing.
+        if std::thread::panicking()
+            && let Some(path) = &self.log
+        {
+            eprintln!("{}", log_excerpt(path, 60));
+        }
     }
+}
+
+/// The first and last `n` warnings and errors of the proxy's log at `path`, then its last
+/// `n` lines.
+fn log_excerpt(path: &Path, n: usize) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return format!("(no proxy log at {})", path.display());
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let alarms: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    let ends = |all: &[&str]| -> String {
+        if all.len() <= 2 * n {
+            all.join("\n")
+        } else {
+            format!(
+                "{}\n… {} lines …\n{}",
+                all[..n].join("\n"),
+                all.len() - 2 * n,
+                all[all.len() - n..].join("\n")
+            )
+        }
+    };
+    format!(
+        "--- proxy log {}: {} warnings and errors ---\n{}\n--- its last {n} lines ---\n{}",
+        path.display(),
+        alarms.len(),
+        ends(&alarms),
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    )
 }
 
 /// Waits until a GET of `url` answers 2xx, asking every 100 ms for at most `within`.

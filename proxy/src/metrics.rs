@@ -11,6 +11,7 @@
 //! - `courier_http_requests_total{route,method,status}` and
 //!   `courier_http_request_duration_seconds{route}`;
 //! - `courier_kafka_ack_seconds`: from hand-over to the producer to Kafka's acknowledgement;
+//! - `courier_kafka_producers_replaced_total`: producers replaced after a fatal error;
 //! - `courier_intake_queue_events`, `courier_dlq_events{state}`: read at scrape time;
 //! - `courier_kafka_producer_*` and `courier_kafka_broker_*{broker}`: librdkafka's own
 //!   statistics, every `kafka.statistics_interval_ms`.
@@ -29,9 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use rdkafka::ClientContext;
 use rdkafka::Statistics;
-use std::sync::Arc;
 
 /// What happened to an event.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -166,6 +165,8 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Hand-over to acknowledgement.
     pub ack_latency: Histogram,
+    /// Producers replaced after librdkafka declared them unusable.
+    pub producers_replaced: Counter,
     /// Events in the intake queue (set at scrape time).
     pub queue_depth: Gauge,
     /// Stored events by state (set at scrape time).
@@ -194,6 +195,7 @@ impl Default for Metrics {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             ack_latency: latency_histogram(),
+            producers_replaced: Counter::default(),
             queue_depth: Gauge::default(),
             dlq_events: Family::default(),
             producer_queue_messages: Gauge::default(),
@@ -257,6 +259,11 @@ impl Metrics {
             "kafka_ack_seconds",
             "From hand-over to the producer to Kafka's acknowledgement",
             self.ack_latency.clone(),
+        );
+        r.register(
+            "kafka_producers_replaced",
+            "Producers replaced after librdkafka declared them unusable (a fatal error)",
+            self.producers_replaced.clone(),
         );
         r.register(
             "intake_queue_events",
@@ -406,16 +413,6 @@ impl Metrics {
             let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         }
         out
-    }
-}
-
-/// The producer's librdkafka context: its statistics go to the metrics.
-#[derive(Debug, Clone)]
-pub struct StatsContext(pub Arc<Metrics>);
-
-impl ClientContext for StatsContext {
-    fn stats(&self, statistics: Statistics) {
-        self.0.record_kafka(&statistics);
     }
 }
 

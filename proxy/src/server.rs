@@ -106,7 +106,7 @@ pub async fn build_state(
     let topics = Arc::new(TopicManager::new(
         policy,
         &config.kafka,
-        pipeline.producer().clone(),
+        pipeline.current_producer(),
     )?);
     Ok(AppState::new(Parts {
         pipeline,
@@ -146,6 +146,7 @@ pub async fn run(
         tokio::spawn(scheduler.run(shutdown.clone()))
     });
     tokio::spawn(state.pipeline().stats().clone().sample(shutdown.clone()));
+    tokio::spawn(state.pipeline().clone().renew_on_fatal(shutdown.clone()));
     if state.rate_limits().is_some() {
         let state = state.clone();
         let shutdown = shutdown.clone();

@@ -7,24 +7,32 @@
 //! the capacity and a full queue is an answer (429), not unbounded growth. A semaphore does
 //! the job of a channel here without a second hop: librdkafka's own queue is the buffer, and
 //! its size is set above the capacity so it never refuses an event we admitted.
+//!
+//! An idempotent producer that librdkafka declares unusable (a *fatal* error: the broker's
+//! sequence state for the producer no longer matches its own, as after a whole cluster was
+//! restarted) refuses every send from then on. [`Pipeline::renew_on_fatal`] puts a new
+//! producer in its place; the events the old one held fail back to their senders (stored, or
+//! rescheduled by the retry scheduler), as any failed delivery does.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use courier_shared::KafkaRecord;
 use futures::task::AtomicWaker;
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, FutureRecord, Producer as _, ProducerContext, ThreadedProducer,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeliveryConfig, KafkaConfig};
-use crate::metrics::{Metrics, StatsContext};
+use crate::metrics::Metrics;
 use crate::stats::Stats;
 
 /// Kafka's acknowledgement of one event.
@@ -165,9 +173,29 @@ impl Ticket {
     }
 }
 
-/// The producer's context: librdkafka's statistics feed the metrics, and each delivery
-/// report settles its event's [`Ticket`].
-impl ProducerContext for StatsContext {
+/// The producer's librdkafka context: its statistics feed the metrics, each delivery report
+/// settles its event's [`Ticket`], and its errors wake [`Pipeline::renew_on_fatal`].
+#[derive(Debug)]
+pub struct ProducerEvents {
+    metrics: Arc<Metrics>,
+    fatal: Arc<Notify>,
+}
+
+impl ClientContext for ProducerEvents {
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.record_kafka(&statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Mostly transport errors while a broker is away, which librdkafka recovers from by
+        // itself. A fatal error comes with its underlying code, not `_FATAL`: the renewal
+        // task asks the producer whether it is still usable.
+        tracing::warn!(%error, reason, "librdkafka");
+        self.fatal.notify_one();
+    }
+}
+
+impl ProducerContext for ProducerEvents {
     type DeliveryOpaque = Box<Ticket>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
@@ -183,12 +211,48 @@ impl ProducerContext for StatsContext {
 
 /// The producer: its librdkafka statistics feed the metrics, its delivery reports settle
 /// the events' [`Ticket`]s.
-pub type Producer = ThreadedProducer<StatsContext>;
+pub type Producer = ThreadedProducer<ProducerEvents>;
+
+/// The producer in use, for those who only read metadata through it (the topic manager):
+/// always the current one, also after [`Pipeline::renew_on_fatal`] replaced it.
+#[derive(Clone)]
+pub struct CurrentProducer(Arc<ArcSwap<Producer>>);
+
+impl CurrentProducer {
+    /// The producer in use now.
+    pub fn get(&self) -> Arc<Producer> {
+        self.0.load_full()
+    }
+}
+
+impl std::fmt::Debug for CurrentProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentProducer").finish_non_exhaustive()
+    }
+}
+
+/// What a new producer is made from, and the signal that one is needed.
+struct Renewal {
+    config: ClientConfig,
+    fatal: Arc<Notify>,
+    /// How long a replaced producer may take to settle what it still holds.
+    flush: Duration,
+}
+
+impl Renewal {
+    fn create(&self, metrics: &Arc<Metrics>) -> Result<Producer, KafkaError> {
+        self.config.create_with_context(ProducerEvents {
+            metrics: metrics.clone(),
+            fatal: self.fatal.clone(),
+        })
+    }
+}
 
 /// The shared producer and its intake queue.
 #[derive(Clone)]
 pub struct Pipeline {
-    producer: Producer,
+    producer: CurrentProducer,
+    renewal: Arc<Renewal>,
     permits: Arc<Semaphore>,
     redelivery: Arc<Semaphore>,
     config: DeliveryConfig,
@@ -286,9 +350,15 @@ impl Pipeline {
             "statistics.interval.ms",
             kafka.statistics_interval_ms.to_string(),
         );
-        let producer: Producer = config.create_with_context(StatsContext(metrics.clone()))?;
+        let renewal = Renewal {
+            config,
+            fatal: Arc::new(Notify::new()),
+            flush: Duration::from_millis(kafka.message_timeout_ms),
+        };
+        let producer = renewal.create(&metrics)?;
         Ok(Self {
-            producer,
+            producer: CurrentProducer(Arc::new(ArcSwap::from_pointee(producer))),
+            renewal: Arc::new(renewal),
             permits: Arc::new(Semaphore::new(delivery.queue_capacity)),
             redelivery: Arc::new(Semaphore::new(delivery.redelivery_in_flight)),
             config: delivery.clone(),
@@ -298,9 +368,54 @@ impl Pipeline {
         })
     }
 
-    /// The producer, for metadata requests.
-    pub fn producer(&self) -> &Producer {
-        &self.producer
+    /// The producer in use now.
+    pub fn producer(&self) -> Arc<Producer> {
+        self.producer.get()
+    }
+
+    /// A handle that always reaches the producer in use, for metadata requests.
+    pub fn current_producer(&self) -> CurrentProducer {
+        self.producer.clone()
+    }
+
+    /// Replaces the producer each time librdkafka declares it unusable (a fatal error; see
+    /// the module's documentation), at most once a second; returns when `shutdown` fires.
+    /// Sends go to the new producer as soon as it is in place. The old one is flushed off the
+    /// runtime, so the events it still has in flight get their real outcome, then dropped:
+    /// what it still held fails back to its senders.
+    pub async fn renew_on_fatal(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.renewal.fatal.notified() => {}
+            }
+            let old = self.producer.get();
+            // Any error of librdkafka's wakes this task; most leave the producer usable.
+            let Some((code, reason)) = old.client().fatal_error() else {
+                continue;
+            };
+            tracing::error!(%code, reason, "the producer is unusable (fatal error); replacing it");
+            match self.renewal.create(&self.metrics) {
+                Ok(fresh) => {
+                    self.producer.0.store(Arc::new(fresh));
+                    self.metrics.producers_replaced.inc();
+                    tracing::warn!("a new producer replaced the unusable one");
+                    let flush = self.renewal.flush;
+                    tokio::task::spawn_blocking(move || {
+                        let _ = old.flush(flush);
+                        drop(old);
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "creating a new producer failed; trying again");
+                    self.renewal.fatal.notify_one();
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// What the pipeline currently believes about Kafka's health.
@@ -386,23 +501,28 @@ impl Pipeline {
             metrics: self.metrics.clone(),
             laggards: Mutex::new(None),
         });
+        let producer = self.producer.0.load();
         for (slot, event) in events.iter().enumerate() {
             let ticket = Box::new(Ticket {
                 acks: acks.clone(),
                 slot,
             });
-            if let Err((e, record)) =
-                self.producer
-                    .send(base_record(event.topic, event.record, ticket))
+            if let Err((e, record)) = producer.send(base_record(event.topic, event.record, ticket))
             {
                 record.delivery_opaque.settle(Err(match e {
                     KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                         DeliveryError::QueueFull
                     }
-                    other => DeliveryError::Kafka(other),
+                    other => {
+                        if other.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+                            self.renewal.fatal.notify_one();
+                        }
+                        DeliveryError::Kafka(other)
+                    }
                 }));
             }
         }
+        drop(producer);
         let all_acknowledged = std::future::poll_fn(|cx| {
             acks.waker.register(cx.waker());
             if acks.waiting.load(Ordering::Acquire) == 0 {
@@ -445,7 +565,7 @@ impl Pipeline {
     pub async fn close(&self) -> Result<(), KafkaError> {
         self.permits.close();
         self.redelivery.close();
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let deadline = Duration::from_millis(self.config.shutdown_flush_ms);
         tokio::task::spawn_blocking(move || producer.flush(deadline))
             .await
@@ -539,5 +659,83 @@ mod circuit_tests {
         assert_eq!(circuit.route(), Route::Bypass, "one probe per interval");
         circuit.record_success();
         assert_eq!(circuit.route(), Route::Send);
+    }
+}
+
+/// A fatal error cannot be provoked on demand on a real cluster (a whole cluster restarted
+/// raises one now and then; `e2e/tests/containers.rs` restarts one under load). librdkafka's
+/// mock cluster answers a produce request with the error that raises it.
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    fn record() -> KafkaRecord {
+        KafkaRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(b"{}".to_vec()),
+            headers: Default::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_declared_unusable_is_replaced_and_sends_go_on() {
+        let cluster = MockCluster::new(3).unwrap();
+        cluster.create_topic("renewal", 1, 3).unwrap();
+        let kafka = KafkaConfig {
+            bootstrap_servers: cluster.bootstrap_servers(),
+            linger_ms: 0,
+            ..KafkaConfig::default()
+        };
+        let pipeline = Pipeline::new(&kafka, &DeliveryConfig::default()).unwrap();
+        let shutdown = CancellationToken::new();
+        let renewing = tokio::spawn(pipeline.clone().renew_on_fatal(shutdown.clone()));
+        let record = record();
+        let send = || async {
+            pipeline
+                .deliver_all_within(
+                    &[Outgoing {
+                        topic: "renewal",
+                        record: &record,
+                    }],
+                    Duration::from_secs(10),
+                )
+                .await
+                .remove(0)
+        };
+        send().await.expect("delivered before the fault");
+        let first = pipeline.producer();
+
+        // The head-of-line request refused for a sequence the producer cannot reconcile:
+        // librdkafka declares the idempotent producer unusable.
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+        );
+        let failed = send().await.expect_err("refused by the broker");
+        assert!(failed.is_storable(), "{failed}: goes to the store");
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pipeline.metrics().producers_replaced.get() == 0 {
+            assert!(Instant::now() < deadline, "no new producer within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            first.client().fatal_error().is_some(),
+            "the old producer was unusable"
+        );
+        assert!(!Arc::ptr_eq(&first, &pipeline.producer()));
+        assert!(pipeline.producer().client().fatal_error().is_none());
+        drop(first);
+        send().await.expect("delivered by the new producer");
+        assert!(
+            pipeline
+                .metrics()
+                .encode()
+                .contains("courier_kafka_producers_replaced_total 1"),
+        );
+        shutdown.cancel();
+        renewing.await.unwrap();
     }
 }

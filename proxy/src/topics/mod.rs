@@ -131,7 +131,7 @@ pub struct ClusterInfo {
 /// Routes events to topics and creates topics on demand.
 pub struct TopicManager {
     policy: ArcSwap<CompiledPolicy>,
-    producer: crate::delivery::Producer,
+    producer: crate::delivery::CurrentProducer,
     admin: AdminClient<DefaultClientContext>,
     offsets: Arc<rdkafka::consumer::BaseConsumer>,
     kafka: KafkaConfig,
@@ -164,11 +164,11 @@ impl std::fmt::Debug for TopicManager {
 }
 
 impl TopicManager {
-    /// Uses `producer` for metadata and a separate admin client for creation.
+    /// Uses the producer in use for metadata and a separate admin client for creation.
     pub fn new(
         policy: CompiledPolicy,
         kafka: &KafkaConfig,
-        producer: crate::delivery::Producer,
+        producer: crate::delivery::CurrentProducer,
     ) -> Result<Self, KafkaError> {
         let mut admin_config = producer_config(kafka, &Default::default());
         admin_config.set("client.id", format!("{}-admin", kafka.client_id));
@@ -448,7 +448,7 @@ impl TopicManager {
 
     /// Metadata of the whole cluster, fetched off the runtime.
     pub async fn metadata(&self) -> Result<Metadata, EnsureError> {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
             .await
