@@ -192,14 +192,14 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
 
     // A topic that takes at most 1 kB: the event below is refused for good (parked at once),
     // until an operator raises the limit and replays it.
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+    let admin_client: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", courier_e2e::bootstrap())
         .create()
         .unwrap();
     let topic = unique("narrow.");
     let new_topic =
         NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("max.message.bytes", "1000");
-    let created = admin
+    let created = admin_client
         .create_topics([&new_topic], &AdminOptions::new())
         .await
         .unwrap();
@@ -238,29 +238,24 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
     assert_eq!(client.get(&list).send().await.unwrap().status(), 401);
     let wrong = client.get(&list).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let v: Value = client
-        .get(&list)
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = |method, path: String, body| {
+        let proxy = &proxy;
+        async move { courier_e2e::admin_call(proxy, "s3cret", method, &path, body).await }
+    };
+    let (status, v) = admin(
+        reqwest::Method::GET,
+        "/admin/api/dlq?state=parked".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
     let events = v["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["event_id"], "wide-1");
     assert_eq!(events[0]["state"], "parked");
     let seq = events[0]["seq"].as_i64().unwrap();
-    let one: Value = client
-        .get(proxy.url(&format!("/admin/api/dlq/{seq}")))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, one) = admin(reqwest::Method::GET, format!("/admin/api/dlq/{seq}"), None).await;
+    assert_eq!(status, 200, "{one}");
     assert_eq!(one["topic"], topic.as_str());
     assert!(
         one["last_error"]
@@ -271,43 +266,37 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
         "{one}"
     );
 
-    let no_reason = client
-        .post(proxy.url("/admin/api/dlq/discard"))
-        .bearer_auth("s3cret")
-        .json(&json!({"seqs": [seq]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_reason.status(), 400, "discarding needs a reason");
+    let (status, no_reason) = admin(
+        reqwest::Method::POST,
+        "/admin/api/dlq/discard".into(),
+        Some(json!({"seqs": [seq]})),
+    )
+    .await;
+    assert_eq!(status, 400, "discarding needs a reason: {no_reason}");
 
     let alter =
         AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", "100000");
-    let altered = admin
+    let altered = admin_client
         .alter_configs([&alter], &AdminOptions::new())
         .await
         .unwrap();
     assert!(altered[0].is_ok(), "{altered:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let replayed: Value = client
-        .post(proxy.url("/admin/api/dlq/replay"))
-        .bearer_auth("s3cret")
-        .json(&json!({"filter": {"state": "parked"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, replayed) = admin(
+        reqwest::Method::POST,
+        "/admin/api/dlq/replay".into(),
+        Some(json!({"filter": {"state": "parked"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed["replayed"], 1);
-    let audit: Value = client
-        .get(proxy.url("/admin/api/audit?action=dlq."))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, audit) = admin(
+        reqwest::Method::GET,
+        "/admin/api/audit?action=dlq.".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
     let entry = &audit["entries"][0];
     assert_eq!(entry["action"], "dlq.replay", "{audit}");
     assert_eq!(entry["after"]["seqs"], json!([seq]));
