@@ -246,23 +246,26 @@ impl DeadLetterPublisher {
             .map(|_| ())
             .map_err(|(e, _)| e);
         if sent.is_err() {
-            self.replace_if_unusable(&producer);
+            self.replace_if_unusable(producer);
         }
         sent
     }
 
     /// Puts a new producer in place of `used` if librdkafka declared it unusable (and no
-    /// other write replaced it already).
-    fn replace_if_unusable(&self, used: &Arc<FutureProducer>) {
+    /// other write replaced it already). The old one is dropped off the async threads:
+    /// dropping a producer joins its polling thread and flushes.
+    fn replace_if_unusable(&self, used: Arc<FutureProducer>) {
         let Some((code, reason)) = used.client().fatal_error() else {
             return;
         };
         match self.producer_config.create::<FutureProducer>() {
             Ok(fresh) => {
-                let before = self.producer.compare_and_swap(used, Arc::new(fresh));
-                if Arc::ptr_eq(&before, used) {
+                let before = self.producer.compare_and_swap(&used, Arc::new(fresh));
+                if Arc::ptr_eq(&before, &used) {
                     tracing::warn!(%code, reason, "a new dead-letter producer replaced the unusable one");
                 }
+                drop(before);
+                tokio::task::spawn_blocking(move || drop(used));
             }
             Err(e) => tracing::error!(error = %e, "creating a new dead-letter producer failed"),
         }

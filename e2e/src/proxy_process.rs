@@ -73,29 +73,27 @@ impl ProxyProcess {
             .args(["--bootstrap-servers", bootstrap])
             .env("COURIER_AUTH__ENABLED", "false")
             .env("COURIER_DLQ__URL", dlq_url);
-        let log = match &output {
-            Output::LogFile(path) => Some(path.clone()),
-            Output::Quiet => None,
-        };
-        match output {
+        let log = match output {
             Output::LogFile(path) => {
-                let log = std::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&path)
                     .with_context(|| format!("opening {}", path.display()))?;
                 command
                     .env("RUST_LOG", "info")
-                    .stdout(log.try_clone()?)
-                    .stderr(log);
+                    .stdout(file.try_clone()?)
+                    .stderr(file);
+                Some(path)
             }
             Output::Quiet => {
                 command
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit());
+                None
             }
-        }
+        };
         let child = command
             .envs(env.iter().copied())
             .spawn()

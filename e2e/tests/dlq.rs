@@ -97,6 +97,18 @@ async fn with_kafka_unreachable_events_are_stored_not_refused() {
     proxy.stop().await;
 }
 
+/// A request to `proxy`'s admin API with the tests' token that must answer 200; its JSON body.
+async fn admin_ok(
+    proxy: &TestProxy,
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+) -> Value {
+    let (status, answer) = courier_e2e::admin_call(proxy, "s3cret", method, &path, body).await;
+    assert_eq!(status, 200, "{path}: {answer}");
+    answer
+}
+
 /// A stored row whose headers cannot be read (here: overwritten by hand) is listed with its
 /// stored header text instead of headers, and discarding it keeps that text in the audit log:
 /// what an operator throws away stays on record whole.
@@ -125,15 +137,7 @@ async fn a_damaged_stored_event_is_listed_and_its_discard_keeps_the_stored_text(
     assert_eq!(damaged.rows_affected(), 1);
     pool.close().await;
 
-    let admin = |method, path: String, body| {
-        let proxy = &proxy;
-        async move {
-            let (status, answer) =
-                courier_e2e::admin_call(proxy, "s3cret", method, &path, body).await;
-            assert_eq!(status, 200, "{path}: {answer}");
-            answer
-        }
-    };
+    let admin = |method, path: String, body| admin_ok(&proxy, method, path, body);
     let listed = admin(reqwest::Method::GET, "/admin/api/dlq".into(), None).await;
     let events = listed["events"].as_array().unwrap();
     assert_eq!(events.len(), 2, "{listed}");
@@ -238,24 +242,19 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
     assert_eq!(client.get(&list).send().await.unwrap().status(), 401);
     let wrong = client.get(&list).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let admin = |method, path: String, body| {
-        let proxy = &proxy;
-        async move { courier_e2e::admin_call(proxy, "s3cret", method, &path, body).await }
-    };
-    let (status, v) = admin(
+    let admin = |method, path: String, body| admin_ok(&proxy, method, path, body);
+    let v = admin(
         reqwest::Method::GET,
         "/admin/api/dlq?state=parked".into(),
         None,
     )
     .await;
-    assert_eq!(status, 200, "{v}");
     let events = v["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["event_id"], "wide-1");
     assert_eq!(events[0]["state"], "parked");
     let seq = events[0]["seq"].as_i64().unwrap();
-    let (status, one) = admin(reqwest::Method::GET, format!("/admin/api/dlq/{seq}"), None).await;
-    assert_eq!(status, 200, "{one}");
+    let one = admin(reqwest::Method::GET, format!("/admin/api/dlq/{seq}"), None).await;
     assert_eq!(one["topic"], topic.as_str());
     assert!(
         one["last_error"]
@@ -266,9 +265,11 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
         "{one}"
     );
 
-    let (status, no_reason) = admin(
+    let (status, no_reason) = courier_e2e::admin_call(
+        &proxy,
+        "s3cret",
         reqwest::Method::POST,
-        "/admin/api/dlq/discard".into(),
+        "/admin/api/dlq/discard",
         Some(json!({"seqs": [seq]})),
     )
     .await;
@@ -282,21 +283,19 @@ async fn a_parked_event_is_replayed_through_the_admin_api_and_delivered() {
         .unwrap();
     assert!(altered[0].is_ok(), "{altered:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (status, replayed) = admin(
+    let replayed = admin(
         reqwest::Method::POST,
         "/admin/api/dlq/replay".into(),
         Some(json!({"filter": {"state": "parked"}})),
     )
     .await;
-    assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed["replayed"], 1);
-    let (status, audit) = admin(
+    let audit = admin(
         reqwest::Method::GET,
         "/admin/api/audit?action=dlq.".into(),
         None,
     )
     .await;
-    assert_eq!(status, 200, "{audit}");
     let entry = &audit["entries"][0];
     assert_eq!(entry["action"], "dlq.replay", "{audit}");
     assert_eq!(entry["after"]["seqs"], json!([seq]));

@@ -368,11 +368,6 @@ impl Pipeline {
         })
     }
 
-    /// The producer in use now.
-    pub fn producer(&self) -> Arc<Producer> {
-        self.producer.get()
-    }
-
     /// A handle that always reaches the producer in use, for metadata requests.
     pub fn current_producer(&self) -> CurrentProducer {
         self.producer.clone()
@@ -402,7 +397,10 @@ impl Pipeline {
                     tracing::warn!("a new producer replaced the unusable one");
                     let flush = self.renewal.flush;
                     tokio::task::spawn_blocking(move || {
-                        let _ = old.flush(flush);
+                        if let Err(e) = old.flush(flush) {
+                            // Dropping it fails what it still holds back to the senders.
+                            tracing::warn!(error = %e, "the replaced producer did not flush in time");
+                        }
                         drop(old);
                     });
                 }
@@ -513,12 +511,7 @@ impl Pipeline {
                     KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                         DeliveryError::QueueFull
                     }
-                    other => {
-                        if other.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-                            self.renewal.fatal.notify_one();
-                        }
-                        DeliveryError::Kafka(other)
-                    }
+                    other => DeliveryError::Kafka(other),
                 }));
             }
         }
@@ -705,7 +698,7 @@ mod renewal_tests {
                 .remove(0)
         };
         send().await.expect("delivered before the fault");
-        let first = pipeline.producer();
+        let first = pipeline.current_producer().get();
 
         // The head-of-line request refused for a sequence the producer cannot reconcile:
         // librdkafka declares the idempotent producer unusable.
@@ -725,8 +718,10 @@ mod renewal_tests {
             first.client().fatal_error().is_some(),
             "the old producer was unusable"
         );
-        assert!(!Arc::ptr_eq(&first, &pipeline.producer()));
-        assert!(pipeline.producer().client().fatal_error().is_none());
+        let now = pipeline.current_producer().get();
+        assert!(!Arc::ptr_eq(&first, &now));
+        assert!(now.client().fatal_error().is_none());
+        drop(now);
         drop(first);
         send().await.expect("delivered by the new producer");
         assert!(
